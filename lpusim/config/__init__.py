@@ -1,0 +1,28 @@
+"""Specs (chip, system, model, scenario) loaded from versioned YAML with exact errors."""
+
+from lpusim.config.load import (
+    KINDS,
+    load,
+    load_chip,
+    load_model,
+    load_scenario,
+    load_system,
+    resolve_ref,
+    shipped,
+)
+from lpusim.config.specs import (
+    DTYPE_BITS,
+    ChipSpec,
+    ModelSpec,
+    PrecisionSpec,
+    ScenarioSpec,
+    SpeculationSpec,
+    SystemSpec,
+    dtype_bytes,
+)
+
+__all__ = [
+    "DTYPE_BITS", "KINDS", "ChipSpec", "ModelSpec", "PrecisionSpec", "ScenarioSpec",
+    "SpeculationSpec", "SystemSpec", "dtype_bytes", "load", "load_chip", "load_model",
+    "load_scenario", "load_system", "resolve_ref", "shipped",
+]

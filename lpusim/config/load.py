@@ -1,0 +1,220 @@
+"""Loading specs from YAML files, resolving references between them.
+
+A scenario names its model and system (and a system its chip) either by a path, relative to
+the referring file, or by a short name looked up in the shipped `chip_configs/` and `workloads/`
+directories. Overrides (dotted paths, as used by sweeps) are applied to the raw documents before
+validation, so an overridden value is checked exactly like one written in the file.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import os
+from pathlib import Path
+from typing import Any
+
+from lpusim.config.schema import build
+from lpusim.config.specs import ChipSpec, ModelSpec, ScenarioSpec, SystemSpec
+from lpusim.config.yamlio import Document, load_document
+from lpusim.errors import ConfigError, Issue
+
+SPEC_VERSION = 1
+KINDS: dict[str, type] = {"chip": ChipSpec, "system": SystemSpec, "model": ModelSpec,
+                          "scenario": ScenarioSpec}
+_KIND_OF = {v: k for k, v in KINDS.items()}
+ROOT = Path(__file__).resolve().parent.parent.parent
+SEARCH_DIRS = {
+    "chip": ("chip_configs",),
+    "system": ("chip_configs",),
+    "model": ("workloads",),
+    "scenario": ("workloads/scenarios", "workloads"),
+}
+MAX_REF_DEPTH = 8
+
+
+def data_dirs() -> list[Path]:
+    """Where shipped configs are looked up: $LPUSIM_DATA, the working directory, the repo."""
+    dirs = []
+    if os.environ.get("LPUSIM_DATA"):
+        dirs.append(Path(os.environ["LPUSIM_DATA"]))
+    dirs += [Path.cwd(), ROOT]
+    out: list[Path] = []
+    for d in dirs:
+        if d not in out:
+            out.append(d)
+    return out
+
+
+def shipped(kind: str) -> dict[str, Path]:
+    """Short names of the shipped configs of one kind (by the `kind:` line of each file)."""
+    found: dict[str, Path] = {}
+    for base in data_dirs():
+        for sub in SEARCH_DIRS[kind]:
+            d = base / sub
+            if not d.is_dir():
+                continue
+            for p in sorted(d.glob("*.yaml")):
+                if p.stem not in found and _peek_kind(p) == kind:
+                    found[p.stem] = p
+    return found
+
+
+def _peek_kind(p: Path) -> str | None:
+    try:
+        with open(p, encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("kind:"):
+                    return line.split(":", 1)[1].split("#")[0].strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return None
+
+
+def find(kind: str, ref: str, relative_to: Path | None = None) -> Path | None:
+    """Resolve a reference: an existing path (relative to the referring file or cwd), else a
+    shipped short name."""
+    cands = []
+    if relative_to is not None:
+        cands.append(relative_to / ref)
+    cands.append(Path(ref))
+    for c in cands:
+        if c.is_file():
+            return c
+    return shipped(kind).get(ref)
+
+
+def _header(doc: Document, expect: str | None) -> str:
+    issues = []
+    kind = doc.data.get("kind")
+    if kind is None:
+        issues.append(doc.issue((), f"missing required key 'kind' (one of {', '.join(KINDS)})"))
+        issues[-1] = Issue(issues[-1].file, issues[-1].line, issues[-1].column, "kind",
+                           issues[-1].message)
+    elif kind not in KINDS:
+        close = difflib.get_close_matches(str(kind), list(KINDS), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        issues.append(doc.issue(("kind",), f"unknown kind {kind!r}{hint}"))
+    elif expect is not None and kind != expect:
+        issues.append(doc.issue(("kind",), f"expected a {expect} spec, this file is a {kind}"))
+    version = doc.data.get("version")
+    if version is None:
+        issues.append(Issue(doc.file, 1, 1, "version",
+                            f"missing required key 'version' (current: {SPEC_VERSION})"))
+    elif version != SPEC_VERSION or isinstance(version, bool):
+        issues.append(doc.issue(("version",), f"unsupported version {version!r} "
+                                              f"(this lpusim reads version {SPEC_VERSION})"))
+    if issues:
+        raise ConfigError(issues)
+    return kind
+
+
+def apply_overrides(data: dict[str, Any], overrides: dict[str, Any], file: str) -> None:
+    """Set dotted keys in place; intermediate mappings must exist (they are spec sections)."""
+    for dotted_key, value in overrides.items():
+        parts = dotted_key.split(".")
+        cur: Any = data
+        for i, part in enumerate(parts[:-1]):
+            if not isinstance(cur, dict) or part not in cur or not isinstance(cur[part], dict):
+                where = ".".join(parts[: i + 1])
+                raise ConfigError(Issue(file, None, None, dotted_key,
+                                        f"cannot override: '{where}' is not a section here"))
+            cur = cur[part]
+        cur[parts[-1]] = value
+
+
+class _Loader:
+    def __init__(self, overrides: dict[str, Any] | None):
+        self.overrides = dict(overrides or {})
+        self.depth = 0
+
+    def load_doc(self, path: Path, expect: str | None, prefix: str) -> Any:
+        doc = load_document(path)
+        kind = _header(doc, expect)
+        mine = {k[len(prefix):]: v for k, v in self.overrides.items() if k.startswith(prefix)}
+        # references are resolved with their own prefix; keep only this document's keys
+        if mine:
+            doc.data = copy.deepcopy(doc.data)
+            own = {}
+            for k, v in mine.items():
+                head = k.split(".")[0]
+                ref_is_str = isinstance(doc.data.get(head), str) and "." in k
+                if not ref_is_str:
+                    own[k] = v
+            apply_overrides(doc.data, own, doc.file)
+        issues: list[Issue] = []
+
+        def resolver(cls: type, ref: str, d: Document, p: tuple, iss: list[Issue]) -> Any:
+            return self.resolve(cls, ref, d, p, iss, prefix)
+
+        spec = build(KINDS[kind], doc, (), doc.data, issues, resolver,
+                     skip=("kind", "version"))
+        if issues:
+            raise ConfigError(issues)
+        if kind == "scenario":
+            import dataclasses
+            spec = dataclasses.replace(spec, file=str(path))
+        return spec
+
+    def resolve(self, cls: type, ref: str, doc: Document, path: tuple, issues: list[Issue],
+                prefix: str) -> Any:
+        kind = _KIND_OF.get(cls)
+        if kind is None:
+            issues.append(doc.issue(path, "expected a mapping, got a string"))
+            return None
+        target = find(kind, ref, Path(doc.file).parent)
+        if target is None:
+            names = sorted(shipped(kind))
+            close = difflib.get_close_matches(ref, names, n=1, cutoff=0.5)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            issues.append(doc.issue(path, f"no {kind} named {ref!r}{hint} "
+                                          f"(shipped: {', '.join(names) or 'none'})"))
+            return None
+        if self.depth >= MAX_REF_DEPTH:
+            issues.append(doc.issue(path, "references nested too deeply (a cycle?)"))
+            return None
+        self.depth += 1
+        try:
+            sub_prefix = prefix + ".".join(str(p) for p in path) + "."
+            return self.load_doc(target, kind, sub_prefix)
+        except ConfigError as e:
+            issues.extend(e.issues)
+            return None
+        finally:
+            self.depth -= 1
+
+
+def load(path: str | os.PathLike[str], expect: str | None = None,
+         overrides: dict[str, Any] | None = None) -> Any:
+    """Load any spec file; `expect` names the kind required, `overrides` sets dotted keys."""
+    return _Loader(overrides).load_doc(Path(path), expect, "")
+
+
+def load_chip(path: str | os.PathLike[str]) -> ChipSpec:
+    return load(path, "chip")
+
+
+def load_system(path: str | os.PathLike[str]) -> SystemSpec:
+    return load(path, "system")
+
+
+def load_model(path: str | os.PathLike[str]) -> ModelSpec:
+    return load(path, "model")
+
+
+def load_scenario(path: str | os.PathLike[str],
+                  overrides: dict[str, Any] | None = None) -> ScenarioSpec:
+    return load(path, "scenario", overrides)
+
+
+def resolve_ref(kind: str, ref: str) -> Path:
+    """A CLI-given name or path of a spec of `kind`, or a ConfigError listing the choices."""
+    p = find(kind, ref)
+    if p is None:
+        names = sorted(shipped(kind))
+        close = difflib.get_close_matches(ref, names, n=1, cutoff=0.5)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise ConfigError(Issue(ref, None, None, "",
+                                f"no {kind} file or name {ref!r}{hint} "
+                                f"(shipped: {', '.join(names) or 'none'})"))
+    return p

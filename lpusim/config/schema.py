@@ -1,0 +1,195 @@
+"""A small declarative schema for spec dataclasses.
+
+Each spec is a frozen dataclass whose fields carry `spec_field(...)` metadata: the value kind
+(int, float, probability, str, bool, enum, size, frequency, bandwidth, time, or a nested spec),
+bounds and a default. `build` walks a `Document`, converts and checks every field, and collects
+every problem (unknown keys with the nearest valid key, missing keys, wrong types, out-of-range
+values) before raising one `ConfigError`. Cross-field rules live in each spec's `check` method.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import typing
+from dataclasses import MISSING
+from typing import Any, TypeVar
+
+from lpusim.config.yamlio import Document, Path_
+from lpusim.errors import Issue
+from lpusim.units import UnitError, parse_quantity
+
+T = TypeVar("T")
+QUANTITIES = ("size", "frequency", "bandwidth", "time")
+
+
+def spec_field(kind: str, default: Any = MISSING, *, min: float | None = None,
+               max: float | None = None, choices: tuple[str, ...] | None = None,
+               doc: str = "") -> Any:
+    """Declare a spec field. `min`/`max` bound the converted value (base units)."""
+    meta = {"kind": kind, "min": min, "max": max, "choices": choices, "doc": doc}
+    if default is MISSING:
+        return dataclasses.field(metadata=meta)
+    if isinstance(default, list | dict | tuple) and not isinstance(default, tuple):
+        return dataclasses.field(default_factory=lambda: default, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def nested_field(default_factory: Any = MISSING, *, optional: bool = False) -> Any:
+    """Declare a nested spec (a sub-mapping)."""
+    meta = {"kind": "nested", "optional": optional}
+    if optional:
+        return dataclasses.field(default=None, metadata=meta)
+    if default_factory is MISSING:
+        return dataclasses.field(metadata=meta)
+    return dataclasses.field(default_factory=default_factory, metadata=meta)
+
+
+def _nested_type(cls: type, name: str) -> type:
+    hint = typing.get_type_hints(cls)[name]
+    for arg in typing.get_args(hint) or (hint,):
+        if dataclasses.is_dataclass(arg):
+            return arg
+    raise TypeError(f"{cls.__name__}.{name} is not a nested spec")
+
+
+Resolver = Any  # (spec type, reference string, doc, path, issues) -> spec or None
+
+
+def build(cls: type[T], doc: Document, path: Path_, data: Any, issues: list[Issue],
+          resolver: Resolver = None, skip: tuple[str, ...] = ()) -> T | None:
+    """Convert `data` (a mapping at `path` in `doc`) to `cls`, appending problems to `issues`.
+
+    A nested spec given as a string is a reference, passed to `resolver` to load.
+    """
+    if not isinstance(data, dict):
+        issues.append(doc.issue(path, f"expected a mapping, got {_type_name(data)}"))
+        return None
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.metadata}
+    n_before = len(issues)
+    for key in data:
+        if key in skip or key in fields:
+            continue
+        close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.5)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        valid = ", ".join(sorted(fields))
+        issues.append(doc.issue((*path, key), f"unknown key{hint} (valid keys: {valid})",
+                                at_key=True))
+    values: dict[str, Any] = {}
+    for name, f in fields.items():
+        meta = f.metadata
+        sub = (*path, name)
+        if name not in data or (data[name] is None and meta["kind"] == "nested"
+                                and meta.get("optional")):
+            if f.default is MISSING and f.default_factory is MISSING:
+                issues.append(doc.issue(path, f"missing required key '{name}'"))
+                issues[-1] = dataclasses.replace(issues[-1], field=_dot(sub))
+            continue
+        raw = data[name]
+        if meta["kind"] == "nested":
+            sub_cls = _nested_type(cls, name)
+            if isinstance(raw, str) and resolver is not None:
+                v = resolver(sub_cls, raw, doc, sub, issues)
+            else:
+                v = build(sub_cls, doc, sub, raw, issues, resolver)
+        else:
+            v = convert(raw, meta, doc, sub, issues)
+        if v is not None:
+            values[name] = v
+    if len(issues) > n_before:
+        return None
+    obj = cls(**values)
+    check = getattr(obj, "check", None)
+    if check is not None:
+        for rel, message in check():
+            issues.append(doc.issue((*path, *rel), message))
+        if len(issues) > n_before:
+            return None
+    return obj
+
+
+def _dot(path: Path_) -> str:
+    from lpusim.config.yamlio import dotted
+    return dotted(path)
+
+
+def _type_name(v: Any) -> str:
+    if v is None:
+        return "nothing (null)"
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+            list: "a list", dict: "a mapping"}.get(type(v), type(v).__name__)
+
+
+def convert(raw: Any, meta: dict[str, Any], doc: Document, path: Path_,
+            issues: list[Issue]) -> Any:
+    """Convert one scalar value according to its field metadata; None on error."""
+    kind = meta["kind"]
+    err = _convert_value(raw, kind, meta)
+    if isinstance(err, _Bad):
+        issues.append(doc.issue(path, err.message))
+        return None
+    return err
+
+
+class _Bad:
+    def __init__(self, message: str):
+        self.message = message
+
+
+def _bounds(v: float, meta: dict[str, Any], shown: str) -> _Bad | None:
+    lo, hi = meta.get("min"), meta.get("max")
+    if lo is not None and v < lo:
+        return _Bad(f"{shown} is below the minimum {lo:g}")
+    if hi is not None and v > hi:
+        return _Bad(f"{shown} is above the maximum {hi:g}")
+    return None
+
+
+def _convert_value(raw: Any, kind: str, meta: dict[str, Any]) -> Any:
+    if kind in QUANTITIES:
+        try:
+            v = parse_quantity(raw, kind)
+        except UnitError as e:
+            return _Bad(str(e))
+        return _bounds(v, meta, repr(raw)) or v
+    if kind == "int":
+        if isinstance(raw, bool) or not isinstance(raw, int):
+            if isinstance(raw, float) and raw.is_integer():
+                raw = int(raw)
+            else:
+                return _Bad(f"expected an integer, got {_type_name(raw)} {raw!r}")
+        return _bounds(raw, meta, str(raw)) or raw
+    if kind in ("float", "probability"):
+        if isinstance(raw, bool) or not isinstance(raw, int | float):
+            return _Bad(f"expected a number, got {_type_name(raw)} {raw!r}")
+        v = float(raw)
+        if not math.isfinite(v):
+            return _Bad(f"{raw!r} is not a finite number")
+        if kind == "probability" and not 0.0 <= v <= 1.0:
+            return _Bad(f"{v:g} is outside [0, 1]")
+        return _bounds(v, meta, f"{v:g}") or v
+    if kind == "bool":
+        if not isinstance(raw, bool):
+            return _Bad(f"expected true or false, got {_type_name(raw)} {raw!r}")
+        return raw
+    if kind == "str":
+        if not isinstance(raw, str) or not raw.strip():
+            return _Bad(f"expected a non-empty string, got {_type_name(raw)} {raw!r}")
+        return raw
+    if kind == "enum":
+        choices = meta["choices"]
+        if not isinstance(raw, str) or raw not in choices:
+            close = difflib.get_close_matches(str(raw), choices, n=1, cutoff=0.5)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            return _Bad(f"{raw!r} is not one of {', '.join(choices)}{hint}")
+        return raw
+    if kind == "int_or_auto":
+        if raw == "auto":
+            return "auto"
+        return _convert_value(raw, "int", meta)
+    if kind == "scalar_or_str":
+        if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+            return _Bad(f"expected a number or a string, got {_type_name(raw)}")
+        return raw
+    raise AssertionError(f"unknown field kind {kind}")

@@ -1,0 +1,437 @@
+"""The spec dataclasses: chip, system, model and scenario.
+
+Each is a frozen dataclass built from a versioned YAML document (`kind:` and `version:`) by
+`lpusim.config.load`. Quantities are integers in base units (bytes, hertz, bytes per second,
+picoseconds); derived facts (peak ops, SRAM bytes, parameter counts) are computed here from the
+structural numbers, never typed in as totals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from lpusim.config.schema import nested_field, spec_field
+
+DTYPE_BITS = {"int4": 4, "int8": 8, "fp8": 8, "fp16": 16, "bf16": 16, "fp32": 32, "int32": 32}
+DTYPES = ("int4", "int8", "fp8", "fp16", "bf16", "fp32")
+BIG = 10**6  # upper bound for counts that no real design exceeds (rejects absurd input)
+
+Check = list[tuple[tuple[str, ...], str]]
+
+
+def dtype_bytes(dtype: str, elements: int) -> int:
+    """Bytes taken by `elements` values of `dtype` (rounded up to whole bytes)."""
+    return -(-elements * DTYPE_BITS[dtype] // 8)
+
+
+# ----------------------------------------------------------------------------- chip
+
+
+@dataclass(frozen=True, kw_only=True)
+class VectorSpec:
+    superlanes: int = spec_field("int", min=1, max=1024)
+    lanes_per_superlane: int = spec_field("int", min=1, max=1024)
+    bytes_per_lane: int = spec_field("int", 1, min=1, max=64)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MemSpec:
+    slices: int = spec_field("int", min=1, max=10_000)
+    slice_capacity_bytes: int = spec_field("size", max=2**40)
+    reserved_bytes: int = spec_field("size", max=2**40,
+                                     doc="per chip: program, stream buffers, scratch")
+    vectors_per_slice_per_cycle: int = spec_field("int", 1, min=1, max=64)
+    read_latency_cycles: int = spec_field("int", min=0, max=10_000)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StreamSpec:
+    per_direction: int = spec_field("int", min=1, max=1024)
+    transit_cycles_per_slice: int = spec_field("int", 1, min=0, max=100)
+    slices_mem_to_mxm: int = spec_field("int", min=0, max=10_000)
+    slices_mem_to_vxm: int = spec_field("int", min=0, max=10_000)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MxmSpec:
+    planes: int = spec_field("int", min=1, max=1024)
+    rows: int = spec_field("int", min=1, max=65_536)
+    cols: int = spec_field("int", min=1, max=65_536)
+    weight_load_streams: int = spec_field("int", min=1, max=1024)
+    install_cycles: int = spec_field("int", min=0, max=100_000)
+    pipeline_latency_cycles: int = spec_field("int", min=0, max=100_000)
+    fp16_slowdown: int = spec_field("int", min=1, max=64)
+
+
+@dataclass(frozen=True, kw_only=True)
+class VxmSpec:
+    alus_per_lane: int = spec_field("int", min=1, max=1024)
+    op_latency_cycles: int = spec_field("int", min=0, max=10_000)
+    transcendental_cycles: int = spec_field("int", min=1, max=10_000)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SxmSpec:
+    vectors_per_cycle: int = spec_field("int", min=1, max=1024)
+    latency_cycles: int = spec_field("int", min=0, max=10_000)
+
+
+@dataclass(frozen=True, kw_only=True)
+class IcuSpec:
+    ripple_cycles: int = spec_field("int", min=0, max=10_000)
+
+
+@dataclass(frozen=True, kw_only=True)
+class C2cSpec:
+    links: int = spec_field("int", min=1, max=10_000)
+    lanes_per_link: int = spec_field("int", min=1, max=1024)
+    lane_rate_bytes_per_s: int = spec_field("bandwidth", max=10**15)
+    efficiency: float = spec_field("float", 1.0, min=0.01, max=1.0,
+                                   doc="payload fraction after encoding and FEC")
+
+    @property
+    def link_bandwidth_bytes_per_s(self) -> int:
+        return int(self.lanes_per_link * self.lane_rate_bytes_per_s * self.efficiency)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChipSpec:
+    name: str = spec_field("str")
+    clock_hz: int = spec_field("frequency", max=10**12)
+    vector: VectorSpec = nested_field()
+    mem: MemSpec = nested_field()
+    streams: StreamSpec = nested_field()
+    mxm: MxmSpec = nested_field()
+    vxm: VxmSpec = nested_field()
+    sxm: SxmSpec = nested_field()
+    icu: IcuSpec = nested_field()
+    c2c: C2cSpec = nested_field()
+    source: str = spec_field("str", "")
+
+    @property
+    def lanes(self) -> int:
+        return self.vector.superlanes * self.vector.lanes_per_superlane
+
+    @property
+    def vector_bytes(self) -> int:
+        return self.lanes * self.vector.bytes_per_lane
+
+    @property
+    def sram_bytes(self) -> int:
+        return self.mem.slices * self.mem.slice_capacity_bytes
+
+    @property
+    def usable_sram_bytes(self) -> int:
+        return self.sram_bytes - self.mem.reserved_bytes
+
+    @property
+    def peak_int8_ops_per_s(self) -> int:
+        return self.mxm.planes * self.mxm.rows * self.mxm.cols * 2 * self.clock_hz
+
+    @property
+    def peak_fp16_flops_per_s(self) -> int:
+        return self.peak_int8_ops_per_s // self.mxm.fp16_slowdown
+
+    @property
+    def vxm_ops_per_s(self) -> int:
+        return self.vxm.alus_per_lane * self.lanes * self.clock_hz
+
+    @property
+    def sram_read_bytes_per_s(self) -> int:
+        return (self.mem.slices * self.mem.vectors_per_slice_per_cycle * self.vector_bytes
+                * self.clock_hz)
+
+    def check(self) -> Check:
+        out: Check = []
+        if self.mem.reserved_bytes >= self.sram_bytes:
+            out.append((("mem", "reserved_bytes"),
+                        f"reserved {self.mem.reserved_bytes} B is not below the SRAM "
+                        f"{self.sram_bytes} B"))
+        if self.mxm.rows != self.lanes or self.mxm.cols != self.lanes:
+            out.append((("mxm", "rows"),
+                        f"MXM tile {self.mxm.rows}x{self.mxm.cols} must match the "
+                        f"{self.lanes} lanes of a vector"))
+        return out
+
+    def derived(self) -> dict[str, Any]:
+        return {
+            "vector_bytes": self.vector_bytes,
+            "sram_bytes": self.sram_bytes,
+            "usable_sram_bytes": self.usable_sram_bytes,
+            "peak_int8_ops_per_s": self.peak_int8_ops_per_s,
+            "peak_fp16_flops_per_s": self.peak_fp16_flops_per_s,
+            "vxm_ops_per_s": self.vxm_ops_per_s,
+            "sram_read_bytes_per_s": self.sram_read_bytes_per_s,
+            "link_bandwidth_bytes_per_s": self.c2c.link_bandwidth_bytes_per_s,
+            "total_link_bandwidth_bytes_per_s": self.c2c.links
+            * self.c2c.link_bandwidth_bytes_per_s,
+        }
+
+
+# ----------------------------------------------------------------------------- system
+
+
+@dataclass(frozen=True, kw_only=True)
+class TopologySpec:
+    chips_per_node: int = spec_field("int", min=1, max=1024)
+    nodes_per_rack: int = spec_field("int", min=1, max=1024)
+    racks: int = spec_field("int", min=1, max=100_000)
+    local_links_per_chip: int = spec_field("int", min=0, max=1024)
+    global_links_per_chip: int = spec_field("int", min=0, max=1024)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LinkSpec:
+    local_hop_latency_ps: int = spec_field("time", max=10**9)
+    global_hop_latency_ps: int = spec_field("time", max=10**9)
+    bandwidth_bytes_per_s: int | None = spec_field("bandwidth", None, max=10**15,
+                                                   doc="overrides the chip's link bandwidth")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyncSpec:
+    deskew_per_stage_ps: int = spec_field("time", max=10**12)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SystemSpec:
+    name: str = spec_field("str")
+    chip: ChipSpec = nested_field()
+    topology: TopologySpec = nested_field()
+    links: LinkSpec = nested_field()
+    sync: SyncSpec = nested_field()
+
+    @property
+    def chips(self) -> int:
+        t = self.topology
+        return t.chips_per_node * t.nodes_per_rack * t.racks
+
+    @property
+    def nodes(self) -> int:
+        return self.topology.nodes_per_rack * self.topology.racks
+
+    @property
+    def link_bandwidth_bytes_per_s(self) -> int:
+        return self.links.bandwidth_bytes_per_s or self.chip.c2c.link_bandwidth_bytes_per_s
+
+    def check(self) -> Check:
+        t = self.topology
+        out: Check = []
+        if t.chips_per_node > 1 and t.local_links_per_chip < t.chips_per_node - 1:
+            out.append((("topology", "local_links_per_chip"),
+                        f"{t.local_links_per_chip} local links cannot fully connect "
+                        f"{t.chips_per_node} chips in a node (need {t.chips_per_node - 1})"))
+        used = t.local_links_per_chip + t.global_links_per_chip
+        if used > self.chip.c2c.links:
+            out.append((("topology", "global_links_per_chip"),
+                        f"{used} links per chip exceed the chip's {self.chip.c2c.links}"))
+        ports = t.global_links_per_chip * t.chips_per_node
+        if t.nodes_per_rack > 1 and ports < t.nodes_per_rack - 1:
+            out.append((("topology", "global_links_per_chip"),
+                        f"{ports} global ports per node cannot connect {t.nodes_per_rack} "
+                        "nodes in a rack"))
+        rack_ports = ports * t.nodes_per_rack - t.nodes_per_rack * (t.nodes_per_rack - 1)
+        if t.racks > 1 and rack_ports < t.racks - 1:
+            out.append((("topology", "racks"),
+                        f"{t.racks} racks need {t.racks - 1} inter-rack ports per rack, "
+                        f"a rack has {rack_ports} left"))
+        if self.chips > 1_000_000:
+            out.append((("topology", "racks"), f"{self.chips} chips is beyond any system"))
+        return out
+
+
+# ----------------------------------------------------------------------------- model
+
+
+@dataclass(frozen=True, kw_only=True)
+class HeadsSpec:
+    count: int = spec_field("int", min=1, max=64)
+    layers_per_head: int = spec_field("int", 1, min=1, max=16)
+    shared_lm_head: bool = spec_field("bool", True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelSpec:
+    name: str = spec_field("str")
+    layers: int = spec_field("int", min=1, max=10_000)
+    hidden_size: int = spec_field("int", min=1, max=BIG)
+    ffn_size: int = spec_field("int", min=1, max=BIG)
+    heads: int = spec_field("int", min=1, max=BIG)
+    kv_heads: int = spec_field("int", min=1, max=BIG)
+    head_dim: int = spec_field("int", min=1, max=BIG)
+    vocab_size: int = spec_field("int", min=1, max=10**8)
+    max_context: int = spec_field("int", min=1, max=10**8)
+    tied_embeddings: bool = spec_field("bool", False)
+    rope_theta: float = spec_field("float", 10000.0, min=1.0)
+    norm: str = spec_field("enum", "rmsnorm", choices=("rmsnorm", "layernorm"))
+    activation: str = spec_field("enum", "swiglu", choices=("swiglu", "gelu"))
+    experts: int = spec_field("int", 1, min=1, max=10_000)
+    experts_per_token: int = spec_field("int", 1, min=1, max=10_000)
+    speculative_heads: HeadsSpec | None = nested_field(optional=True)
+    source: str = spec_field("str", "")
+
+    def check(self) -> Check:
+        out: Check = []
+        if self.heads % self.kv_heads:
+            out.append((("kv_heads",), f"{self.kv_heads} KV heads do not divide "
+                                       f"{self.heads} query heads"))
+        if self.experts_per_token > self.experts:
+            out.append((("experts_per_token",),
+                        f"{self.experts_per_token} experts per token exceed the "
+                        f"{self.experts} experts"))
+        return out
+
+    # parameter counts -------------------------------------------------------------
+    @property
+    def attention_params(self) -> int:
+        h, d = self.hidden_size, self.head_dim
+        return h * self.heads * d * 2 + h * self.kv_heads * d * 2
+
+    @property
+    def ffn_params_per_expert(self) -> int:
+        mats = 3 if self.activation == "swiglu" else 2
+        return mats * self.hidden_size * self.ffn_size
+
+    @property
+    def norm_params_per_layer(self) -> int:
+        per = 1 if self.norm == "rmsnorm" else 2
+        return 2 * per * self.hidden_size
+
+    @property
+    def router_params(self) -> int:
+        return self.hidden_size * self.experts if self.experts > 1 else 0
+
+    @property
+    def layer_params(self) -> int:
+        return (self.attention_params + self.experts * self.ffn_params_per_expert
+                + self.norm_params_per_layer + self.router_params)
+
+    @property
+    def layer_active_params(self) -> int:
+        return (self.attention_params + self.experts_per_token * self.ffn_params_per_expert
+                + self.norm_params_per_layer + self.router_params)
+
+    @property
+    def embedding_params(self) -> int:
+        return self.vocab_size * self.hidden_size
+
+    @property
+    def lm_head_params(self) -> int:
+        return 0 if self.tied_embeddings else self.vocab_size * self.hidden_size
+
+    @property
+    def final_norm_params(self) -> int:
+        return self.hidden_size * (1 if self.norm == "rmsnorm" else 2)
+
+    @property
+    def heads_params(self) -> int:
+        """Medusa-style heads: per head, residual blocks (h x h + bias) and maybe an LM head."""
+        if self.speculative_heads is None:
+            return 0
+        s = self.speculative_heads
+        h = self.hidden_size
+        block = s.layers_per_head * (h * h + h)
+        own_head = 0 if s.shared_lm_head else self.vocab_size * h
+        return s.count * (block + own_head)
+
+    @property
+    def total_params(self) -> int:
+        return (self.embedding_params + self.layers * self.layer_params + self.final_norm_params
+                + self.lm_head_params)
+
+    @property
+    def active_params(self) -> int:
+        return (self.embedding_params + self.layers * self.layer_active_params
+                + self.final_norm_params + self.lm_head_params)
+
+    def kv_bytes_per_token(self, kv_dtype: str = "fp16") -> int:
+        return dtype_bytes(kv_dtype, 2 * self.layers * self.kv_heads * self.head_dim)
+
+    def derived(self, weight_dtype: str = "int8", kv_dtype: str = "fp16") -> dict[str, Any]:
+        return {
+            "total_params": self.total_params,
+            "active_params": self.active_params,
+            "speculative_head_params": self.heads_params,
+            "weight_bytes": dtype_bytes(weight_dtype, self.total_params + self.heads_params),
+            "weight_dtype": weight_dtype,
+            "kv_bytes_per_token": self.kv_bytes_per_token(kv_dtype),
+            "kv_dtype": kv_dtype,
+            "decode_flops_per_token": 2 * self.active_params,
+        }
+
+
+# ----------------------------------------------------------------------------- scenario
+
+
+@dataclass(frozen=True, kw_only=True)
+class PrecisionSpec:
+    weights: str = spec_field("enum", "int8", choices=DTYPES)
+    activations: str = spec_field("enum", "fp16", choices=DTYPES)
+    kv: str = spec_field("enum", "fp16", choices=DTYPES)
+    logits: str = spec_field("enum", "fp32", choices=DTYPES)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpeculationSpec:
+    strategy: str = spec_field("enum", "draft", choices=("draft", "heads"))
+    draft_model: ModelSpec | None = nested_field(optional=True)
+    draft_chips: int | str = spec_field("int_or_auto", "auto", min=1, max=BIG)
+    pipelined: bool = spec_field("bool", False)
+    gamma: int | str = spec_field("int_or_auto", "auto", min=1, max=256)
+    max_gamma: int = spec_field("int", 32, min=1, max=256)
+    acceptance: Any = spec_field("scalar_or_str", 0.8)
+    heads: int | None = spec_field("int", None, min=1, max=64)
+    tree_nodes: int | None = spec_field("int", None, min=1, max=4096)
+    monte_carlo_passes: int = spec_field("int", 100_000, min=100, max=10**7)
+
+    def check(self) -> Check:
+        out: Check = []
+        if self.gamma != "auto" and self.gamma > self.max_gamma:  # type: ignore[operator]
+            out.append((("gamma",), f"gamma {self.gamma} exceeds max_gamma {self.max_gamma}"))
+        return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScenarioSpec:
+    name: str = spec_field("str")
+    model: ModelSpec = nested_field()
+    system: SystemSpec = nested_field()
+    chips: int | None = spec_field("int", None, min=1, max=BIG)
+    tensor_parallel: int | None = spec_field("int", None, min=1, max=1024)
+    batch: int = spec_field("int", 1, min=1, max=65_536)
+    context: int = spec_field("int", 8192, min=1, max=10**8)
+    precision: PrecisionSpec = nested_field(PrecisionSpec)
+    fidelity: str = spec_field("enum", "fast", choices=("fast", "full"))
+    seed: int = spec_field("int", 0, min=0, max=2**63 - 1)
+    speculation: SpeculationSpec | None = nested_field(optional=True)
+    file: str = ""
+
+    def check(self) -> Check:
+        out: Check = []
+        cpn = self.system.topology.chips_per_node
+        if self.chips is not None and self.chips > self.system.chips:
+            out.append((("chips",), f"{self.chips} chips exceed the system's "
+                                    f"{self.system.chips}"))
+        if self.tp > cpn:
+            out.append((("tensor_parallel",), f"tensor parallelism {self.tp} spans more than "
+                                              f"a node of {cpn} chips"))
+        elif self.chips_used % self.tp:
+            out.append((("chips",), f"{self.chips_used} chips are not a whole number of "
+                                    f"tensor-parallel groups of {self.tp}"))
+        if self.context > self.model.max_context:
+            out.append((("context",), f"context {self.context} exceeds the model's "
+                                      f"max_context {self.model.max_context}"))
+        if self.speculation is not None and self.speculation.strategy == "draft" \
+                and self.speculation.draft_model is None:
+            out.append((("speculation", "draft_model"),
+                        "strategy 'draft' needs a draft_model"))
+        return out
+
+    @property
+    def chips_used(self) -> int:
+        return self.chips if self.chips is not None else self.system.chips
+
+    @property
+    def tp(self) -> int:
+        return self.tensor_parallel or self.system.topology.chips_per_node

@@ -1,0 +1,274 @@
+"""Build the operation graph of one transformer decode step.
+
+`build_decode_graph(model, params)` returns a `DecodeGraph`: a networkx DAG whose nodes carry
+`Op`s, for `positions` new tokens (1 for plain decode, gamma+1 or a tree of n nodes for a
+verification pass) of `batch` sequences, each with `context` tokens already in its KV cache.
+
+Assumptions: Llama-style pre-norm blocks (RMSNorm, GQA attention with RoPE, SwiGLU FFN); the new
+positions attend causally to each other (position i sees context + i + 1 keys); MoE layers route
+each token to `experts_per_token` experts and the number of distinct experts touched by the step
+is the expectation under uniform routing; sampling is greedy (argmax per position). FLOPs count
+a multiply-add as 2; element-wise op counts are per element as stated in each op.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from lpusim.config.specs import ModelSpec, PrecisionSpec, dtype_bytes
+from lpusim.graph.ops import Op
+
+
+@dataclass(frozen=True)
+class GraphParams:
+    """Width and precision of a decode step."""
+
+    positions: int = 1
+    batch: int = 1
+    context: int = 8192
+    precision: PrecisionSpec = field(default_factory=PrecisionSpec)
+    with_heads: bool = False   # include the model's speculative heads
+
+
+@dataclass
+class DecodeGraph:
+    """The DAG of one decode step, with its blocks in pipeline order."""
+
+    model: ModelSpec
+    params: GraphParams
+    dag: nx.DiGraph
+    blocks: list[str]                              # "embed", "layer0".., "head"
+    block_ops: dict[str, list[str]]                # op names per block, topological order
+
+    def op(self, name: str) -> Op:
+        return self.dag.nodes[name]["op"]
+
+    def ops(self) -> list[Op]:
+        return [self.dag.nodes[n]["op"] for n in self.dag.nodes]
+
+    def total(self, attr: str) -> int:
+        return sum(getattr(o, attr) for o in self.ops())
+
+
+class _Builder:
+    def __init__(self, model: ModelSpec, params: GraphParams):
+        self.m = model
+        self.p = params
+        self.pr = params.precision
+        self.dag = nx.DiGraph()
+        self.blocks: list[str] = []
+        self.block_ops: dict[str, list[str]] = {}
+        self.block = ""
+
+    def start(self, block: str) -> None:
+        self.block = block
+        self.blocks.append(block)
+        self.block_ops[block] = []
+
+    def add(self, op: Op) -> str:
+        self.dag.add_node(op.name, op=op)
+        for src in op.inputs:
+            self.dag.add_edge(src, op.name)
+        self.block_ops[self.block].append(op.name)
+        return op.name
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return self.dag.nodes[name]["op"].out_shape
+
+    def act(self, n: int) -> int:
+        return dtype_bytes(self.pr.activations, n)
+
+    # generic op makers ---------------------------------------------------------------
+    def matmul(self, name: str, src: str, k: int, n: int, parallel: str,
+               weight_shared: bool = False, bias: bool = False, kind: str = "matmul") -> str:
+        b, p = self.p.batch, self.p.positions
+        rows = b * p
+        wparams = k * n + (n if bias else 0)
+        wbytes = dtype_bytes(self.pr.weights, wparams)
+        return self.add(Op(
+            name=name, kind=kind, block=self.block, inputs=(src,),
+            in_shapes=(self.shape(src),), out_shape=(b, p, n), dtype=self.pr.activations,
+            flops=2 * rows * k * n + (rows * n if bias else 0),
+            weight_bytes=0 if weight_shared else wbytes, weight_read_bytes=wbytes,
+            act_in_bytes=self.act(rows * k), act_out_bytes=self.act(rows * n),
+            parallel=parallel, mats=1, m=rows, k=k, n=n, in_dtype=self.pr.weights))
+
+    def vector(self, name: str, kind: str, srcs: tuple[str, ...], out_shape: tuple[int, ...],
+               ops_per_element: int, elements: int | None = None, transcendental: bool = False,
+               parallel: str = "column", weight_params: int = 0, dtype: str | None = None,
+               heads: int = 0) -> str:
+        n_out = math.prod(out_shape)
+        n_el = elements if elements is not None else n_out
+        n_in = sum(math.prod(self.shape(s)) for s in srcs)
+        dt = dtype or self.pr.activations
+        wb = dtype_bytes(self.pr.activations, weight_params) if weight_params else 0
+        return self.add(Op(
+            name=name, kind=kind, block=self.block, inputs=srcs,
+            in_shapes=tuple(self.shape(s) for s in srcs), out_shape=out_shape, dtype=dt,
+            flops=n_el * ops_per_element, weight_bytes=wb, weight_read_bytes=wb,
+            act_in_bytes=sum(dtype_bytes(self.dag.nodes[s]["op"].dtype, math.prod(self.shape(s)))
+                             for s in srcs) if n_in else 0,
+            act_out_bytes=dtype_bytes(dt, n_out), parallel=parallel, elements=n_el,
+            ops_per_element=ops_per_element, transcendental=transcendental, heads=heads))
+
+    def norm(self, name: str, src: str) -> str:
+        h = self.m.hidden_size
+        b, p = self.p.batch, self.p.positions
+        # square, accumulate, rsqrt (per row), scale, weight: 4 ALU ops per element
+        per = 1 if self.m.norm == "rmsnorm" else 2
+        return self.vector(name, "norm", (src,), (b, p, h), 4, transcendental=True,
+                           parallel="replicated", weight_params=per * h)
+
+    # blocks --------------------------------------------------------------------------
+    def embed(self) -> str:
+        m, b, p = self.m, self.p.batch, self.p.positions
+        self.start("embed")
+        tokens = self.add(Op(name="tokens", kind="embedding", block="embed", inputs=(),
+                             in_shapes=(), out_shape=(b, p), dtype="int32",
+                             parallel="replicated"))
+        resident = dtype_bytes(self.pr.weights, m.vocab_size * m.hidden_size)
+        rows = dtype_bytes(self.pr.weights, b * p * m.hidden_size)
+        return self.add(Op(
+            name="embed", kind="embedding", block="embed", inputs=(tokens,),
+            in_shapes=((b, p),), out_shape=(b, p, m.hidden_size), dtype=self.pr.activations,
+            weight_bytes=resident, weight_read_bytes=rows, act_in_bytes=4 * b * p,
+            act_out_bytes=self.act(b * p * m.hidden_size), parallel="vocab",
+            elements=b * p * m.hidden_size))
+
+    def layer(self, i: int, x: str) -> str:
+        m, b, p, ctx = self.m, self.p.batch, self.p.positions, self.p.context
+        hd, H, KV, h = m.head_dim, m.heads, m.kv_heads, m.hidden_size
+        self.start(f"layer{i}")
+        pre = f"L{i}."
+        a = self.norm(pre + "attn_norm", x)
+        q = self.matmul(pre + "q_proj", a, h, H * hd, "column")
+        k = self.matmul(pre + "k_proj", a, h, KV * hd, "column")
+        v = self.matmul(pre + "v_proj", a, h, KV * hd, "column")
+        qr = self.vector(pre + "rope_q", "rope", (q,), (b, p, H * hd), 3, heads=H,
+                         parallel="heads")
+        kr = self.vector(pre + "rope_k", "rope", (k,), (b, p, KV * hd), 3, heads=KV,
+                         parallel="heads")
+        kv_new = dtype_bytes(self.pr.kv, 2 * b * p * KV * hd)
+        app = self.add(Op(
+            name=pre + "kv_append", kind="kv_append", block=self.block, inputs=(kr, v),
+            in_shapes=(self.shape(kr), self.shape(v)), out_shape=(b, p, 2 * KV * hd),
+            dtype=self.pr.kv, act_in_bytes=self.act(2 * b * p * KV * hd),
+            kv_write_bytes=kv_new, parallel="heads", elements=2 * b * p * KV * hd,
+            heads=H, kv_heads=KV))
+        T = ctx + p                                   # keys after the append
+        seen = p * ctx + p * (p + 1) // 2             # causal among the new positions
+        kv_cache = dtype_bytes(self.pr.kv, b * KV * hd * T)
+        group = H // KV
+        attn_flops = 2 * b * H * hd * seen
+        s = self.add(Op(
+            name=pre + "attn_scores", kind="attn_scores", block=self.block, inputs=(qr, app),
+            in_shapes=(self.shape(qr), self.shape(app)), out_shape=(b, H, p, T),
+            dtype=self.pr.logits, flops=attn_flops, act_in_bytes=self.act(b * p * H * hd),
+            act_out_bytes=dtype_bytes(self.pr.logits, b * H * p * T), kv_read_bytes=kv_cache,
+            parallel="heads", mats=b * KV, m=p * group, k=hd, n=T, in_dtype=self.pr.kv,
+            heads=H, kv_heads=KV))
+        # max, subtract, exp, sum, divide: 5 ops per score
+        sm = self.vector(pre + "softmax", "softmax", (s,), (b, H, p, T), 5,
+                         elements=b * H * seen, transcendental=True, parallel="heads",
+                         dtype=self.pr.activations, heads=H)
+        o = self.add(Op(
+            name=pre + "attn_values", kind="attn_values", block=self.block, inputs=(sm, app),
+            in_shapes=(self.shape(sm), self.shape(app)), out_shape=(b, p, H * hd),
+            dtype=self.pr.activations, flops=attn_flops,
+            act_in_bytes=self.act(b * H * p * T), act_out_bytes=self.act(b * p * H * hd),
+            kv_read_bytes=kv_cache, parallel="heads", mats=b * KV, m=p * group, k=T, n=hd,
+            in_dtype=self.pr.kv, heads=H, kv_heads=KV))
+        op = self.matmul(pre + "o_proj", o, H * hd, h, "row")
+        r1 = self.vector(pre + "attn_residual", "residual", (x, op), (b, p, h), 1,
+                         parallel="replicated")
+        f = self.norm(pre + "ffn_norm", r1)
+        out = self.moe(pre, f) if m.experts > 1 else self.ffn(pre, f)
+        return self.vector(pre + "ffn_residual", "residual", (r1, out), (b, p, h), 1,
+                           parallel="replicated")
+
+    def ffn(self, pre: str, f: str) -> str:
+        m, b, p = self.m, self.p.batch, self.p.positions
+        g = self.matmul(pre + "gate_proj", f, m.hidden_size, m.ffn_size, "column")
+        u = self.matmul(pre + "up_proj", f, m.hidden_size, m.ffn_size, "column")
+        # SiLU(g) * u: sigmoid (transcendental), 2 multiplies
+        act = self.vector(pre + "act", "activation", (g, u), (b, p, m.ffn_size), 4,
+                          transcendental=True, parallel="column")
+        return self.matmul(pre + "down_proj", act, m.ffn_size, m.hidden_size, "row")
+
+    def moe(self, pre: str, f: str) -> str:
+        m, b, p = self.m, self.p.batch, self.p.positions
+        tokens = b * p
+        E, k = m.experts, m.experts_per_token
+        active = min(E, math.ceil(E * (1 - (1 - k / E) ** tokens) - 1e-9))
+        rows = math.ceil(tokens * k / active)
+        r = self.matmul(pre + "router", f, m.hidden_size, E, "replicated", kind="router")
+        t = self.vector(pre + "topk", "topk", (r,), (b, p, k), 2, elements=tokens * E,
+                        parallel="replicated")
+        outs = []
+        saved = self.p
+        for e in range(active):
+            # each active expert sees `rows` tokens; weights of all E experts are resident
+            self.p = GraphParams(positions=rows, batch=1, context=saved.context,
+                                 precision=saved.precision)
+            ep = f"{pre}expert{e}."
+            g = self.matmul(ep + "gate_proj", f, m.hidden_size, m.ffn_size, "column")
+            u = self.matmul(ep + "up_proj", f, m.hidden_size, m.ffn_size, "column")
+            act = self.vector(ep + "act", "activation", (g, u), (1, rows, m.ffn_size), 4,
+                              transcendental=True, parallel="column")
+            outs.append(self.matmul(ep + "down_proj", act, m.ffn_size, m.hidden_size, "row"))
+        self.p = saved
+        # resident weights of the experts that this step does not touch
+        idle = (E - active) * dtype_bytes(self.pr.weights, m.ffn_params_per_expert)
+        comb = self.vector(pre + "moe_combine", "moe_combine", (t, *outs),
+                           (b, p, m.hidden_size), 2 * k, elements=tokens * m.hidden_size,
+                           parallel="replicated")
+        node = self.dag.nodes[comb]
+        old: Op = node["op"]
+        node["op"] = _replace(old, weight_bytes=old.weight_bytes + idle)
+        return comb
+
+    def head(self, x: str) -> str:
+        m, b, p = self.m, self.p.batch, self.p.positions
+        self.start("head")
+        n = self.norm("final_norm", x)
+        lm = self.matmul("lm_head", n, m.hidden_size, m.vocab_size, "vocab",
+                         weight_shared=m.tied_embeddings)
+        # running max and index over the vocabulary: 2 ops per logit
+        am = self.vector("argmax", "argmax", (lm,), (b, p), 2, elements=b * p * m.vocab_size,
+                         parallel="vocab", dtype="int32")
+        if self.p.with_heads and m.speculative_heads is not None:
+            sh = m.speculative_heads
+            for i in range(sh.count):
+                y = n
+                for j in range(sh.layers_per_head):
+                    fc = self.matmul(f"medusa{i}.fc{j}", y, m.hidden_size, m.hidden_size,
+                                     "row", bias=True)
+                    y = self.vector(f"medusa{i}.res{j}", "residual", (y, fc),
+                                    (b, p, m.hidden_size), 5, transcendental=True,
+                                    parallel="replicated")
+                lmh = self.matmul(f"medusa{i}.lm_head", y, m.hidden_size, m.vocab_size,
+                                  "vocab", weight_shared=sh.shared_lm_head)
+                self.vector(f"medusa{i}.topk", "argmax", (lmh,), (b, p), 2,
+                            elements=b * p * m.vocab_size, parallel="vocab", dtype="int32")
+        return am
+
+
+def _replace(op: Op, **kw: int) -> Op:
+    from dataclasses import replace
+    return replace(op, **kw)
+
+
+def build_decode_graph(model: ModelSpec, params: GraphParams | None = None) -> DecodeGraph:
+    """The DAG of one decode step of `model` at the width and precision of `params`."""
+    params = params or GraphParams()
+    if params.positions < 1 or params.batch < 1 or params.context < 0:
+        raise ValueError("positions and batch must be >= 1 and context >= 0")
+    b = _Builder(model, params)
+    x = b.embed()
+    for i in range(model.layers):
+        x = b.layer(i, x)
+    b.head(x)
+    return DecodeGraph(model, params, b.dag, b.blocks, b.block_ops)

@@ -1,0 +1,74 @@
+"""One operation of a decode step and what it costs in arithmetic and bytes.
+
+An `Op` records its kind, the producers it reads, input and output shapes, the output dtype,
+FLOPs, bytes of weights resident in SRAM and read per step, activation bytes in and out, and KV
+bytes read and written. Matrix ops also carry their GEMM view (`mats` independent matrices of
+`m` x `k` times `k` x `n`) and the way tensor parallelism may split them (`parallel`), which the
+compiler uses to shard and lower them. All counts are for the whole (unsharded) step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# parallel: how tensor parallelism splits an op across a node's chips
+#   column   split the output features (n); no communication after
+#   row      split the reduction (k); partial sums need an all-reduce
+#   heads    split attention heads (and their KV)
+#   vocab    split the vocabulary (embedding rows, LM-head columns, argmax)
+#   experts  split each expert's FFN like column/row (MoE)
+#   replicated  every chip does the whole op
+PARALLEL = ("column", "row", "heads", "vocab", "replicated")
+
+# unit: which functional unit executes the op's arithmetic
+UNIT_OF_KIND = {
+    "embedding": "mem",
+    "norm": "vxm",
+    "matmul": "mxm",
+    "rope": "vxm",
+    "kv_append": "mem",
+    "attn_scores": "mxm",
+    "softmax": "vxm",
+    "attn_values": "mxm",
+    "residual": "vxm",
+    "activation": "vxm",
+    "router": "mxm",
+    "topk": "vxm",
+    "moe_combine": "vxm",
+    "argmax": "vxm",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    name: str
+    kind: str
+    block: str                      # placement block: "embed", "layer<i>", "head"
+    inputs: tuple[str, ...]
+    in_shapes: tuple[tuple[int, ...], ...]
+    out_shape: tuple[int, ...]
+    dtype: str
+    flops: int = 0
+    weight_bytes: int = 0           # resident in SRAM
+    weight_read_bytes: int = 0      # read per step
+    act_in_bytes: int = 0
+    act_out_bytes: int = 0
+    kv_read_bytes: int = 0
+    kv_write_bytes: int = 0
+    parallel: str = "replicated"
+    # GEMM view for MXM ops: `mats` matrices of (m x k) @ (k x n); weight dtype sets the rate
+    mats: int = 0
+    m: int = 0
+    k: int = 0
+    n: int = 0
+    in_dtype: str = ""
+    # vector view for VXM/MEM ops: elements processed, ALU ops per element, transcendental?
+    elements: int = 0
+    ops_per_element: int = 0
+    transcendental: bool = False
+    heads: int = 0                  # attention heads (q) the op spans, for head sharding
+    kv_heads: int = 0
+
+    @property
+    def unit(self) -> str:
+        return UNIT_OF_KIND[self.kind]

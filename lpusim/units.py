@@ -1,0 +1,103 @@
+"""Unit strings to exact integers.
+
+Quantities in YAML are strings with units: sizes (`230MB`, `220MiB`), frequencies (`900MHz`),
+bandwidths (`30Gbps` bits, `14.6GB/s` bytes) and times (`0.6us`). Decimal prefixes are powers
+of 1000, binary prefixes (KiB, MiB, ...) powers of 1024: MB is not MiB. Results are integers in
+the model's base units: bytes, hertz, bytes per second, picoseconds. A value that is not a whole
+number of base units is rounded to the nearest one (sizes must be exact).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from fractions import Fraction
+
+_NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
+_RE = re.compile(rf"^\s*({_NUMBER})\s*([A-Za-z/]*)\s*$")
+
+_DEC = {"": 1, "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15}
+_BIN = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50}
+
+SIZE_UNITS = {f"{p}B": m for p, m in _DEC.items()} | {f"{p}B": m for p, m in _BIN.items()}
+SIZE_UNITS["kB"] = 10**3
+FREQ_UNITS = {"Hz": 1, "kHz": 10**3, "MHz": 10**6, "GHz": 10**9}
+# bandwidth in bytes per second; bit rates are divided by 8
+BANDWIDTH_UNITS: dict[str, Fraction] = {}
+for _p, _m in _DEC.items():
+    if _p == "K":
+        continue
+    BANDWIDTH_UNITS[f"{_p}bps"] = Fraction(_m, 8)
+    BANDWIDTH_UNITS[f"{_p}B/s"] = Fraction(_m)
+for _p, _m in _BIN.items():
+    BANDWIDTH_UNITS[f"{_p}B/s"] = Fraction(_m)
+TIME_UNITS_PS = {"ps": 1, "ns": 10**3, "us": 10**6, "ms": 10**9, "s": 10**12}
+
+_KINDS = {
+    "size": (SIZE_UNITS, "bytes", "a size like 230MB or 220MiB"),
+    "frequency": (FREQ_UNITS, "Hz", "a frequency like 900MHz"),
+    "bandwidth": (BANDWIDTH_UNITS, "B/s", "a bandwidth like 30Gbps or 14.6GB/s"),
+    "time": (TIME_UNITS_PS, "ps", "a time like 0.6us or 250ns"),
+}
+
+
+class UnitError(ValueError):
+    """A quantity string that cannot be read as the expected kind."""
+
+
+def parse_quantity(value: object, kind: str) -> int:
+    """Parse `value` (a unit string) as `kind` and return an integer in base units.
+
+    kind is one of size (bytes), frequency (Hz), bandwidth (bytes/s), time (picoseconds).
+    Raises UnitError with a message that says what was expected.
+    """
+    units, _base, example = _KINDS[kind]
+    if isinstance(value, bool) or not isinstance(value, str):
+        if isinstance(value, int | float):
+            raise UnitError(f"{value!r} has no unit; expected {example}")
+        raise UnitError(f"expected {example}, got {type(value).__name__}")
+    m = _RE.match(value)
+    if not m:
+        raise UnitError(f"cannot read {value!r}; expected {example}")
+    number, unit = m.group(1), m.group(2)
+    if unit == "":
+        raise UnitError(f"{value!r} has no unit; expected {example}")
+    if unit not in units:
+        hint = _unit_hint(unit, kind)
+        raise UnitError(f"unknown unit {unit!r} in {value!r}; expected {example}{hint}")
+    q = Fraction(number) * units[unit]
+    if not math.isfinite(float(q)):
+        raise UnitError(f"{value!r} is not finite")
+    if q <= 0:
+        raise UnitError(f"{value!r} must be positive")
+    if kind == "size" and q.denominator != 1:
+        raise UnitError(f"{value!r} is not a whole number of bytes")
+    result = round(q)
+    if result <= 0:
+        raise UnitError(f"{value!r} rounds to zero {_base}")
+    return int(result)
+
+
+def _unit_hint(unit: str, kind: str) -> str:
+    for other, (units, _b, _e) in _KINDS.items():
+        if other != kind and unit in units:
+            return f" ({unit!r} is a {other} unit)"
+    return ""
+
+
+def format_bytes(n: int | float) -> str:
+    """Human-readable decimal size, e.g. 230.7 MB."""
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.4g} {unit}"
+    return f"{int(n)} B"
+
+
+def ps_to_cycles(ps: int, clock_hz: int) -> int:
+    """Picoseconds to whole clock cycles, rounded up (a latency is never shorter)."""
+    return -(-ps * clock_hz // 10**12)
+
+
+def cycles_to_us(cycles: float, clock_hz: int) -> float:
+    """Cycles to microseconds."""
+    return cycles * 1e6 / clock_hz
