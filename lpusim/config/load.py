@@ -129,7 +129,10 @@ class _Loader:
         self.depth = 0
 
     def load_doc(self, path: Path, expect: str | None, prefix: str) -> Any:
-        doc = load_document(path)
+        return self.build_doc(load_document(path), expect, prefix)
+
+    def build_doc(self, doc: Document, expect: str | None, prefix: str) -> Any:
+        path = Path(doc.file)
         kind = _header(doc, expect)
         mine = {k[len(prefix):]: v for k, v in self.overrides.items() if k.startswith(prefix)}
         # references are resolved with their own prefix; keep only this document's keys

@@ -1,0 +1,300 @@
+"""The `lpusim` command line: a thin shell over `lpusim.api`.
+
+Only this module prints and chooses exit codes: bad input gives one line per problem on stderr
+(file:line:column, field, what is wrong) and exit code 2, never a traceback; files are written
+atomically, so an error leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from lpusim.errors import ConfigError, Issue, LpusimError
+
+EXIT_BAD_INPUT = 2
+
+
+def _fmt_num(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:,.4g}" if abs(v) < 1e4 else f"{v:,.0f}"
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}"
+    return str(v)
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        elif isinstance(v, list):
+            out[key] = json.dumps(v, separators=(",", ":"))
+        else:
+            out[key] = v
+    return out
+
+
+def emit(data: dict[str, Any], fmt: str, out: Any = None) -> None:
+    """Print a result as an aligned table, one JSON object, or CSV (header + one row)."""
+    out = out or sys.stdout
+    if fmt == "json":
+        out.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+        return
+    flat = _flatten(data)
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(list(flat))
+        w.writerow([flat[k] for k in flat])
+        out.write(buf.getvalue())
+        return
+    width = max((len(k) for k in flat), default=0)
+    for k, v in flat.items():
+        out.write(f"{k:<{width}}  {_fmt_num(v)}\n")
+
+
+def _format_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", choices=("table", "json", "csv"), default="table",
+                   help="output format (default: table)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="lpusim",
+        description="Cycle-approximate simulator of LPU-style deterministic dataflow "
+                    "accelerators.")
+    from lpusim import __version__
+    ap.add_argument("--version", action="version", version=f"lpusim {__version__}")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("validate", help="check spec files; report every error at once")
+    p.add_argument("files", nargs="+", metavar="FILE")
+
+    p = sub.add_parser("describe", help="show a spec resolved, with its derived facts")
+    p.add_argument("file", metavar="FILE")
+    _format_arg(p)
+
+    p = sub.add_parser("plan", help="minimum chips for a model, and SRAM per chip")
+    p.add_argument("--model", required=True, help="model name or file")
+    p.add_argument("--chip", default="groqchip1", help="chip name or file")
+    p.add_argument("--context", type=int, default=8192)
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--tp", type=int, default=8, help="tensor parallelism (chips per stage)")
+    _format_arg(p)
+
+    for name, helptext in (("run", "simulate a scenario and print tokens/s"),
+                           ("trace", "write a Perfetto/Chrome trace of one decode step")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("scenario", nargs="?", default=None,
+                       help="scenario file or name (default: Llama 3.1 70B on 576 chips)")
+        p.add_argument("--model", help="target model name or file")
+        p.add_argument("--system", help="system name or file")
+        p.add_argument("--chips", type=int, help="use the first N chips of the system")
+        p.add_argument("--batch", type=int)
+        p.add_argument("--context", type=int)
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override any scenario field by dotted path (repeatable)")
+        if name == "run":
+            p.add_argument("--fidelity", choices=("fast", "full"))
+            p.add_argument("--draft", help="speculate with this draft model (name or file)")
+            p.add_argument("--heads", type=int, help="speculate with K Medusa-style heads")
+            p.add_argument("--gamma", help="draft length, or 'auto'")
+            p.add_argument("--acceptance", help="constant, preset name, list, mix or file")
+            p.add_argument("-o", "--output", help="directory for the scenario and result")
+            _format_arg(p)
+        else:
+            p.add_argument("-o", "--output", required=True,
+                           help="trace file (.json or .json.gz)")
+            p.add_argument("--chip-range", help="only chips A:B (e.g. 0:16)")
+            p.add_argument("--block-range", help="only blocks A:B (0 = embedding)")
+    return ap
+
+
+def _range(flag: str, text: str | None) -> range | None:
+    if text is None:
+        return None
+    try:
+        a, b = (int(x) for x in text.split(":"))
+    except ValueError:
+        raise ConfigError(Issue("command line", None, None, flag,
+                                f"expected A:B with whole numbers, got {text!r}")) from None
+    if b <= a or a < 0:
+        raise ConfigError(Issue("command line", None, None, flag, f"empty range {text!r}"))
+    return range(a, b)
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    from lpusim.config.load import find
+    ov: dict[str, Any] = {}
+    for item in args.set:
+        if "=" not in item:
+            raise ConfigError(Issue("command line", None, None, "--set",
+                                    f"expected KEY=VALUE, got {item!r}"))
+        k, v = item.split("=", 1)
+        import yaml
+        try:
+            ov[k.strip()] = yaml.safe_load(v)
+        except yaml.YAMLError:
+            ov[k.strip()] = v
+    for _flag, key, kind in (("--model", "model", "model"), ("--system", "system", "system")):
+        val = getattr(args, key, None)
+        if val is not None:
+            p = find(kind, val)
+            ov[key] = str(p.resolve()) if p is not None else val
+    for key in ("chips", "batch", "context", "fidelity"):
+        val = getattr(args, key, None)
+        if val is not None:
+            ov[key] = val
+    spec: dict[str, Any] = {}
+    if getattr(args, "draft", None):
+        p = find("model", args.draft)
+        spec["strategy"] = "draft"
+        spec["draft_model"] = str(p.resolve()) if p is not None else args.draft
+    if getattr(args, "heads", None):
+        spec["strategy"] = "heads"
+        spec["heads"] = args.heads
+    if getattr(args, "gamma", None):
+        g = args.gamma
+        spec["gamma"] = g if g == "auto" else _int_flag("--gamma", g)
+    if getattr(args, "acceptance", None):
+        a = args.acceptance
+        try:
+            spec["acceptance"] = float(a)
+        except ValueError:
+            spec["acceptance"] = a
+    if spec:
+        ov["speculation"] = spec
+    return ov
+
+
+def _int_flag(flag: str, text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(Issue("command line", None, None, flag,
+                                f"expected a whole number or 'auto', got {text!r}")) from None
+
+
+def _scenario(args: argparse.Namespace) -> Any:
+    from lpusim import api
+    from lpusim.config.load import apply_overrides
+    ov = _overrides(args)
+    spec_ov = ov.pop("speculation", None)
+    ref = args.scenario or api.DEFAULT_SCENARIO
+    if spec_ov is None:
+        return api.load_scenario(ref, ov)
+    # speculation flags make (or extend) the scenario's speculation section
+    from lpusim.config.load import resolve_ref
+    from lpusim.config.yamlio import load_document
+    path = resolve_ref("scenario", ref)
+    doc = load_document(path)
+    base = dict(doc.data.get("speculation") or {})
+    base.update(spec_ov)
+    data = dict(doc.data)
+    apply_overrides(data, {k: v for k, v in ov.items()}, str(path))
+    data["speculation"] = base
+    return api.load_scenario_data(path, data)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from lpusim.config import load
+    issues: list[Issue] = []
+    for f in args.files:
+        try:
+            load(f)
+        except ConfigError as e:
+            issues.extend(e.issues)
+    if issues:
+        raise ConfigError(issues)
+    for f in args.files:
+        print(f"{f}: ok")
+    return 0
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    from lpusim import api
+    emit(api.describe(args.file), args.format)
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from lpusim import api
+    from lpusim.config import load_chip, load_model, resolve_ref
+    for flag in ("context", "batch", "tp"):
+        if getattr(args, flag) < 1:
+            raise ConfigError(Issue("command line", None, None, f"--{flag}",
+                                    f"must be at least 1, got {getattr(args, flag)}"))
+    model = load_model(resolve_ref("model", args.model))
+    chip = load_chip(resolve_ref("chip", args.chip))
+    emit(api.plan(model, chip, context=args.context, batch=args.batch, tp=args.tp),
+         args.format)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from lpusim import api
+    sc = _scenario(args)
+    result = api.run(sc)
+    data = result.to_dict()
+    if args.output:
+        from lpusim.atomic import write_atomic
+        out = Path(args.output)
+        write_atomic(out / "result.json", json.dumps(data, indent=2) + "\n")
+        write_atomic(out / "scenario.json", json.dumps(api.describe_scenario(sc), indent=2)
+                     + "\n")
+    emit(data, args.format)
+    return 0
+
+
+def cmd_trace(args: argparse.Namespace) -> int:
+    from lpusim.atomic import write_atomic
+    from lpusim.compiler import compile_program
+    from lpusim.graph import GraphParams, build_decode_graph
+    from lpusim.report.trace import trace_json
+    from lpusim.sim import simulate
+    chips = _range("--chip-range", args.chip_range)
+    blocks = _range("--block-range", args.block_range)
+    sc = _scenario(args)
+    g = build_decode_graph(sc.model, GraphParams(batch=sc.batch, context=sc.context,
+                                                 precision=sc.precision))
+    prog = compile_program(g, sc.system, chips=sc.chips_used, tp=sc.tp, name=sc.name)
+    res = simulate(prog)
+    write_atomic(args.output, trace_json(res, chips=chips, blocks=blocks))
+    print(f"wrote {args.output}: {len(prog.instructions)} instructions, "
+          f"{len(prog.transfers)} transfers, step {res.latency_cycles} cycles")
+    return 0
+
+
+COMMANDS = {"validate": cmd_validate, "describe": cmd_describe, "plan": cmd_plan,
+            "run": cmd_run, "trace": cmd_trace}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as e:
+        for issue in e.issues:
+            print(f"lpusim: error: {issue}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except LpusimError as e:
+        print(f"lpusim: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("lpusim: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

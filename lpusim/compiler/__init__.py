@@ -1,0 +1,116 @@
+"""The compiler: decode graph + system -> static Program (place -> lower -> schedule -> verify).
+
+`compile_program` produces the full program (every chip, every layer, every transfer);
+`compile_pipeline` produces the fast-fidelity form, one template per distinct stage, which
+simulates to exactly the same step latency (stages of a batch-1 decode step run one after
+another and use disjoint resources while they run).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from lpusim.compiler.lower import serialisation_cycles
+from lpusim.compiler.place import Placement, minimum_chips, place
+from lpusim.compiler.schedule import (
+    lower_stage_template,
+    lower_step,
+    plan_routes,
+    schedule,
+)
+from lpusim.compiler.topology import LinkGraph, build_link_graph
+from lpusim.compiler.verify import verify_program
+from lpusim.config.specs import SystemSpec, dtype_bytes
+from lpusim.errors import CapacityError, CompileError, LpusimError
+from lpusim.graph import DecodeGraph
+from lpusim.program import Handoff, PipelineProgram, Program
+
+__all__ = ["Placement", "compile_pipeline", "compile_program", "minimum_chips", "place",
+           "verify_program"]
+
+
+def _run_pass(pass_name: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+    """Run one named pass; errors that are not already lpusim errors name the pass."""
+    try:
+        return fn(*args, **kw)
+    except (CapacityError, CompileError):
+        raise
+    except LpusimError:
+        raise
+    except (ValueError, KeyError, AssertionError) as e:
+        raise CompileError(pass_name, str(e)) from e
+
+
+def compile_program(graph: DecodeGraph, system: SystemSpec, *, chips: int | None = None,
+                    tp: int | None = None, name: str = "step") -> Program:
+    """The full static program of one decode step: place -> lower -> schedule -> verify."""
+    n = chips or system.chips
+    tp = tp or system.topology.chips_per_node
+    pl: Placement = _run_pass("place", place, graph, system.chip, n, tp)
+    links: LinkGraph = _run_pass("topology", build_link_graph, system, n)
+    tasks, meta = _run_pass("lower", lower_step, graph, system, pl, links)
+    meta = {**meta, "stages": [list(s) for s in pl.stages], "tp": tp}
+    prog: Program = _run_pass("schedule", schedule, tasks, name=name, system=system,
+                              links=links, chips=tuple(range(n)), pl=pl, meta=meta)
+    _run_pass("verify", verify_program, prog)
+    return prog
+
+
+def _stage_key(blocks: tuple[str, ...], first: bool, same: bool) -> str:
+    kinds = ["layer" if b.startswith("layer") else b for b in blocks]
+    compact: list[str] = []
+    for k in kinds:
+        if compact and compact[-1].split("x")[-1] == k and k == "layer":
+            cnt = int(compact[-1].split("x")[0]) + 1 if "x" in compact[-1] else 2
+            compact[-1] = f"{cnt}x{k}"
+        else:
+            compact.append(k)
+    return "+".join(compact) + ("|tokens" if first else "") + ("|same" if same else "")
+
+
+def compile_pipeline(graph: DecodeGraph, system: SystemSpec, *, chips: int | None = None,
+                     tp: int | None = None, name: str = "step") -> PipelineProgram:
+    """Fast fidelity: one verified template per distinct stage, plus the hand-off routes."""
+    n = chips or system.chips
+    tp = tp or system.topology.chips_per_node
+    pl: Placement = _run_pass("place", place, graph, system.chip, n, tp)
+    links: LinkGraph = _run_pass("topology", build_link_graph, system, n)
+    ios, routes = _run_pass("lower", plan_routes, pl, links)
+    templates: dict[str, Program] = {}
+    keys: list[str] = []
+    for s, io in enumerate(ios):
+        key = _stage_key(pl.stages[s], s == 0, io.entry == io.exit)
+        keys.append(key)
+        if key in templates:
+            continue
+        tasks = _run_pass("lower", lower_stage_template, graph, system, pl, links, s,
+                          io.entry, io.exit)
+        prog = _run_pass("schedule", schedule, tasks, name=f"{name}:{key}", system=system,
+                         links=links, chips=pl.stage_chips[s], pl=pl,
+                         meta={"stage": s, "blocks": list(pl.stages[s])})
+        _run_pass("verify", verify_program, prog)
+        templates[key] = prog
+    p = graph.params
+    hidden = dtype_bytes(p.precision.activations, p.batch * p.positions * graph.model.hidden_size)
+    tokens = 4 * p.batch * p.positions
+    clock = system.chip.clock_hz
+    handoffs = []
+    for s, io in enumerate(ios):
+        nxt = ios[(s + 1) % len(ios)]
+        nbytes = hidden if s + 1 < len(ios) else tokens
+        route = routes[s]
+        if route:
+            handoffs.append(Handoff(io.exit, nxt.entry, nbytes,
+                                    serialisation_cycles(nbytes,
+                                                         system.link_bandwidth_bytes_per_s,
+                                                         clock),
+                                    tuple(links.latency[lid] for lid in route)))
+        else:
+            handoffs.append(Handoff(io.exit, nxt.entry, nbytes, 0, ()))
+    return PipelineProgram(
+        name=name, clock_hz=clock, chips=n, templates=templates, stages=tuple(keys),
+        handoffs=tuple(handoffs), sram_capacity_bytes=pl.capacity_bytes,
+        sram_bytes=pl.chip_sram(),
+        meta={"stages": [list(s) for s in pl.stages], "tp": tp,
+              "entries": [io.entry for io in ios], "exits": [io.exit for io in ios]})

@@ -1,0 +1,176 @@
+"""Placement: pipeline stages across nodes, tensor parallelism inside a node, SRAM per chip.
+
+The decode graph's blocks (embedding, each layer, the head with final norm and LM head) are cut
+into contiguous pipeline stages, one per tensor-parallel group of `tp` chips (a node by
+default). The cut minimises the largest per-chip SRAM footprint (weights, KV cache, activation
+buffers), then splits the largest stages until every group has work. Each chip of a group holds
+a 1/tp shard of every split op (replicated ops whole). Capacity per chip is the chip's SRAM
+minus its reserved bytes; a model that does not fit raises `CapacityError` with the chip, what
+overflowed by how much, and the minimum chips that would fit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lpusim.config.specs import ChipSpec, dtype_bytes
+from lpusim.errors import CapacityError
+from lpusim.graph import DecodeGraph, Op
+
+SRAM_CATEGORIES = ("weights", "kv_cache", "activations")
+
+
+def shard(total: int, tp: int, parallel: str) -> int:
+    """Per-chip share of a quantity split `tp` ways (replicated: all of it)."""
+    if parallel == "replicated" or tp == 1:
+        return total
+    return -(-total // tp)
+
+
+def kv_heads_per_chip(op: Op, tp: int) -> int:
+    return -(-op.kv_heads // tp) if op.kv_heads else 0
+
+
+def op_sram(op: Op, graph: DecodeGraph, tp: int) -> dict[str, int]:
+    """SRAM bytes one chip needs for its shard of `op`."""
+    out = {"weights": shard(op.weight_bytes, tp, op.parallel), "kv_cache": 0,
+           "activations": 0}
+    if op.kind == "kv_append":
+        p = graph.params
+        m = graph.model
+        tokens = p.context + p.positions
+        out["kv_cache"] = dtype_bytes(p.precision.kv, p.batch * tokens * 2
+                                      * kv_heads_per_chip(op, tp) * m.head_dim)
+    return out
+
+
+def block_sram(graph: DecodeGraph, block: str, tp: int) -> dict[str, int]:
+    tot = dict.fromkeys(SRAM_CATEGORIES, 0)
+    act = 0
+    for name in graph.block_ops[block]:
+        op = graph.op(name)
+        for k, v in op_sram(op, graph, tp).items():
+            tot[k] += v
+        # double-buffered input and output of the largest op
+        par = op.parallel if op.kind not in ("residual", "norm") else "replicated"
+        act = max(act, 2 * (shard(op.act_in_bytes, tp, par) + shard(op.act_out_bytes, tp, par)))
+    tot["activations"] = act
+    return tot
+
+
+@dataclass(frozen=True)
+class Placement:
+    tp: int
+    stages: tuple[tuple[str, ...], ...]          # blocks per stage
+    stage_chips: tuple[tuple[int, ...], ...]     # chips per stage
+    sram: tuple[dict[str, int], ...]             # per stage: bytes per chip by category
+    capacity_bytes: int
+
+    @property
+    def chips(self) -> int:
+        return sum(len(c) for c in self.stage_chips)
+
+    def chip_sram(self) -> dict[int, dict[str, int]]:
+        return {c: dict(self.sram[s]) for s, cs in enumerate(self.stage_chips) for c in cs}
+
+    @property
+    def max_sram_bytes(self) -> int:
+        return max(sum(s.values()) for s in self.sram)
+
+
+def _stage_total(sizes: list[dict[str, int]], lo: int, hi: int) -> int:
+    w = sum(sizes[i]["weights"] + sizes[i]["kv_cache"] for i in range(lo, hi))
+    a = max(sizes[i]["activations"] for i in range(lo, hi))
+    return w + a
+
+
+def _greedy(sizes: list[dict[str, int]], cap: int) -> list[tuple[int, int]] | None:
+    """Fewest contiguous stages with every stage <= cap (None if a block alone exceeds it)."""
+    out = []
+    lo = 0
+    n = len(sizes)
+    while lo < n:
+        hi = lo + 1
+        if _stage_total(sizes, lo, hi) > cap:
+            return None
+        while hi < n and _stage_total(sizes, lo, hi + 1) <= cap:
+            hi += 1
+        out.append((lo, hi))
+        lo = hi
+    return out
+
+
+def min_stages(sizes: list[dict[str, int]], cap: int) -> int | None:
+    g = _greedy(sizes, cap)
+    return None if g is None else len(g)
+
+
+def partition(sizes: list[dict[str, int]], n_stages: int) -> list[tuple[int, int]]:
+    """Exactly n_stages contiguous groups minimising the largest group (n_stages <= blocks)."""
+    lo = max(_stage_total(sizes, i, i + 1) for i in range(len(sizes)))
+    hi = _stage_total(sizes, 0, len(sizes))
+    while lo < hi:
+        mid = (lo + hi) // 2
+        g = _greedy(sizes, mid)
+        if g is not None and len(g) <= n_stages:
+            hi = mid
+        else:
+            lo = mid + 1
+    groups = _greedy(sizes, lo) or [(0, len(sizes))]
+    while len(groups) < n_stages:
+        # split the largest multi-block group (first one on ties) in its balanced middle
+        best = max((i for i, (a, b) in enumerate(groups) if b - a > 1),
+                   key=lambda i: (_stage_total(sizes, *groups[i]), -i))
+        a, b = groups[best]
+        cut = min(range(a + 1, b), key=lambda c: (max(_stage_total(sizes, a, c),
+                                                      _stage_total(sizes, c, b)), c))
+        groups[best:best + 1] = [(a, cut), (cut, b)]
+    return groups
+
+
+def place(graph: DecodeGraph, chip: ChipSpec, chips: int, tp: int) -> Placement:
+    """Cut `graph` into chips // tp pipeline stages of `tp` chips and check SRAM capacity."""
+    if chips % tp:
+        raise CapacityError(f"{chips} chips are not a whole number of tensor-parallel "
+                            f"groups of {tp}")
+    blocks = graph.blocks
+    sizes = [block_sram(graph, b, tp) for b in blocks]
+    cap = chip.usable_sram_bytes
+    n_stages = chips // tp
+    need = min_stages(sizes, cap)
+    if n_stages > len(blocks):
+        raise CapacityError(
+            f"{chips} chips make {n_stages} pipeline stages of {tp}, but the model has only "
+            f"{len(blocks)} blocks to place (embedding, {graph.model.layers} layers, head); "
+            f"use at most {len(blocks) * tp} chips", min_chips=(need or 0) * tp or None)
+    groups = partition(sizes, n_stages)
+    stage_sram = []
+    for s, (a, b) in enumerate(groups):
+        tot = {k: sum(sizes[i][k] for i in range(a, b)) for k in ("weights", "kv_cache")}
+        tot["activations"] = max(sizes[i]["activations"] for i in range(a, b))
+        used = sum(tot.values())
+        if used > cap:
+            worst = max(tot, key=lambda k: tot[k])
+            first_chip = s * tp
+            hint = (f"at least {need * tp} chips would fit" if need is not None else
+                    f"a single block does not fit in one chip at tensor parallelism {tp}")
+            raise CapacityError(
+                f"chip {first_chip} (stage {s}, {blocks[a]}..{blocks[b - 1]}) needs "
+                f"{used} B of SRAM but has {cap} B usable: over by {used - cap} B "
+                f"({worst} {tot[worst]} B); {hint}",
+                chip=first_chip, overflow_bytes=used - cap,
+                min_chips=need * tp if need is not None else None)
+        stage_sram.append(tot)
+    return Placement(
+        tp=tp,
+        stages=tuple(tuple(blocks[a:b]) for a, b in groups),
+        stage_chips=tuple(tuple(range(s * tp, (s + 1) * tp)) for s in range(n_stages)),
+        sram=tuple(stage_sram), capacity_bytes=cap)
+
+
+def minimum_chips(graph: DecodeGraph, chip: ChipSpec, tp: int) -> int | None:
+    """The fewest chips (whole groups of tp) whose SRAM holds the model, or None if a single
+    block cannot fit at this tensor parallelism."""
+    sizes = [block_sram(graph, b, tp) for b in graph.blocks]
+    n = min_stages(sizes, chip.usable_sram_bytes)
+    return None if n is None else n * tp

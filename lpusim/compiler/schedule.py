@@ -1,0 +1,273 @@
+"""Lower a placed decode step into tasks and list-schedule them into a `Program`.
+
+`lower_step` walks the pipeline stages in order. For each stage the entry chip broadcasts the
+stage input to its peers over the direct links, every chip runs a deskew/sync instruction, then
+its shard of every op of every block in graph order; partial sums (row-parallel outputs, the
+vocab-split embedding) are all-reduced before any non-linear consumer; the head's per-chip
+argmax results are gathered on the exit chip. The exit chip hands the stage output to the next
+stage's entry chip over the compiler's route; the last stage returns the sampled tokens to the
+first stage, closing the step.
+
+`schedule` is a deterministic list scheduler: tasks are taken in program order; each issues at
+the earliest cycle at which its operands have arrived and its unit queue (or every link of its
+route, cut-through) is free. Queues are in order, as on the hardware.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lpusim.compiler.lower import Cost, Task, ceil_div, op_costs, serialisation_cycles, vxm_cost
+from lpusim.compiler.place import Placement
+from lpusim.compiler.topology import LinkGraph
+from lpusim.config.specs import ChipSpec, SystemSpec, dtype_bytes
+from lpusim.graph import DecodeGraph
+from lpusim.program import Instr, Program, Transfer
+from lpusim.units import ps_to_cycles
+
+
+@dataclass
+class StageIO:
+    entry: int
+    exit: int
+    input_bytes: int
+
+
+class Lowerer:
+    def __init__(self, graph: DecodeGraph, system: SystemSpec, placement: Placement,
+                 links: LinkGraph):
+        self.g = graph
+        self.sys = system
+        self.chip: ChipSpec = system.chip
+        self.pl = placement
+        self.links = links
+        self.tasks: list[Task] = []
+        self.clock = system.chip.clock_hz
+        self.bw = system.link_bandwidth_bytes_per_s
+        self.sync_cycles = ps_to_cycles(system.sync.deskew_per_stage_ps, self.clock)
+        self.block_index = {b: i for i, b in enumerate(graph.blocks)}
+
+    # primitives ------------------------------------------------------------------------
+    def instr(self, chip: int, op: str, block: int, cost: Cost, deps: tuple[int, ...]) -> int:
+        self.tasks.append(Task("instr", chip, op, block, deps, cost=cost))
+        return len(self.tasks) - 1
+
+    def transfer(self, src: int, dst: int, route: list[int], nbytes: int, op: str, block: int,
+                 deps: tuple[int, ...]) -> int:
+        lat = tuple(self.links.latency[lid] for lid in route)
+        self.tasks.append(Task("transfer", src, op, block, deps, dst=dst, route=tuple(route),
+                               nbytes=nbytes,
+                               serialisation=serialisation_cycles(nbytes, self.bw, self.clock),
+                               hop_latency=lat))
+        return len(self.tasks) - 1
+
+    def direct(self, a: int, b: int) -> list[int]:
+        return [self.links.between[(a, b)]]
+
+    def all_reduce(self, chips: tuple[int, ...], ready: dict[int, int], nbytes: int, name: str,
+                   block: int) -> dict[int, int]:
+        """Reduce-scatter + all-gather over the direct links; returns chip -> ready task."""
+        tp = len(chips)
+        if tp == 1:
+            return dict(ready)
+        chunk = ceil_div(nbytes, tp)
+        act = self.g.params.precision.activations
+        elems = max(1, chunk // max(1, dtype_bytes(act, 1)))
+        rs: dict[int, list[int]] = {c: [] for c in chips}
+        for a in chips:
+            for b in chips:
+                if a != b:
+                    rs[b].append(self.transfer(a, b, self.direct(a, b), chunk,
+                                               f"{name}.reduce_scatter", block, (ready[a],)))
+        red = {c: self.instr(c, f"{name}.reduce", block,
+                             vxm_cost(self.chip, elems * (tp - 1), 1, act, False),
+                             (ready[c], *rs[c])) for c in chips}
+        ag: dict[int, list[int]] = {c: [] for c in chips}
+        for a in chips:
+            for b in chips:
+                if a != b:
+                    ag[b].append(self.transfer(a, b, self.direct(a, b), chunk,
+                                               f"{name}.all_gather", block, (red[a],)))
+        # a chip's full result: its own reduced chunk plus every peer's
+        return {c: self.instr(c, f"{name}.assemble", block,
+                              Cost("icu", 1, 0, 0, "synchronisation"), (red[c], *ag[c]))
+                for c in chips}
+
+    # a stage -------------------------------------------------------------------------
+    def stage(self, s: int, io: StageIO, input_dep: int | None) -> int:
+        """Lower stage `s`; returns the task whose completion puts its output on io.exit."""
+        chips = self.pl.stage_chips[s]
+        blocks = self.pl.stages[s]
+        b0 = self.block_index[blocks[0]]
+        have: dict[int, int] = {}
+        for c in chips:
+            if c == io.entry:
+                have[c] = input_dep if input_dep is not None else -1
+            else:
+                deps = (input_dep,) if input_dep is not None else ()
+                have[c] = self.transfer(io.entry, c, self.direct(io.entry, c), io.input_bytes,
+                                        f"stage{s}.broadcast", b0, deps)
+        sync = {c: self.instr(c, f"stage{s}.deskew", b0,
+                              Cost("icu", max(1, self.sync_cycles), 0, 0, "synchronisation"),
+                              (have[c],) if have[c] >= 0 else ()) for c in chips}
+        tp = len(chips)
+        value: dict[str, dict[int, int]] = {}
+        partial: set[str] = set()
+        reduced: dict[str, dict[int, int]] = {}
+        last = ""
+        gathers: list[str] = []
+        for blk in blocks:
+            bi = self.block_index[blk]
+            for name in self.g.block_ops[blk]:
+                op = self.g.op(name)
+                costs = op_costs(op, self.chip, tp, self.g)
+                ins: list[dict[int, int]] = []
+                for src in op.inputs:
+                    if src not in value:
+                        ins.append(sync)
+                    elif src in partial and op.kind != "moe_combine":
+                        if src not in reduced:
+                            nbytes = self.g.op(src).act_out_bytes
+                            reduced[src] = self.all_reduce(chips, value[src], nbytes,
+                                                           f"{src}.allreduce", bi)
+                        ins.append(reduced[src])
+                    else:
+                        ins.append(value[src])
+                if not op.inputs:
+                    ins.append(sync)
+                out: dict[int, int] = {}
+                for c in chips:
+                    deps = tuple(sorted({v[c] for v in ins}))
+                    t = -1
+                    for suffix, cost in costs:
+                        t = self.instr(c, name + suffix, bi, cost, deps)
+                        deps = (t,)
+                    out[c] = t if t >= 0 else sync[c]
+                value[name] = out
+                if tp > 1 and (op.parallel == "row" or (op.kind == "embedding" and op.inputs)
+                               or (op.kind == "moe_combine"
+                                   and any(i in partial for i in op.inputs))):
+                    partial.add(name)
+                if op.kind == "argmax":
+                    gathers.append(name)
+                last = name
+        bl = self.block_index[blocks[-1]]
+        if gathers:
+            # every chip's (value, index) per position to the exit chip, then the final pick
+            bp = self.g.params.batch * self.g.params.positions
+            arrivals: list[int] = []
+            for gname in gathers:
+                for c in chips:
+                    if c == io.exit:
+                        arrivals.append(value[gname][c])
+                    else:
+                        arrivals.append(self.transfer(c, io.exit, self.direct(c, io.exit),
+                                                      8 * bp, f"{gname}.gather", bl,
+                                                      (value[gname][c],)))
+            return self.instr(io.exit, "sample", bl,
+                              vxm_cost(self.chip, len(gathers) * tp * bp, 2, "fp32", False),
+                              tuple(arrivals))
+        if last in partial:
+            nbytes = self.g.op(last).act_out_bytes
+            return self.all_reduce(chips, value[last], nbytes, f"{last}.allreduce", bl)[io.exit]
+        return value[last][io.exit]
+
+    def hidden_bytes(self) -> int:
+        p = self.g.params
+        return dtype_bytes(p.precision.activations,
+                           p.batch * p.positions * self.g.model.hidden_size)
+
+    def token_bytes(self) -> int:
+        p = self.g.params
+        return 4 * p.batch * p.positions
+
+
+def plan_routes(pl: Placement, links: LinkGraph) -> tuple[list[StageIO], list[list[int]]]:
+    """Entry/exit chips of every stage and the routes between consecutive stages (the last
+    route returns the sampled tokens to stage 0)."""
+    n = len(pl.stage_chips)
+    routes: list[list[int]] = []
+    exits: list[int] = []
+    entries: list[int] = [0] * n
+    src, dst, back = links.route(list(pl.stage_chips[-1]), list(pl.stage_chips[0]))
+    entries[0] = dst
+    last_exit = src
+    for s in range(n - 1):
+        a, b, path = links.route(list(pl.stage_chips[s]), list(pl.stage_chips[s + 1]))
+        exits.append(a)
+        entries[s + 1] = b
+        routes.append(path)
+    exits.append(last_exit)
+    routes.append(back)
+    return [StageIO(entries[s], exits[s], 0) for s in range(n)], routes
+
+
+def lower_step(graph: DecodeGraph, system: SystemSpec, pl: Placement,
+               links: LinkGraph) -> tuple[list[Task], dict[str, object]]:
+    """All stages, hand-offs and the token return of one decode step, as untimed tasks."""
+    lw = Lowerer(graph, system, pl, links)
+    ios, routes = plan_routes(pl, links)
+    dep: int | None = None
+    n = len(ios)
+    for s, io in enumerate(ios):
+        io.input_bytes = lw.token_bytes() if s == 0 else lw.hidden_bytes()
+        out = lw.stage(s, io, dep)
+        nxt = ios[(s + 1) % n]
+        nbytes = lw.hidden_bytes() if s + 1 < n else lw.token_bytes()
+        name = f"stage{s}.handoff" if s + 1 < n else "token_return"
+        if routes[s]:
+            dep = lw.transfer(io.exit, nxt.entry, routes[s], nbytes, name,
+                              lw.block_index[pl.stages[s][-1]], (out,))
+        else:
+            dep = out
+    return lw.tasks, {"entries": [io.entry for io in ios], "exits": [io.exit for io in ios]}
+
+
+def lower_stage_template(graph: DecodeGraph, system: SystemSpec, pl: Placement,
+                         links: LinkGraph, s: int, entry: int, exit_: int) -> list[Task]:
+    """One stage alone, its input on `entry` at cycle 0, ending with its output on `exit_`."""
+    lw = Lowerer(graph, system, pl, links)
+    nbytes = lw.token_bytes() if s == 0 else lw.hidden_bytes()
+    lw.stage(s, StageIO(entry, exit_, nbytes), None)
+    return lw.tasks
+
+
+def schedule(tasks: list[Task], *, name: str, system: SystemSpec, links: LinkGraph,
+             chips: tuple[int, ...], pl: Placement | None, meta: dict[str, object]) -> Program:
+    """Assign every task its issue cycle (ASAP, in-order queues, no link oversubscription)."""
+    ready: list[int] = [0] * len(tasks)
+    unit_free: dict[tuple[int, str], int] = {}
+    link_free: dict[int, int] = {}
+    instrs: list[Instr] = []
+    transfers: list[Transfer] = []
+    for i, t in enumerate(tasks):
+        start = max((ready[d] for d in t.deps), default=0)
+        if t.kind == "instr":
+            c = t.cost
+            assert c is not None
+            key = (t.chip, c.unit)
+            start = max(start, unit_free.get(key, 0))
+            unit_free[key] = start + c.duration
+            ready[i] = start + c.duration + c.transit + c.fill
+            instrs.append(Instr(i, t.chip, c.unit, t.op, t.block, start, c.duration, c.transit,
+                                c.fill, c.category, t.deps))
+        else:
+            off = 0
+            for lid, lat in zip(t.route, t.hop_latency, strict=True):
+                start = max(start, link_free.get(lid, 0) - off)
+                off += lat
+            off = 0
+            for lid, lat in zip(t.route, t.hop_latency, strict=True):
+                link_free[lid] = start + off + t.serialisation
+                off += lat
+            ready[i] = start + t.serialisation + off
+            transfers.append(Transfer(i, t.chip, t.dst, t.route, t.hop_latency, t.nbytes, t.op,
+                                      t.block, start, t.serialisation, t.deps))
+    used = sorted({lid for t in transfers for lid in t.route})
+    sram = pl.chip_sram() if pl is not None else {}
+    return Program(
+        name=name, clock_hz=system.chip.clock_hz, chips=chips,
+        instructions=tuple(instrs), transfers=tuple(transfers),
+        links=tuple(links.links[lid] for lid in used),
+        sram_capacity_bytes=pl.capacity_bytes if pl is not None else 0,
+        sram_bytes={c: v for c, v in sram.items() if c in set(chips)}, meta=dict(meta))

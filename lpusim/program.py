@@ -1,0 +1,167 @@
+"""The compiled `Program`: the contract between the compiler and the simulator.
+
+A Program is a static schedule. Every `Instr` sits on one functional-unit queue of one chip at a
+fixed issue cycle; every `Transfer` occupies the links of its route at fixed cycles. Time
+fields are integer cycles of the chip clock. The result of an instruction is available at
+`issue + duration + transit + fill` (busy cycles on the unit, stream transit to and from SRAM,
+pipeline fill and instruction ripple); a transfer's data arrive at `issue + serialisation +
+sum(hop latencies)` (cut-through: hop i starts `sum(hop latencies before i)` after issue).
+Programs are frozen, serialise to canonical JSON, and hash stably (SHA-256).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+UNITS = ("icu", "mem", "sxm", "mxm", "vxm")
+CATEGORIES = ("compute_mxm", "compute_vxm", "data_movement", "link_serialisation",
+              "link_latency", "synchronisation", "pipeline_fill")
+
+
+@dataclass(frozen=True, slots=True)
+class Instr:
+    id: int
+    chip: int
+    unit: str
+    op: str
+    block: int              # placement block index (0 embed, 1.. layers, last head)
+    issue: int
+    duration: int
+    transit: int
+    fill: int
+    category: str
+    deps: tuple[int, ...]
+
+    @property
+    def end(self) -> int:
+        return self.issue + self.duration
+
+    @property
+    def ready(self) -> int:
+        return self.issue + self.duration + self.transit + self.fill
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    id: int
+    src: int
+    dst: int
+    route: tuple[int, ...]          # link ids, in order
+    hop_latency: tuple[int, ...]    # cycles per hop
+    nbytes: int
+    op: str
+    block: int
+    issue: int
+    serialisation: int
+    deps: tuple[int, ...]
+
+    @property
+    def ready(self) -> int:
+        return self.issue + self.serialisation + sum(self.hop_latency)
+
+    def hop_start(self, i: int) -> int:
+        return self.issue + sum(self.hop_latency[:i])
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    id: int
+    src: int
+    dst: int
+    kind: str               # "local" (inside a node) or "global"
+
+
+@dataclass(frozen=True)
+class Program:
+    name: str
+    clock_hz: int
+    chips: tuple[int, ...]
+    instructions: tuple[Instr, ...]
+    transfers: tuple[Transfer, ...]
+    links: tuple[Link, ...]
+    sram_capacity_bytes: int
+    sram_bytes: dict[int, dict[str, int]] = field(default_factory=dict)  # chip -> category
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["sram_bytes"] = {str(k): v for k, v in sorted(self.sram_bytes.items())}
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    def content_hash(self) -> str:
+        return hashlib.sha256(self.to_json().encode()).hexdigest()
+
+    @property
+    def makespan(self) -> int:
+        ends = [i.ready for i in self.instructions] + [t.ready for t in self.transfers]
+        return max(ends, default=0)
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> Program:
+        return Program(
+            name=d["name"], clock_hz=d["clock_hz"], chips=tuple(d["chips"]),
+            instructions=tuple(Instr(**{**i, "deps": tuple(i["deps"])})
+                               for i in d["instructions"]),
+            transfers=tuple(Transfer(**{**t, "route": tuple(t["route"]),
+                                        "hop_latency": tuple(t["hop_latency"]),
+                                        "deps": tuple(t["deps"])}) for t in d["transfers"]),
+            links=tuple(Link(**x) for x in d["links"]),
+            sram_capacity_bytes=d["sram_capacity_bytes"],
+            sram_bytes={int(k): v for k, v in d["sram_bytes"].items()},
+            meta=d.get("meta", {}),
+        )
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """A stage-to-stage transfer in a pipelined program (fast fidelity)."""
+
+    src: int
+    dst: int
+    nbytes: int
+    serialisation: int
+    hop_latency: tuple[int, ...]
+
+    @property
+    def cycles(self) -> int:
+        return self.serialisation + sum(self.hop_latency)
+
+
+@dataclass(frozen=True)
+class PipelineProgram:
+    """A decode step as stage templates (fast fidelity).
+
+    Stages with the same blocks and the same entry/exit relation compile to identical programs
+    up to a time offset, so each distinct one is kept once (`templates`, each starting with its
+    input on its entry chip at cycle 0 and ending with its output on its exit chip); `stages`
+    names the template of every stage in pipeline order; `handoffs[s]` carries stage s's
+    output to stage s+1 (the last one returns the sampled tokens to stage 0).
+    """
+
+    name: str
+    clock_hz: int
+    chips: int
+    templates: dict[str, Program]
+    stages: tuple[str, ...]
+    handoffs: tuple[Handoff, ...]
+    sram_capacity_bytes: int
+    sram_bytes: dict[int, dict[str, int]] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        d = {"name": self.name, "clock_hz": self.clock_hz, "chips": self.chips,
+             "templates": {k: v.to_dict() for k, v in sorted(self.templates.items())},
+             "stages": list(self.stages), "handoffs": [asdict(h) for h in self.handoffs],
+             "sram_capacity_bytes": self.sram_capacity_bytes,
+             "sram_bytes": {str(k): v for k, v in sorted(self.sram_bytes.items())},
+             "meta": self.meta}
+        return json.dumps(d, sort_keys=True, separators=(",", ":"))
+
+    def content_hash(self) -> str:
+        return hashlib.sha256(self.to_json().encode()).hexdigest()

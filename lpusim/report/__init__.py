@@ -1,0 +1,1 @@
+"""Reports: tables, traces and plots of results (matplotlib is imported only here, lazily)."""

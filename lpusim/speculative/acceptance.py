@@ -1,0 +1,597 @@
+"""Acceptance models for speculative decoding.
+
+A pass drafts ``gamma`` tokens, the target verifies them, and the longest accepted prefix is
+committed plus one bonus token from the target, so a pass commits ``L + 1`` tokens where the
+accepted-prefix length ``L`` is in ``[0, gamma]``. An acceptance model gives the law of ``L``.
+
+Every model here is described by its survival function ``S_i = P(L >= i)`` (the first ``i``
+drafted tokens are all accepted), from which the effective per-position conditionals
+``a_i = S_i / S_(i-1)`` and ``E = 1 + sum_i S_i`` follow. Assumptions:
+
+* Passes are independent: nothing carries over from one pass to the next (except that a trace
+  is replayed in order).
+* Acceptance of token ``i`` does not depend on how many tokens were drafted after it, so a trace
+  recorded at draft length ``G`` also answers every ``gamma <= G`` via ``min(L, gamma)``.
+* A mixture draws its component once per pass; there is no stickiness across passes.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import json
+import math
+import operator
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "AcceptanceModel",
+    "ConstantAcceptance",
+    "PositionalAcceptance",
+    "MixtureAcceptance",
+    "TraceAcceptance",
+    "load_trace",
+    "parse_acceptance",
+    "PRESETS",
+    "PRESET_SOURCES",
+    "TRACE_SUFFIXES",
+]
+
+TRACE_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".json")
+_WEIGHT_TOLERANCE = 1e-6
+
+
+def _check_prob(value: Any, name: str) -> float:
+    """Return ``value`` as a float after checking it is a finite probability."""
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
+    try:
+        p = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}") from None
+    if not math.isfinite(p) or not 0.0 <= p <= 1.0:
+        raise ValueError(f"{name} must be finite and in [0, 1], got {value!r}")
+    return p
+
+
+def _check_count(value: Any, name: str, minimum: int = 0) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    try:
+        n = operator.index(value)
+    except TypeError:
+        raise ValueError(f"{name} must be an integer, got {value!r}") from None
+    if n < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {n}")
+    return n
+
+
+class AcceptanceModel(ABC):
+    """Law of the accepted-prefix length of one speculative pass.
+
+    Subclasses give the survival function; the rest is derived from it.
+    """
+
+    @abstractmethod
+    def survival(self, gamma: int) -> np.ndarray:
+        """``S_i = P(first i drafted tokens accepted)`` for ``i = 1..gamma`` (length gamma)."""
+
+    @abstractmethod
+    def describe(self) -> dict[str, Any]:
+        """JSON-serialisable description of the model."""
+
+    def max_gamma(self) -> int | None:
+        """Largest draft length the model can answer (None: unbounded)."""
+        return None
+
+    def position_probs(self, gamma: int) -> np.ndarray:
+        """Effective ``a_i = P(token i accepted | tokens 1..i-1 accepted)``, length gamma.
+
+        A position that can never be reached (``S_(i-1) = 0``) gets 0.
+        """
+        s = self.survival(gamma)
+        prev = np.concatenate(([1.0], s[:-1]))
+        out = np.zeros(len(s))
+        np.divide(s, prev, out=out, where=prev > 0)
+        return np.clip(out, 0.0, 1.0)
+
+    def prefix_length_pmf(self, gamma: int) -> np.ndarray:
+        """``P(L = k)`` for ``k = 0..gamma`` (length gamma + 1)."""
+        s = np.concatenate(([1.0], self.survival(gamma), [0.0]))
+        return np.clip(s[:-1] - s[1:], 0.0, None)
+
+    def expected_tokens(self, gamma: int) -> float:
+        """``E = 1 + sum_{i=1..gamma} S_i``: tokens committed per pass, bonus included."""
+        return 1.0 + math.fsum(self.survival(gamma).tolist())
+
+    def sample_accepted(self, gamma: int, n_passes: int, rng: np.random.Generator) -> np.ndarray:
+        """Accepted-prefix length of ``n_passes`` independent passes (int64, in [0, gamma])."""
+        gamma = _check_count(gamma, "gamma")
+        n_passes = _check_count(n_passes, "n_passes")
+        s = self.survival(gamma)
+        # Inverse transform with one uniform per pass: L >= i iff u < S_i (S is non-increasing).
+        u = rng.random(n_passes)
+        return np.searchsorted(-s, -u, side="left").astype(np.int64)
+
+
+@dataclass(frozen=True)
+class ConstantAcceptance(AcceptanceModel):
+    """Every drafted token is accepted independently with probability ``a`` (Leviathan et al.)."""
+
+    a: float
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "a", _check_prob(self.a, "acceptance probability a"))
+
+    def survival(self, gamma: int) -> np.ndarray:
+        gamma = _check_count(gamma, "gamma")
+        return np.cumprod(np.full(gamma, self.a))
+
+    def position_probs(self, gamma: int) -> np.ndarray:
+        return np.full(_check_count(gamma, "gamma"), self.a)
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "constant", "a": self.a}
+
+
+@dataclass(frozen=True)
+class PositionalAcceptance(AcceptanceModel):
+    """Token ``i`` is accepted with ``probs[i-1]`` given its prefix was; the last value repeats."""
+
+    probs: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        probs = tuple(self.probs)
+        if not probs:
+            raise ValueError("positional acceptance needs at least one probability")
+        checked = tuple(_check_prob(p, f"acceptance probability probs[{i}]")
+                        for i, p in enumerate(probs))
+        object.__setattr__(self, "probs", checked)
+
+    def position_probs(self, gamma: int) -> np.ndarray:
+        gamma = _check_count(gamma, "gamma")
+        p = np.asarray(self.probs[:gamma], dtype=float)
+        if gamma > len(p):
+            p = np.concatenate((p, np.full(gamma - len(p), self.probs[-1])))
+        return p
+
+    def survival(self, gamma: int) -> np.ndarray:
+        return np.cumprod(self.position_probs(gamma))
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "positional", "probs": list(self.probs)}
+
+
+@dataclass(frozen=True)
+class MixtureAcceptance(AcceptanceModel):
+    """Each pass draws one component (weight, model) and uses it for the whole pass.
+
+    Weights must sum to 1 (within 1e-6); they are renormalised exactly.
+    """
+
+    components: tuple[tuple[float, AcceptanceModel], ...]
+
+    def __post_init__(self) -> None:
+        comps = tuple(self.components)
+        if not comps:
+            raise ValueError("mixture acceptance needs at least one component")
+        weights: list[float] = []
+        models: list[AcceptanceModel] = []
+        for i, comp in enumerate(comps):
+            try:
+                w, m = comp
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"mixture component {i} must be a (weight, model) pair, got {comp!r}"
+                ) from None
+            if not isinstance(m, AcceptanceModel):
+                raise ValueError(f"mixture component {i} model must be an AcceptanceModel, "
+                                 f"got {type(m).__name__}")
+            weights.append(_check_prob(w, f"mixture weight {i}"))
+            models.append(m)
+        total = math.fsum(weights)
+        if abs(total - 1.0) > _WEIGHT_TOLERANCE:
+            raise ValueError(f"mixture weights must sum to 1, got {total!r}")
+        norm = tuple((w / total, m) for w, m in zip(weights, models, strict=True))
+        object.__setattr__(self, "components", norm)
+
+    def max_gamma(self) -> int | None:
+        bounds = [b for _, m in self.components if (b := m.max_gamma()) is not None]
+        return min(bounds) if bounds else None
+
+    def survival(self, gamma: int) -> np.ndarray:
+        gamma = _check_count(gamma, "gamma")
+        out = np.zeros(gamma)
+        for w, m in self.components:
+            out += w * m.survival(gamma)
+        return np.clip(out, 0.0, 1.0)
+
+    def expected_tokens(self, gamma: int) -> float:
+        return math.fsum(w * m.expected_tokens(gamma) for w, m in self.components)
+
+    def sample_accepted(self, gamma: int, n_passes: int, rng: np.random.Generator) -> np.ndarray:
+        gamma = _check_count(gamma, "gamma")
+        n_passes = _check_count(n_passes, "n_passes")
+        weights = np.array([w for w, _ in self.components])
+        which = rng.choice(len(weights), size=n_passes, p=weights / weights.sum())
+        out = np.zeros(n_passes, dtype=np.int64)
+        for j, (_, m) in enumerate(self.components):
+            idx = np.flatnonzero(which == j)
+            if idx.size:
+                out[idx] = m.sample_accepted(gamma, idx.size, rng)
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": "mixture",
+            "components": [{"weight": w, "model": m.describe()} for w, m in self.components],
+        }
+
+
+@dataclass(frozen=True)
+class TraceAcceptance(AcceptanceModel):
+    """Replay of recorded accepted-prefix lengths observed at draft length ``drafted``.
+
+    For ``gamma <= drafted`` a recorded pass accepts ``min(L, gamma)``; longer drafts were never
+    observed, so they raise ValueError. Sampling replays the trace cyclically from a random
+    offset drawn from the generator.
+    """
+
+    prefix_lengths: tuple[int, ...] = field(repr=False)
+    drafted: int
+    source: str = ""
+    _lengths: np.ndarray = field(init=False, repr=False, compare=False)
+    _counts: np.ndarray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        drafted = _check_count(self.drafted, "trace drafted", minimum=1)
+        lengths = tuple(_check_count(v, f"trace prefix_lengths[{i}]")
+                        for i, v in enumerate(self.prefix_lengths))
+        if not lengths:
+            raise ValueError("trace acceptance needs at least one recorded pass")
+        for i, v in enumerate(lengths):
+            if v > drafted:
+                raise ValueError(f"trace prefix_lengths[{i}] = {v} is outside [0, {drafted}]")
+        object.__setattr__(self, "drafted", drafted)
+        object.__setattr__(self, "prefix_lengths", lengths)
+        arr = np.asarray(lengths, dtype=np.int64)
+        object.__setattr__(self, "_lengths", arr)
+        object.__setattr__(self, "_counts", np.bincount(arr, minlength=drafted + 1))
+
+    @property
+    def n_passes(self) -> int:
+        return len(self.prefix_lengths)
+
+    def max_gamma(self) -> int | None:
+        return self.drafted
+
+    def _check_gamma(self, gamma: int) -> int:
+        gamma = _check_count(gamma, "gamma")
+        if gamma > self.drafted:
+            where = f" ({self.source})" if self.source else ""
+            raise ValueError(
+                f"gamma = {gamma} exceeds the draft length {self.drafted} the trace{where} was "
+                f"recorded at; a trace can only answer gamma <= {self.drafted}"
+            )
+        return gamma
+
+    def survival(self, gamma: int) -> np.ndarray:
+        gamma = self._check_gamma(gamma)
+        tail = np.cumsum(self._counts[::-1])[::-1]  # tail[i] = #passes with L >= i
+        return tail[1:gamma + 1] / self.n_passes
+
+    def expected_tokens(self, gamma: int) -> float:
+        gamma = self._check_gamma(gamma)
+        k = np.arange(self.drafted + 1)
+        accepted = int(np.dot(np.minimum(k, gamma), self._counts))
+        return (accepted + self.n_passes) / self.n_passes
+
+    def sample_accepted(self, gamma: int, n_passes: int, rng: np.random.Generator) -> np.ndarray:
+        gamma = self._check_gamma(gamma)
+        n_passes = _check_count(n_passes, "n_passes")
+        offset = int(rng.integers(self.n_passes))
+        idx = (offset + np.arange(n_passes)) % self.n_passes
+        return np.minimum(self._lengths[idx], gamma)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": "trace",
+            "source": self.source,
+            "drafted": self.drafted,
+            "passes": self.n_passes,
+            "mean_accepted": float(self._lengths.mean()),
+        }
+
+
+# ----------------------------------------------------------------------------- trace files
+
+_INT_RE = re.compile(r"^[+-]?\d+$")
+_BITS_RE = re.compile(r"^[01]+$")
+
+
+def _leading_ones(bits: list[bool]) -> int:
+    n = 0
+    for b in bits:
+        if not b:
+            break
+        n += 1
+    return n
+
+
+def _parse_int_field(raw: str, where: str, name: str) -> int:
+    text = raw.strip()
+    if not text:
+        raise ValueError(f"{where}: {name}: missing value")
+    if not _INT_RE.match(text):
+        raise ValueError(f"{where}: {name}: {text!r} is not an integer")
+    return int(text)
+
+
+def _check_pass(where: str, accepted: int, drafted: int) -> None:
+    if drafted < 1:
+        raise ValueError(f"{where}: drafted: {drafted} must be >= 1")
+    if not 0 <= accepted <= drafted:
+        raise ValueError(f"{where}: accepted: {accepted} is outside [0, {drafted}]")
+
+
+def _csv_cell(header: list[str] | None, row: list[str], where: str, name: str) -> str:
+    assert header is not None
+    i = header.index(name)
+    if i >= len(row) or not row[i].strip():
+        raise ValueError(f"{where}: {name}: missing value")
+    return row[i].strip()
+
+
+def _read_csv(path: str, text: str, drafted: int | None) -> list[tuple[int, int]]:
+    reader = csv.reader(text.splitlines())
+    header: list[str] | None = None
+    header_line = 1
+    passes: list[tuple[int, int]] = []
+    for row in reader:
+        line = reader.line_num
+        if not row or all(not cell.strip() for cell in row):
+            continue
+        if header is None:
+            header = [cell.strip() for cell in row]
+            header_line = line
+            has_acc, has_tok = "accepted" in header, "accepted_tokens" in header
+            if has_acc == has_tok:
+                why = "not both" if has_acc else f"found: {', '.join(header)}"
+                raise ValueError(f"{path}:{line}: header: needs a column 'accepted' or "
+                                 f"'accepted_tokens' ({why})")
+            if has_acc and "drafted" not in header and drafted is None:
+                raise ValueError(f"{path}:{line}: drafted: a column 'accepted' also needs a "
+                                 f"column 'drafted'")
+            continue
+        where = f"{path}:{line}"
+
+        if "accepted_tokens" in header:
+            bits = _csv_cell(header, row, where, "accepted_tokens")
+            if not _BITS_RE.match(bits):
+                raise ValueError(f"{where}: accepted_tokens: {bits!r} is not a string of 0/1 "
+                                 f"digits")
+            passes.append((_leading_ones([b == "1" for b in bits]), len(bits)))
+        else:
+            acc = _parse_int_field(_csv_cell(header, row, where, "accepted"), where, "accepted")
+            if "drafted" in header:
+                raw = _csv_cell(header, row, where, "drafted")
+                g = _parse_int_field(raw, where, "drafted")
+            else:
+                assert drafted is not None
+                g = drafted
+            _check_pass(where, acc, g)
+            passes.append((acc, g))
+    if header is None:
+        raise ValueError(f"{path}:1: trace: file is empty")
+    if not passes:
+        raise ValueError(f"{path}:{header_line}: trace: no passes after the header")
+    return passes
+
+
+def _json_int(value: Any, where: str, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{where}: {name}: {json.dumps(value)} is not an integer")
+    return value
+
+
+def _read_jsonl(path: str, text: str, drafted: int | None) -> list[tuple[int, int]]:
+    if not text.strip():
+        raise ValueError(f"{path}:1: trace: file is empty")
+    passes: list[tuple[int, int]] = []
+    for line_no, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{line_no}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{where}: line: invalid JSON ({exc.msg})") from None
+        if not isinstance(obj, dict):
+            raise ValueError(f"{where}: line: expected a JSON object, got {json.dumps(obj)}")
+        if ("accepted" in obj) == ("tokens" in obj):
+            raise ValueError(f"{where}: accepted: expected key 'accepted' (with 'drafted') or "
+                             f"'tokens', exactly one of them")
+        if "tokens" in obj:
+            toks = obj["tokens"]
+            if not isinstance(toks, list) or not toks:
+                raise ValueError(f"{where}: tokens: expected a non-empty list of true/false, "
+                                 f"got {json.dumps(toks)}")
+            for i, t in enumerate(toks):
+                if not isinstance(t, bool):
+                    raise ValueError(f"{where}: tokens: element {i} is {json.dumps(t)} "
+                                     f"(expected true or false)")
+            passes.append((_leading_ones(toks), len(toks)))
+            continue
+        acc = _json_int(obj["accepted"], where, "accepted")
+        if "drafted" in obj:
+            g = _json_int(obj["drafted"], where, "drafted")
+        elif drafted is not None:
+            g = drafted
+        else:
+            raise ValueError(f"{where}: drafted: missing key 'drafted'")
+        _check_pass(where, acc, g)
+        passes.append((acc, g))
+    return passes
+
+
+def load_trace(path: str | Path, drafted: int | None = None) -> TraceAcceptance:
+    """Read a recorded accept/reject trace (CSV or JSONL) into a TraceAcceptance.
+
+    CSV: a header row, then one pass per row, with either a column ``accepted`` (prefix length;
+    with a column ``drafted`` or the ``drafted`` argument) or a column ``accepted_tokens`` (a
+    string of 0/1 per drafted token; prefix length = leading 1s, draft length = its length).
+    JSONL: one object per line, ``{"accepted": L, "drafted": G}`` or ``{"tokens": [true, ...]}``.
+    ``.jsonl``/``.ndjson``/``.json`` files are JSONL, ``.csv`` files CSV; otherwise a file
+    whose first non-blank character is ``{`` is JSONL.
+
+    If passes were drafted at different lengths, the trace's draft length is the smallest, the
+    longest draft every recorded pass can answer. Errors are ValueError("path:line: field: ...").
+    """
+    name = str(path)
+    if drafted is not None:
+        drafted = _check_count(drafted, "drafted", minimum=1)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ValueError(f"{name}:1: trace: cannot read file ({reason})") from None
+    suffix = Path(path).suffix.lower()
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        is_json = True
+    elif suffix == ".csv":
+        is_json = False
+    else:
+        is_json = text.lstrip().startswith("{")
+    passes = (_read_jsonl if is_json else _read_csv)(name, text, drafted)
+    if not passes:
+        raise ValueError(f"{name}:1: trace: no passes recorded")
+    return TraceAcceptance(
+        prefix_lengths=tuple(acc for acc, _ in passes),
+        drafted=min(g for _, g in passes),
+        source=name,
+    )
+
+
+# ----------------------------------------------------------------------------- presets
+
+def _mix(*parts: tuple[float, float]) -> MixtureAcceptance:
+    return MixtureAcceptance(tuple((w, ConstantAcceptance(a)) for w, a in parts))
+
+
+_LEVIATHAN = ("Leviathan, Kalman, Matias, ICML 2023 (arXiv 2211.17192): illustrative "
+              "constant acceptance a={a} used in their speedup analysis (Table 1); "
+              "not a measurement of a particular drafter")
+_CHEN = ("derived, not measured: constant a that reproduces the {end} end ({s}x) of the "
+         "1.92-2.46x reported by Chen et al. (arXiv 2302.01318, Chinchilla 70B + 4B draft, "
+         "K=4, c~0.13) under S = E/(K*c + 1) with no overheads, so a lower bound on a")
+
+_PRESET_TABLE: tuple[tuple[str, AcceptanceModel, str], ...] = (
+    ("eagle1-llama2-70b-mtbench", PositionalAcceptance((0.75, 0.69, 0.65, 0.64, 0.64)),
+     "EAGLE-1 (arXiv 2401.15077), Llama-2-Chat 70B, MT-bench, T=0: measured per-position "
+     "acceptance 0.75, 0.69, 0.65, 0.64, 0.64 (last value reused beyond position 5)"),
+    ("bursty-mix", _mix((0.5, 0.95), (0.5, 0.55)),
+     "illustration (not a measurement): 50/50 mix of easy (a=0.95) and hard (a=0.55) "
+     "passes, mean 0.75; gamma=7 gives 4.47 tokens vs 3.60 for flat 0.75"),
+    ("flat-0.75", ConstantAcceptance(0.75),
+     "illustration: constant a=0.75, same mean as bursty-mix (gamma=7 gives 3.60 tokens)"),
+    ("leviathan-0.6", ConstantAcceptance(0.6), _LEVIATHAN.format(a=0.6)),
+    ("leviathan-0.7", ConstantAcceptance(0.7), _LEVIATHAN.format(a=0.7)),
+    ("leviathan-0.8", ConstantAcceptance(0.8), _LEVIATHAN.format(a=0.8)
+     + "; with c=0.02 the optimum is gamma=11, ~3.8x"),
+    ("leviathan-0.9", ConstantAcceptance(0.9), _LEVIATHAN.format(a=0.9)
+     + "; with c=0.02 the optimum is gamma=19, ~6.4x"),
+    ("chen-chinchilla-k4-low-derived", ConstantAcceptance(0.727),
+     _CHEN.format(end="low", s=1.92)),
+    ("chen-chinchilla-k4-high-derived", ConstantAcceptance(0.854),
+     _CHEN.format(end="high", s=2.46)),
+)
+
+PRESETS: dict[str, AcceptanceModel] = {name: model for name, model, _ in _PRESET_TABLE}
+PRESET_SOURCES: dict[str, str] = {name: src for name, _, src in _PRESET_TABLE}
+
+
+# ----------------------------------------------------------------------------- parsing
+
+def _as_float(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _unknown_preset(name: str) -> ValueError:
+    key = name.lower()
+    near = [p for p in PRESETS if key in p]
+    near += [p for p in difflib.get_close_matches(key, list(PRESETS), n=3, cutoff=0.5)
+             if p not in near]
+    near = near[:3]
+    hint = f"nearest presets: {', '.join(near)}" if near else f"presets: {', '.join(PRESETS)}"
+    return ValueError(f"unknown acceptance preset {name!r} (and no such trace file); {hint}")
+
+
+def _parse_component(text: str) -> AcceptanceModel:
+    value = _as_float(text)
+    if value is not None:
+        return ConstantAcceptance(value)
+    if text.lower() in PRESETS:
+        return PRESETS[text.lower()]
+    raise _unknown_preset(text)
+
+
+def parse_acceptance(value: str | float, base_dir: str | Path | None = None) -> AcceptanceModel:
+    """Turn a CLI/config value into an acceptance model.
+
+    Accepted forms: a number ``0.8`` (constant); a preset name; a comma list ``0.9,0.8,0.7``
+    (positional); ``mix:0.5@0.95,0.5@0.55`` (mixture of weight@probability-or-preset);
+    otherwise a trace file path, relative to ``base_dir`` when given.
+    """
+    if isinstance(value, AcceptanceModel):
+        return value
+    if isinstance(value, bool):
+        raise ValueError(f"acceptance must be a probability, preset, list, mix or path, "
+                         f"got {value!r}")
+    if isinstance(value, (int, float)):
+        return ConstantAcceptance(value)
+    text = str(value).strip()
+    if not text:
+        raise ValueError("acceptance is empty")
+    number = _as_float(text)
+    if number is not None:
+        return ConstantAcceptance(number)
+    if text.lower() in PRESETS:
+        return PRESETS[text.lower()]
+    if text.lower().startswith("mix:"):
+        comps: list[tuple[float, AcceptanceModel]] = []
+        for part in text[4:].split(","):
+            w_text, sep, m_text = part.strip().partition("@")
+            weight = _as_float(w_text.strip())
+            if not sep or weight is None or not m_text.strip():
+                raise ValueError(f"bad mixture part {part.strip()!r} in {text!r}: expected "
+                                 f"weight@probability, e.g. 0.5@0.95")
+            comps.append((weight, _parse_component(m_text.strip())))
+        return MixtureAcceptance(tuple(comps))
+    if "," in text:
+        probs: list[float] = []
+        for part in text.split(","):
+            p = _as_float(part.strip())
+            if p is None:
+                raise ValueError(f"bad acceptance list {text!r}: {part.strip()!r} is not a "
+                                 f"number")
+            probs.append(p)
+        return PositionalAcceptance(tuple(probs))
+    path = Path(text)
+    if base_dir is not None and not path.is_absolute():
+        path = Path(base_dir) / path
+    if path.is_file():
+        return load_trace(path)
+    looks_like_path = ("/" in text or "\\" in text
+                       or Path(text).suffix.lower() in TRACE_SUFFIXES)
+    if looks_like_path:
+        raise ValueError(f"acceptance trace file not found: {path}")
+    raise _unknown_preset(text)
