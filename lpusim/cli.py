@@ -132,32 +132,26 @@ def _range(flag: str, text: str | None) -> range | None:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    from lpusim.config.load import find
+    from lpusim.config.yamlio import parse_scalar
     ov: dict[str, Any] = {}
     for item in args.set:
         if "=" not in item:
             raise ConfigError(Issue("command line", None, None, "--set",
                                     f"expected KEY=VALUE, got {item!r}"))
         k, v = item.split("=", 1)
-        import yaml
-        try:
-            ov[k.strip()] = yaml.safe_load(v)
-        except yaml.YAMLError:
-            ov[k.strip()] = v
-    for _flag, key, kind in (("--model", "model", "model"), ("--system", "system", "system")):
+        ov[k.strip()] = parse_scalar(v)
+    for flag, key, kind in (("--model", "model", "model"), ("--system", "system", "system")):
         val = getattr(args, key, None)
         if val is not None:
-            p = find(kind, val)
-            ov[key] = str(p.resolve()) if p is not None else val
+            ov[key] = _ref(flag, kind, val)
     for key in ("chips", "batch", "context", "fidelity"):
         val = getattr(args, key, None)
         if val is not None:
             ov[key] = val
     spec: dict[str, Any] = {}
     if getattr(args, "draft", None):
-        p = find("model", args.draft)
         spec["strategy"] = "draft"
-        spec["draft_model"] = str(p.resolve()) if p is not None else args.draft
+        spec["draft_model"] = _ref("--draft", "model", args.draft)
     if getattr(args, "heads", None):
         spec["strategy"] = "heads"
         spec["heads"] = args.heads
@@ -173,6 +167,16 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     if spec:
         ov["speculation"] = spec
     return ov
+
+
+def _ref(flag: str, kind: str, value: str) -> str:
+    """A spec named on the command line, as an absolute path (or an error naming the flag)."""
+    from lpusim.config import resolve_ref
+    try:
+        return str(resolve_ref(kind, value).resolve())
+    except ConfigError as e:
+        raise ConfigError(Issue("command line", None, None, flag,
+                                e.issues[0].message)) from None
 
 
 def _int_flag(flag: str, text: str) -> int:

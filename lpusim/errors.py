@@ -79,7 +79,9 @@ class ScheduleViolation(LpusimError):
         self.cycle = cycle
         self.instruction = instruction
         self.reason = reason
-        super().__init__(
-            f"schedule violation on chip {chip}, unit {unit}, cycle {cycle}, "
-            f"instruction {instruction}: {reason}"
-        )
+        # args hold the fields, so copies made by simpy (type(e)(*e.args)) are identical
+        super().__init__(chip, unit, cycle, instruction, reason)
+
+    def __str__(self) -> str:
+        return (f"schedule violation on chip {self.chip}, unit {self.unit}, cycle {self.cycle}, "
+                f"instruction {self.instruction}: {self.reason}")

@@ -53,7 +53,7 @@ def parse_quantity(value: object, kind: str) -> int:
     """
     units, _base, example = _KINDS[kind]
     if isinstance(value, bool) or not isinstance(value, str):
-        if isinstance(value, int | float):
+        if isinstance(value, int | float) and not isinstance(value, bool):
             raise UnitError(f"{value!r} has no unit; expected {example}")
         raise UnitError(f"expected {example}, got {type(value).__name__}")
     m = _RE.match(value)

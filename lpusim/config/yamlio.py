@@ -167,3 +167,12 @@ def _convert(node: Any, path: Path_, doc: Document, issues: list[Issue], seen: s
 
 
 _SCALARS = yaml.SafeLoader("")
+
+
+def parse_scalar(text: str) -> Any:
+    """A command-line value read as a YAML scalar (`2` int, `1.5` float, `30Gbps` string)."""
+    try:
+        v = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return v if isinstance(v, str | int | float | bool) else text

@@ -220,12 +220,12 @@ class _Builder:
                               transcendental=True, parallel="column")
             outs.append(self.matmul(ep + "down_proj", act, m.ffn_size, m.hidden_size, "row"))
         self.p = saved
-        # resident weights of the experts that this step does not touch
-        idle = (E - active) * dtype_bytes(self.pr.weights, m.ffn_params_per_expert)
         comb = self.vector(pre + "moe_combine", "moe_combine", (t, *outs),
                            (b, p, m.hidden_size), 2 * k, elements=tokens * m.hidden_size,
                            parallel="replicated")
-        node = self.dag.nodes[comb]
+        # the experts this step does not touch still live in SRAM, sharded like the others
+        idle = (E - active) * dtype_bytes(self.pr.weights, m.ffn_params_per_expert)
+        node = self.dag.nodes[outs[-1]]
         old: Op = node["op"]
         node["op"] = _replace(old, weight_bytes=old.weight_bytes + idle)
         return comb

@@ -450,8 +450,9 @@ def load_trace(path: str | Path, drafted: int | None = None) -> TraceAcceptance:
     ``.jsonl``/``.ndjson``/``.json`` files are JSONL, ``.csv`` files CSV; otherwise a file
     whose first non-blank character is ``{`` is JSONL.
 
-    If passes were drafted at different lengths, the trace's draft length is the smallest, the
-    longest draft every recorded pass can answer. Errors are ValueError("path:line: field: ...").
+    If passes were drafted at different lengths, the trace's draft length is the smallest (the
+    longest draft every recorded pass can answer) and longer prefixes are clipped to it.
+    Errors are ``ValueError("path:line: field: ...")``.
     """
     name = str(path)
     if drafted is not None:
@@ -471,9 +472,11 @@ def load_trace(path: str | Path, drafted: int | None = None) -> TraceAcceptance:
     passes = (_read_jsonl if is_json else _read_csv)(name, text, drafted)
     if not passes:
         raise ValueError(f"{name}:1: trace: no passes recorded")
+    shortest = min(g for _, g in passes)
+    # min(L, shortest) answers every gamma <= shortest exactly like L does
     return TraceAcceptance(
-        prefix_lengths=tuple(acc for acc, _ in passes),
-        drafted=min(g for _, g in passes),
+        prefix_lengths=tuple(min(acc, shortest) for acc, _ in passes),
+        drafted=shortest,
         source=name,
     )
 

@@ -1,0 +1,168 @@
+import dataclasses
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lpusim.compiler import compile_pipeline, compile_program, minimum_chips, verify_program
+from lpusim.compiler.lower import Cost, mxm_cost
+from lpusim.compiler.place import place
+from lpusim.compiler.schedule import Lowerer, schedule
+from lpusim.compiler.topology import build_link_graph
+from lpusim.config import load
+from lpusim.config.specs import ModelSpec
+from lpusim.errors import CapacityError, CompileError
+from lpusim.graph import GraphParams, build_decode_graph
+from tests.helpers import chip, system
+
+
+def test_one_mxm_tile_hand_computed():
+    c = chip()
+    cost = mxm_cost(c, 1, 1, 320, 320, "int8")
+    # load: 320*320 B over 8 streams of 320 B = 40 cycles; one tile: max(40, 16 + 1)
+    assert cost.duration == 40 + 40
+    # transit: SRAM read 5 + 24 slices; fill: MXM pipeline 40 + ripple 20
+    assert (cost.transit, cost.fill) == (5 + 24, 40 + 20)
+    fp16 = mxm_cost(c, 1, 17, 320, 320, "fp16")
+    # FP16 tile is 2x the bytes (80-cycle load) and 4x slower per row: max(80, 16 + 68)
+    assert fp16.duration == 80 + 84
+
+
+def test_width_adds_cycles_per_tile():
+    c = chip()
+    one = mxm_cost(c, 1, 1, 8192, 1024, "int8").duration
+    wide = mxm_cost(c, 1, 17, 8192, 1024, "int8").duration
+    wider = mxm_cost(c, 1, 64, 8192, 1024, "int8").duration
+    assert one == wide          # 17 rows hide under the 40-cycle weight load
+    assert wider > one
+
+
+def _transfer_program(sys_, nbytes):
+    links = build_link_graph(sys_)
+    lw = Lowerer.__new__(Lowerer)
+    lw.tasks, lw.links, lw.clock = [], links, sys_.chip.clock_hz
+    lw.bw = sys_.link_bandwidth_bytes_per_s
+    lw.transfer(0, 1, [links.between[(0, 1)]], nbytes, "send", 0, ())
+    return schedule(lw.tasks, name="t", system=sys_, links=links, chips=(0, 1), pl=None, meta={})
+
+
+def test_two_chip_transfer_hand_computed():
+    s = system()
+    prog = _transfer_program(s, 16384)
+    (t,) = prog.transfers
+    # 16384 B at 4 lanes x 30 Gb/s x 0.97 = 14.55 GB/s, 900 MHz: ceil(16384*9e8/14.55e9)
+    assert t.serialisation == 1014
+    assert sum(t.hop_latency) == 216         # 240 ns at 900 MHz
+    assert t.ready == 1014 + 216
+
+
+def test_eight_chip_all_reduce_hand_computed():
+    s = system()
+    m = ModelSpec(name="t", layers=1, hidden_size=8192, ffn_size=8192, heads=64, kv_heads=8,
+                  head_dim=128, vocab_size=1000, max_context=16)
+    g = build_decode_graph(m, GraphParams(context=1))
+    pl = place(g, s.chip, 8, 8)
+    links = build_link_graph(s)
+    lw = Lowerer(g, s, pl, links)
+    for c in range(8):      # a 1-cycle producer of the partial sum on every chip
+        lw.instr(c, "p", 0, Cost("mxm", 1, 0, 0, "compute_mxm"), ())
+    out = lw.all_reduce(tuple(range(8)), {c: c for c in range(8)}, 16384, "ar", 0)
+    prog = schedule(lw.tasks, name="ar", system=s, links=links, chips=tuple(range(8)),
+                    pl=None, meta={})
+    verify_program(prog)
+    ready_at = {i.id: i.ready for i in prog.instructions}
+    # chunk 2048 B: ser ceil(2048*9e8/14.55e9) = 127; hop 216
+    # producer ready 1; reduce-scatter arrives 1+127+216 = 344; reduce of 7 x 1024 fp16
+    # elements: 7168*2 B = 45 vectors / 16 ALUs = 3 cycles + latency 4 + ripple 20 + transit 27
+    # -> 344 + 3 + 27 + 24 = 398; all-gather arrives 398 + 127 + 216 = 741; assemble 1 cycle
+    assert all(ready_at[out[c]] == 742 for c in range(8))
+
+
+def test_70b_on_576_chips_compiles_and_verifies():
+    s = system("groqrack-576")
+    g = build_decode_graph(load("workloads/llama-3.1-70b.yaml"), GraphParams(context=8192))
+    prog = compile_program(g, s)
+    verify_program(prog)
+    assert len(prog.chips) == 576
+    assert max(sum(v.values()) for v in prog.sram_bytes.values()) <= prog.sram_capacity_bytes
+
+
+def test_plan_minimum_chips_consistent_with_sram():
+    g = build_decode_graph(load("workloads/llama-3.1-70b.yaml"), GraphParams(context=8192))
+    n = minimum_chips(g, chip(), 8)
+    assert n > 306            # 70.55 GB of 8-bit weights over 230.7 MB chips
+    assert n % 8 == 0
+    with pytest.raises(CapacityError) as e:
+        place(g, chip(), n - 8, 8)
+    assert e.value.min_chips == n
+    assert "over by" in str(e.value)
+
+
+def test_model_too_big_names_chip_and_minimum():
+    s = system()
+    g = build_decode_graph(load("workloads/llama-3.1-70b.yaml"), GraphParams(context=8192))
+    with pytest.raises(CapacityError, match=r"chip 0 .* over by \d+ B .* at least \d+ chips"):
+        compile_program(g, s)
+
+
+def test_program_hash_is_deterministic():
+    s = system()
+    m = load("workloads/llama-3.2-1b.yaml")
+    g1 = build_decode_graph(m, GraphParams(context=512))
+    g2 = build_decode_graph(m, GraphParams(context=512))
+    assert compile_program(g1, s).content_hash() == compile_program(g2, s).content_hash()
+    assert compile_pipeline(g1, s).content_hash() == compile_pipeline(g2, s).content_hash()
+
+
+def random_model(draw):
+    kv = draw(st.sampled_from([1, 2, 4, 8]))
+    heads = kv * draw(st.sampled_from([1, 2, 4]))
+    hd = draw(st.sampled_from([16, 64, 128]))
+    return ModelSpec(name="r", layers=draw(st.integers(1, 6)),
+                     hidden_size=draw(st.sampled_from([64, 320, 1000, 2048])),
+                     ffn_size=draw(st.sampled_from([128, 700, 4096])), heads=heads, kv_heads=kv,
+                     head_dim=hd, vocab_size=draw(st.sampled_from([100, 32000])),
+                     max_context=4096)
+
+
+@st.composite
+def programs(draw):
+    m = random_model(draw)
+    tp = draw(st.sampled_from([1, 2, 4, 8]))
+    blocks = m.layers + 2
+    stages = draw(st.integers(1, min(blocks, 4)))
+    s = system("groqrack-576")
+    g = build_decode_graph(m, GraphParams(positions=draw(st.integers(1, 5)),
+                                          batch=draw(st.integers(1, 2)),
+                                          context=draw(st.integers(1, 2048))))
+    return compile_program(g, s, chips=stages * tp, tp=tp)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(programs(), st.data())
+def test_verifier_accepts_scheduled_and_rejects_corrupted(prog, data):
+    verify_program(prog)
+    # shift one instruction that has a dependency earlier by one cycle: must be rejected
+    cands = [i for i in prog.instructions if i.deps]
+    victim = data.draw(st.sampled_from(cands))
+    bad = dataclasses.replace(victim, issue=victim.issue - 1)
+    ins = tuple(bad if i.id == victim.id else i for i in prog.instructions)
+    with pytest.raises(CompileError, match="verify"):
+        verify_program(dataclasses.replace(prog, instructions=ins))
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(programs(), st.data())
+def test_verifier_rejects_overlapping_transfer(prog, data):
+    by_link: dict[int, list] = {}
+    for t in prog.transfers:
+        for lid in t.route:
+            by_link.setdefault(lid, []).append(t)
+    shared = [v for v in by_link.values() if len(v) >= 2]
+    if not shared:
+        return
+    a, b = sorted(data.draw(st.sampled_from(shared)), key=lambda t: t.issue)[:2]
+    moved = dataclasses.replace(b, issue=a.issue, deps=())
+    trs = tuple(moved if t.id == b.id else t for t in prog.transfers)
+    with pytest.raises(CompileError, match="oversubscribed|before operand"):
+        verify_program(dataclasses.replace(prog, transfers=trs))

@@ -1,0 +1,107 @@
+import math
+
+import networkx as nx
+import pytest
+
+from lpusim.config import load
+from lpusim.config.specs import ModelSpec
+from lpusim.graph import GraphParams, build_decode_graph
+
+
+@pytest.mark.parametrize("name,total,active", [
+    ("llama-3.1-8b", 8.03e9, None),
+    ("llama-3.1-70b", 70.55e9, None),
+    ("llama-3.1-405b", 405.85e9, None),
+    ("llama-3.2-1b", 1.24e9, None),
+    ("mixtral-8x7b", 46.7e9, 12.9e9),
+])
+def test_published_parameter_totals(name, total, active):
+    m = load(f"workloads/{name}.yaml")
+    assert round(m.total_params / 1e9, 2) == round(total / 1e9, 2)
+    if active:
+        assert round(m.active_params / 1e9, 1) == round(active / 1e9, 1)
+
+
+def tiny(**kw) -> ModelSpec:
+    base = dict(name="tiny", layers=2, hidden_size=64, ffn_size=128, heads=4, kv_heads=2,
+                head_dim=16, vocab_size=100, max_context=1024)
+    base.update(kw)
+    return ModelSpec(**base)
+
+
+def test_tiny_model_hand_computed():
+    m = tiny()
+    # attention: q 64x64, k 64x32, v 64x32, o 64x64 = 4096+2048+2048+4096
+    assert m.attention_params == 12288
+    assert m.ffn_params_per_expert == 3 * 64 * 128
+    layer = 12288 + 24576 + 2 * 64
+    assert m.layer_params == layer
+    assert m.total_params == 100 * 64 + 2 * layer + 64 + 100 * 64
+
+
+def test_tiny_flops_hand_computed():
+    m = tiny()
+    g = build_decode_graph(m, GraphParams(context=10))
+    # one token: 2 FLOPs per weight of every matmul; embedding is a lookup
+    matmul = 2 * (2 * (12288 + 24576) + 100 * 64)
+    # attention: scores and values each 2 * heads * head_dim * keys seen (10 + 1)
+    attn = 2 * (2 * 2 * 4 * 16 * 11)
+    mm = sum(o.flops for o in g.ops() if o.kind in ("matmul", "attn_scores", "attn_values"))
+    assert mm == matmul + attn
+
+
+@pytest.mark.parametrize("name", ["llama-3.1-8b", "llama-3.1-70b", "mixtral-8x7b"])
+def test_flops_about_twice_active_params(name):
+    m = load(f"workloads/{name}.yaml")
+    g = build_decode_graph(m, GraphParams(context=1))
+    # 2 FLOPs per active weight, except the embedding (a lookup); norms/softmax add a little
+    ratio = g.total("flops") / (2 * (m.active_params - m.embedding_params))
+    assert 1.0 <= ratio < 1.01
+
+
+@pytest.mark.parametrize("name", ["llama-3.1-8b", "mixtral-8x7b", "llama-3.1-70b-medusa"])
+def test_acyclic_and_shapes_consistent(name):
+    m = load(f"workloads/{name}.yaml")
+    g = build_decode_graph(m, GraphParams(positions=3, batch=2, context=64, with_heads=True))
+    assert nx.is_directed_acyclic_graph(g.dag)
+    for op in g.ops():
+        for src, shape in zip(op.inputs, op.in_shapes, strict=True):
+            assert g.op(src).out_shape == shape
+        if op.kind == "matmul" and ".expert" not in op.name:   # experts take routed rows
+            assert math.prod(op.in_shapes[0]) == op.m * op.k
+
+
+def test_width_scales_activations_not_weights():
+    m = load("workloads/llama-3.1-8b.yaml")
+    one = build_decode_graph(m, GraphParams(positions=1, context=512))
+    wide = build_decode_graph(m, GraphParams(positions=17, context=512))
+    batch = build_decode_graph(m, GraphParams(batch=4, context=512))
+    assert wide.total("weight_read_bytes") == one.total("weight_read_bytes") + \
+        16 * m.hidden_size   # only the embedding rows looked up grow
+    assert wide.total("weight_bytes") == one.total("weight_bytes")
+    assert batch.total("weight_bytes") == one.total("weight_bytes")
+    assert wide.total("act_out_bytes") > 10 * one.total("act_out_bytes")
+    assert batch.total("kv_read_bytes") == 4 * one.total("kv_read_bytes")
+
+
+def test_causal_mask_among_new_positions():
+    m = tiny()
+    g = build_decode_graph(m, GraphParams(positions=3, context=10))
+    s = g.op("L0.attn_scores")
+    # positions see 11, 12, 13 keys
+    assert s.flops == 2 * 4 * 16 * (11 + 12 + 13)
+
+
+def test_medusa_heads_add_parameters():
+    m = load("workloads/llama-3.1-70b-medusa.yaml")
+    h = m.hidden_size
+    assert m.heads_params == 4 * (h * h + h)
+    g = build_decode_graph(m, GraphParams(with_heads=True))
+    assert sum(1 for o in g.ops() if o.name.startswith("medusa")) == 4 * 4
+
+
+def test_moe_reads_only_active_experts():
+    m = load("workloads/mixtral-8x7b.yaml")
+    g = build_decode_graph(m, GraphParams(context=1))
+    assert g.total("weight_bytes") == pytest.approx(m.total_params, rel=1e-3)
+    assert g.total("weight_read_bytes") < 0.3 * g.total("weight_bytes")

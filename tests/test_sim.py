@@ -1,0 +1,136 @@
+import dataclasses
+import gzip
+import json
+import subprocess
+import sys
+
+import pytest
+
+from lpusim.compiler import compile_pipeline, compile_program
+from lpusim.config import load
+from lpusim.errors import ScheduleViolation
+from lpusim.graph import GraphParams, build_decode_graph
+from lpusim.program import Instr, Program, Transfer
+from lpusim.sim import critical_path, metrics_full, metrics_pipeline, simulate
+from tests.helpers import system
+
+
+def hand_program() -> Program:
+    # chip 0: MXM op (issue 0, busy 10, transit 2, fill 3) -> ready 15
+    # link 0: transfer 0->1 issues at 15, 20 cycles + 5 latency -> ready 40
+    # chip 1: VXM op issues at 40, busy 4, fill 1 -> ready 45
+    from lpusim.program import Link
+    return Program(
+        name="hand", clock_hz=1_000_000_000, chips=(0, 1),
+        instructions=(Instr(0, 0, "mxm", "a", 0, 0, 10, 2, 3, "compute_mxm", ()),
+                      Instr(2, 1, "vxm", "c", 0, 40, 4, 0, 1, "compute_vxm", (1,))),
+        transfers=(Transfer(1, 0, 1, (0,), (5,), 100, "b", 0, 15, 20, (0,)),),
+        links=(Link(0, 0, 1, "local"),), sram_capacity_bytes=0)
+
+
+def test_hand_program_exact_cycles():
+    res = simulate(hand_program())
+    assert res.latency_cycles == 45
+    assert res.start == {0: 0, 1: 15, 2: 40}
+    bd = critical_path(res)
+    assert bd["compute_mxm"] == 10 and bd["data_movement"] == 2
+    assert bd["link_serialisation"] == 20 and bd["link_latency"] == 5
+    assert bd["compute_vxm"] == 4 and bd["pipeline_fill"] == 3 + 1
+    assert sum(bd.values()) == 45 and bd["idle"] == 0
+
+
+def test_early_consumer_raises_violation_naming_chip_unit_cycle():
+    p = hand_program()
+    bad = dataclasses.replace(p.instructions[1], issue=39)
+    p2 = dataclasses.replace(p, instructions=(p.instructions[0], bad))
+    with pytest.raises(ScheduleViolation) as e:
+        simulate(p2)
+    assert (e.value.chip, e.value.unit, e.value.cycle) == (1, "vxm", 39)
+    assert "operand 1 arrives at cycle 40" in str(e.value)
+
+
+def test_double_booked_unit_raises():
+    p = hand_program()
+    extra = Instr(3, 0, "mxm", "d", 0, 5, 3, 0, 0, "compute_mxm", ())
+    p2 = dataclasses.replace(p, instructions=(*p.instructions, extra))
+    with pytest.raises(ScheduleViolation) as e:
+        simulate(p2)
+    assert (e.value.chip, e.value.unit, e.value.cycle) == (0, "mxm", 5)
+
+
+def test_compiled_program_shifted_instruction_is_caught():
+    s = system()
+    g = build_decode_graph(load("workloads/llama-3.2-1b.yaml"), GraphParams(context=256))
+    prog = compile_program(g, s)
+    victim = next(i for i in prog.instructions if i.unit == "vxm" and i.deps and i.chip == 3)
+    ins = tuple(dataclasses.replace(i, issue=i.issue - 1) if i.id == victim.id else i
+                for i in prog.instructions)
+    with pytest.raises(ScheduleViolation) as e:
+        simulate(dataclasses.replace(prog, instructions=ins))
+    assert e.value.chip == 3 and e.value.unit == "vxm" and e.value.cycle == victim.issue - 1
+
+
+@pytest.mark.parametrize("model,sysname,chips,positions", [
+    ("llama-3.2-1b", "groqnode-8", 8, 1),
+    ("llama-3.2-1b", "groqrack-576", 32, 5),
+    ("llama-3.1-8b", "groqrack-576", 64, 1),
+    ("mixtral-8x7b", "groqrack-576", 272, 2),
+    ("llama-3.1-70b", "groqrack-576", 576, 17),
+])
+def test_fast_and_full_fidelity_agree_exactly(model, sysname, chips, positions):
+    s = system(sysname)
+    g = build_decode_graph(load(f"workloads/{model}.yaml"),
+                           GraphParams(positions=positions, context=2048))
+    full = metrics_full(compile_program(g, s, chips=chips))
+    fast = metrics_pipeline(compile_pipeline(g, s, chips=chips))
+    assert fast.latency_cycles == full.latency_cycles
+    assert fast.breakdown_cycles == full.breakdown_cycles
+    assert sum(full.breakdown_cycles.values()) == full.latency_cycles
+
+
+def test_more_link_bandwidth_never_slower():
+    from lpusim.config import load_scenario
+    base = "workloads/scenarios/llama-3.1-70b-groqrack-576.yaml"
+    from lpusim.api import run
+    a = run(load_scenario(base, {"system.links.bandwidth_bytes_per_s": "10GB/s"}))
+    b = run(load_scenario(base, {"system.links.bandwidth_bytes_per_s": "40GB/s"}))
+    assert b.step_latency_cycles < a.step_latency_cycles
+
+
+def test_cli_run_json_contract():
+    r = subprocess.run([sys.executable, "-m", "lpusim.cli", "run", "--format", "json"],
+                       capture_output=True, text=True, check=True)
+    d = json.loads(r.stdout)
+    for key in ("scenario", "model", "chip", "chips", "tokens_per_second", "token_latency_us",
+                "sram_bytes_per_chip_max", "breakdown_us", "fidelity"):
+        assert key in d
+    assert d["chips"] == 576 and d["model"] == "Llama 3.1 70B"
+    assert d["tokens_per_second"] == pytest.approx(1e6 / d["token_latency_us"])
+    assert sum(d["breakdown_us"].values()) == pytest.approx(d["step_latency_us"])
+
+
+def test_cli_trace_loads_with_named_chips_and_units(tmp_path):
+    out = tmp_path / "step.json.gz"
+    subprocess.run([sys.executable, "-m", "lpusim.cli", "trace", "--model", "llama-3.2-1b",
+                    "--system", "groqnode-8", "--context", "512", "-o", str(out),
+                    "--chip-range", "0:4"], capture_output=True, text=True, check=True)
+    d = json.loads(gzip.decompress(out.read_bytes()))
+    names = {(e["pid"], e["args"]["name"]) for e in d["traceEvents"]
+             if e["ph"] == "M" and e["name"] == "process_name"}
+    assert names == {(c, f"chip {c}") for c in range(4)}
+    threads = {e["args"]["name"] for e in d["traceEvents"]
+               if e["ph"] == "M" and e["name"] == "thread_name"}
+    assert {"MXM", "VXM", "MEM"} <= threads
+    assert any(t.startswith("link ") for t in threads)
+    assert any(e["ph"] == "X" and e["name"] == "L0.q_proj" for e in d["traceEvents"])
+
+
+def test_cli_bad_input_exit_2_no_traceback_no_file(tmp_path):
+    out = tmp_path / "x.json"
+    r = subprocess.run([sys.executable, "-m", "lpusim.cli", "trace", "--model", "nope",
+                        "-o", str(out)], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert r.stderr.startswith("lpusim: error: ") and "Traceback" not in r.stderr
+    assert r.stderr.startswith("lpusim: error: command line: --model: no model file or name "
+                               "'nope'")
+    assert not out.exists()
