@@ -90,6 +90,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tp", type=int, default=8, help="tensor parallelism (chips per stage)")
     _format_arg(p)
 
+    p = sub.add_parser("speculate", help="textbook speculative-decoding calculator "
+                                         "(Leviathan et al. 2023)")
+    p.add_argument("--acceptance", required=True,
+                   help="constant, preset name, list a1,a2,..., mix:w@a,..., or trace file")
+    p.add_argument("--cost-ratio", type=float, required=True,
+                   help="draft step time / target step time (c)")
+    p.add_argument("--gamma", help="draft length (default: the optimum)")
+    p.add_argument("--max-gamma", type=int, default=64)
+    _format_arg(p)
+
     for name, helptext in (("run", "simulate a scenario and print tokens/s"),
                            ("trace", "write a Perfetto/Chrome trace of one decode step")):
         p = sub.add_parser(name, help=helptext)
@@ -258,6 +268,38 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_speculate(args: argparse.Namespace) -> int:
+    import math
+
+    from lpusim.speculative import optimal_gamma, parse_acceptance, speedup
+    c = args.cost_ratio
+    if not math.isfinite(c) or c < 0:
+        raise ConfigError(Issue("command line", None, None, "--cost-ratio",
+                                f"must be a finite number >= 0, got {c}"))
+    if args.max_gamma < 1:
+        raise ConfigError(Issue("command line", None, None, "--max-gamma", "must be >= 1"))
+    try:
+        acc = parse_acceptance(args.acceptance)
+    except ValueError as e:
+        raise ConfigError(Issue("command line", None, None, "--acceptance", str(e))) from None
+    best_g, best_s = optimal_gamma(acc, c, max_gamma=args.max_gamma)
+    if args.gamma is None:
+        g = best_g
+    else:
+        g = _int_flag("--gamma", args.gamma)
+        if g < 1:
+            raise ConfigError(Issue("command line", None, None, "--gamma", "must be >= 1"))
+    try:
+        e = acc.expected_tokens(g)
+        s = speedup(acc, g, c)
+    except ValueError as err:
+        raise ConfigError(Issue("command line", None, None, "--gamma", str(err))) from None
+    emit({"acceptance": acc.describe(), "cost_ratio": c, "gamma": g,
+          "expected_tokens_per_pass": e, "speedup": s, "optimal_gamma": best_g,
+          "optimal_speedup": best_s}, args.format)
+    return 0
+
+
 def cmd_trace(args: argparse.Namespace) -> int:
     from lpusim.atomic import write_atomic
     from lpusim.compiler import compile_program
@@ -278,7 +320,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"validate": cmd_validate, "describe": cmd_describe, "plan": cmd_plan,
-            "run": cmd_run, "trace": cmd_trace}
+            "run": cmd_run, "trace": cmd_trace, "speculate": cmd_speculate}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

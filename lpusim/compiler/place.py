@@ -3,7 +3,8 @@
 The decode graph's blocks (embedding, each layer, the head with final norm and LM head) are cut
 into contiguous pipeline stages, one per tensor-parallel group of `tp` chips (a node by
 default). The cut minimises the largest per-chip SRAM footprint (weights, KV cache, activation
-buffers), then splits the largest stages until every group has work. Each chip of a group holds
+buffers: double-buffered inputs and outputs of the largest op; attention scores stream between
+units and are not buffered whole), then splits the largest stages until every group has work. Each chip of a group holds
 a 1/tp shard of every split op (replicated ops whole). Capacity per chip is the chip's SRAM
 minus its reserved bytes; a model that does not fit raises `CapacityError` with the chip, what
 overflowed by how much, and the minimum chips that would fit.
@@ -51,7 +52,10 @@ def block_sram(graph: DecodeGraph, block: str, tp: int) -> dict[str, int]:
         op = graph.op(name)
         for k, v in op_sram(op, graph, tp).items():
             tot[k] += v
-        # double-buffered input and output of the largest op
+        # double-buffered input and output of the largest op; attention scores and their
+        # softmax flow MXM -> VXM -> MXM on streams, one key block at a time, never whole in SRAM
+        if op.kind in ("attn_scores", "softmax", "attn_values"):
+            continue
         par = op.parallel if op.kind not in ("residual", "norm") else "replicated"
         act = max(act, 2 * (shard(op.act_in_bytes, tp, par) + shard(op.act_out_bytes, tp, par)))
     tot["activations"] = act

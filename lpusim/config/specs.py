@@ -377,7 +377,6 @@ class SpeculationSpec:
     strategy: str = spec_field("enum", "draft", choices=("draft", "heads"))
     draft_model: ModelSpec | None = nested_field(optional=True)
     draft_chips: int | str = spec_field("int_or_auto", "auto", min=1, max=BIG)
-    pipelined: bool = spec_field("bool", False)
     gamma: int | str = spec_field("int_or_auto", "auto", min=1, max=256)
     max_gamma: int = spec_field("int", 32, min=1, max=256)
     acceptance: Any = spec_field("scalar_or_str", 0.8)
@@ -389,6 +388,8 @@ class SpeculationSpec:
         out: Check = []
         if self.gamma != "auto" and self.gamma > self.max_gamma:  # type: ignore[operator]
             out.append((("gamma",), f"gamma {self.gamma} exceeds max_gamma {self.max_gamma}"))
+        if isinstance(self.acceptance, int | float) and not 0 <= self.acceptance <= 1:
+            out.append((("acceptance",), f"{self.acceptance:g} is outside [0, 1]"))
         return out
 
 

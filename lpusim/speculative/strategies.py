@@ -1,0 +1,161 @@
+"""Speculative decoding on the simulated machine: drafter or heads, real step costs.
+
+Step latencies are not assumed: each comes from compiling and simulating a real decode graph.
+- `draft`: a separate draft model on its own chips (placed and compiled like any model; its chip
+  count is the scenario's `draft_chips` or the fewest whole tensor-parallel groups that hold
+  it). A pass is gamma sequential draft steps, then the target verifies gamma+1 positions in
+  one step. The drafted tokens travel to the target and the verdict back: two global-hop
+  transfers per pass (`overhead`).
+- `heads`: Medusa-style heads on the target. Each pass is one target step at width gamma+1 that
+  verifies the previous proposals and computes the next ones (chain verification; gamma <= K
+  heads). No drafter, no overhead beyond the step.
+Expected tokens per pass come from the acceptance model (bonus token counted); tokens/s is the
+closed form E / pass time; a seeded Monte Carlo over `monte_carlo_passes` passes gives the
+distribution of tokens per pass and p50/p99 per-token latency. With gamma `auto`, every gamma
+up to `max_gamma` (or K) is evaluated with its own verification step and the best is kept.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from lpusim.compiler import minimum_chips
+from lpusim.config.specs import HeadsSpec, ScenarioSpec
+from lpusim.errors import CapacityError, ConfigError, Issue
+from lpusim.graph import GraphParams, build_decode_graph
+from lpusim.sim import StepMetrics
+from lpusim.speculative.acceptance import AcceptanceModel, parse_acceptance
+from lpusim.speculative.montecarlo import simulate_passes
+from lpusim.speculative.theory import break_even_acceptance
+from lpusim.step import step_metrics
+from lpusim.units import ps_to_cycles
+
+
+def acceptance_of(sc: ScenarioSpec) -> AcceptanceModel:
+    spec = sc.speculation
+    assert spec is not None
+    base = Path(sc.file).parent if sc.file else None
+    try:
+        return parse_acceptance(spec.acceptance, base_dir=base)
+    except ValueError as e:
+        raise ConfigError(Issue(sc.file or "scenario", None, None, "speculation.acceptance",
+                                str(e))) from None
+
+
+def draft_chip_count(sc: ScenarioSpec) -> tuple[int, int]:
+    """(chips, tensor parallelism) of the drafter."""
+    spec = sc.speculation
+    assert spec is not None and spec.draft_model is not None
+    tp = sc.tp
+    if spec.draft_chips != "auto":
+        n = int(spec.draft_chips)
+        tp = min(tp, n)
+        if n % tp:
+            raise ConfigError(Issue(sc.file or "scenario", None, None, "speculation.draft_chips",
+                                    f"{n} chips are not whole groups of {tp}"))
+        return n, tp
+    g = build_decode_graph(spec.draft_model, GraphParams(batch=sc.batch, context=sc.context,
+                                                         precision=sc.precision))
+    n = minimum_chips(g, sc.system.chip, tp)
+    if n is None:
+        raise CapacityError(f"draft model {spec.draft_model.name} does not fit at tensor "
+                            f"parallelism {tp}")
+    return n, tp
+
+
+def evaluate(sc: ScenarioSpec, baseline: StepMetrics) -> dict[str, Any]:
+    """Speculative tokens/s and its parts for the scenario's speculation settings."""
+    spec = sc.speculation
+    assert spec is not None
+    acc = acceptance_of(sc)
+    clock = sc.system.chip.clock_hz
+
+    def step(model: Any, chips: int, tp: int, width: int, heads: bool) -> StepMetrics:
+        return step_metrics(model, sc.system, chips=chips, tp=tp, positions=width,
+                            batch=sc.batch, context=sc.context, precision=sc.precision,
+                            with_heads=heads, fidelity=sc.fidelity)
+
+    if spec.strategy == "draft":
+        assert spec.draft_model is not None
+        d_chips, d_tp = draft_chip_count(sc)
+        draft = step(spec.draft_model, d_chips, d_tp, 1, False)
+        draft_cycles = draft.latency_cycles
+        overhead = 2 * ps_to_cycles(sc.system.links.global_hop_latency_ps, clock)
+        target = sc.model
+        limit = spec.max_gamma
+        with_heads = False
+    else:
+        k = spec.heads or (sc.model.speculative_heads.count if sc.model.speculative_heads
+                           else None)
+        if k is None:
+            raise ConfigError(Issue(sc.file or "scenario", None, None, "speculation.heads",
+                                    "strategy 'heads' needs heads (or a model with "
+                                    "speculative_heads)"))
+        target = sc.model
+        if target.speculative_heads is None or target.speculative_heads.count != k:
+            old = target.speculative_heads
+            target = dataclasses.replace(target, speculative_heads=HeadsSpec(
+                count=k, layers_per_head=old.layers_per_head if old else 1,
+                shared_lm_head=old.shared_lm_head if old else True))
+        d_chips, draft_cycles, overhead, draft = 0, 0, 0, None
+        limit = min(k, spec.max_gamma)
+        with_heads = True
+    cap = acc.max_gamma() if hasattr(acc, "max_gamma") else None
+    if cap is not None:
+        limit = min(limit, cap)
+    if spec.gamma == "auto":
+        gammas = range(1, limit + 1)
+    else:
+        g = int(spec.gamma)
+        if g > limit:
+            raise ConfigError(Issue(sc.file or "scenario", None, None, "speculation.gamma",
+                                    f"gamma {g} exceeds what this strategy allows ({limit})"))
+        gammas = range(g, g + 1)
+    base_cycles = baseline.latency_cycles
+    best: tuple[float, int, int] | None = None
+    curve = []
+    for g in gammas:
+        verify = step(target, sc.chips_used, sc.tp, g + 1, with_heads).latency_cycles
+        pass_cycles = g * draft_cycles + verify + overhead
+        e = acc.expected_tokens(g)
+        tps = e * clock / pass_cycles
+        curve.append({"gamma": g, "tokens_per_second": tps, "expected_tokens_per_pass": e,
+                      "verify_step_cycles": verify})
+        if best is None or tps > best[0] * (1 + 1e-12):
+            best = (tps, g, verify)
+    assert best is not None
+    tps, gamma, verify = best
+    mc = simulate_passes(acc, gamma, spec.monte_carlo_passes, sc.seed, draft_cycles, verify,
+                         overhead, clock_hz=clock)
+    us = 1e6 / clock
+    return {
+        "strategy": spec.strategy,
+        "gamma": gamma,
+        "gamma_search": "auto" if spec.gamma == "auto" else "fixed",
+        "expected_tokens_per_pass": acc.expected_tokens(gamma),
+        "tokens_per_second": tps,
+        "monte_carlo_tokens_per_second": mc.tokens_per_second,
+        "monte_carlo_mean_tokens_per_pass": mc.mean_tokens_per_pass,
+        "tokens_per_pass_histogram": [int(x) for x in mc.histogram],
+        "p50_token_latency_us": mc.p50_token_latency_us,
+        "p99_token_latency_us": mc.p99_token_latency_us,
+        "draft_model": spec.draft_model.name if spec.draft_model else None,
+        "draft_chips": d_chips,
+        "total_chips": sc.chips_used + d_chips,
+        "heads": limit if spec.strategy == "heads" else None,
+        "draft_step_us": draft_cycles * us,
+        "verify_width": gamma + 1,
+        "verify_step_us": verify * us,
+        "baseline_step_us": base_cycles * us,
+        "overhead_us": overhead * us,
+        "cost_ratio": draft_cycles / base_cycles,
+        "verify_cost_ratio": verify / base_cycles,
+        "break_even_acceptance": break_even_acceptance(gamma, draft_cycles, verify, base_cycles,
+                                                       overhead),
+        "acceptance": acc.describe(),
+        "monte_carlo_passes": spec.monte_carlo_passes,
+        "seed": sc.seed,
+        "gamma_curve": curve,
+    }

@@ -1,0 +1,74 @@
+"""Speculation on the simulated machine: real step costs, both evaluators, CLI contract."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from lpusim import api
+
+
+@pytest.fixture(scope="module")
+def specdec():
+    return api.run(api.load_scenario("llama-3.1-70b-specdec",
+                                     {"speculation.max_gamma": 8,
+                                      "speculation.monte_carlo_passes": 100000}))
+
+
+def test_drafter_step_much_shorter_than_target(specdec):
+    s = specdec.speculation
+    assert s["draft_chips"] == 8                      # Llama 3.2 1B fits one node
+    assert s["draft_step_us"] < 0.1 * s["baseline_step_us"]
+
+
+def test_verification_costs_more_than_one_token_but_less_than_gamma_steps(specdec):
+    s = specdec.speculation
+    assert s["baseline_step_us"] < s["verify_step_us"] < s["gamma"] * s["baseline_step_us"]
+
+
+def test_closed_form_and_monte_carlo_agree(specdec):
+    s = specdec.speculation
+    assert s["monte_carlo_tokens_per_second"] == pytest.approx(s["tokens_per_second"], rel=0.01)
+    hist = s["tokens_per_pass_histogram"]
+    assert len(hist) == s["gamma"] + 1 and sum(hist) == s["monte_carlo_passes"]
+
+
+def test_speedup_and_contract(specdec):
+    assert specdec.speedup == pytest.approx(specdec.tokens_per_second
+                                            / specdec.baseline_tokens_per_second)
+    assert specdec.speedup > 1
+    assert specdec.speculation["gamma"] == max(
+        specdec.speculation["gamma_curve"], key=lambda r: r["tokens_per_second"])["gamma"]
+
+
+def test_zero_acceptance_never_beats_baseline():
+    r = api.run(api.load_scenario("llama-3.1-70b-specdec",
+                                  {"speculation.acceptance": 0.0, "speculation.max_gamma": 3,
+                                   "speculation.monte_carlo_passes": 1000}))
+    assert r.tokens_per_second < r.baseline_tokens_per_second
+
+
+def test_cli_speculate_reproduces_leviathan():
+    out = subprocess.run([sys.executable, "-m", "lpusim.cli", "speculate", "--acceptance",
+                          "0.9", "--cost-ratio", "0.02", "--format", "json"],
+                         capture_output=True, text=True, check=True).stdout
+    d = json.loads(out)
+    assert d["gamma"] == 19 and round(d["speedup"], 1) == 6.4
+    out = subprocess.run([sys.executable, "-m", "lpusim.cli", "speculate", "--acceptance",
+                          "0.9", "--cost-ratio", "0", "--gamma", "4", "--format", "json"],
+                         capture_output=True, text=True, check=True).stdout
+    assert json.loads(out)["expected_tokens_per_pass"] == pytest.approx(4.0951)
+
+
+def test_cli_run_speculation_json_keys():
+    out = subprocess.run([sys.executable, "-m", "lpusim.cli", "run", "--draft", "llama-3.2-1b",
+                          "--acceptance", "0.8", "--gamma", "4", "--format", "json"],
+                         capture_output=True, text=True, check=True).stdout
+    d = json.loads(out)
+    for k in ("baseline_tokens_per_second", "speedup", "speculation"):
+        assert k in d
+    for k in ("strategy", "gamma", "expected_tokens_per_pass", "draft_chips", "draft_step_us",
+              "verify_step_us", "p50_token_latency_us", "p99_token_latency_us"):
+        assert k in d["speculation"]
+    assert d["speculation"]["gamma"] == 4
