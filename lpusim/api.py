@@ -71,16 +71,8 @@ def load_scenario(ref: str | os.PathLike[str] = DEFAULT_SCENARIO,
 
 def load_scenario_data(path: str | os.PathLike[str], data: dict[str, Any]) -> ScenarioSpec:
     """A scenario from already-read (and edited) data, as if it were the file at `path`."""
-    import yaml
-
-    from lpusim.config.load import load as _load
-    text = yaml.safe_dump(data, sort_keys=False)
-    tmp_name = str(path)
-    from lpusim.config.load import _Loader
-    from lpusim.config.yamlio import load_document
-    doc = load_document(tmp_name, text)
-    del _load
-    return _Loader(None).build_doc(doc, "scenario", "")
+    from lpusim.config.load import load_data
+    return load_data(path, data, "scenario")
 
 
 def describe_scenario(sc: ScenarioSpec) -> dict[str, Any]:

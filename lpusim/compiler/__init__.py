@@ -42,13 +42,20 @@ def _run_pass(pass_name: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> 
         raise CompileError(pass_name, str(e)) from e
 
 
-def compile_program(graph: DecodeGraph, system: SystemSpec, *, chips: int | None = None,
-                    tp: int | None = None, name: str = "step") -> Program:
-    """The full static program of one decode step: place -> lower -> schedule -> verify."""
+def _place(graph: DecodeGraph, system: SystemSpec, chips: int | None,
+           tp: int | None) -> tuple[int, int, Placement, LinkGraph]:
+    """The shared first passes: placement and the link graph of the chips used."""
     n = chips or system.chips
     tp = tp or system.topology.chips_per_node
     pl: Placement = _run_pass("place", place, graph, system.chip, n, tp)
     links: LinkGraph = _run_pass("topology", build_link_graph, system, n)
+    return n, tp, pl, links
+
+
+def compile_program(graph: DecodeGraph, system: SystemSpec, *, chips: int | None = None,
+                    tp: int | None = None, name: str = "step") -> Program:
+    """The full static program of one decode step: place -> lower -> schedule -> verify."""
+    n, tp, pl, links = _place(graph, system, chips, tp)
     tasks, meta = _run_pass("lower", lower_step, graph, system, pl, links)
     meta = {**meta, "stages": [list(s) for s in pl.stages], "tp": tp}
     prog: Program = _run_pass("schedule", schedule, tasks, name=name, system=system,
@@ -72,10 +79,7 @@ def _stage_key(blocks: tuple[str, ...], first: bool, same: bool) -> str:
 def compile_pipeline(graph: DecodeGraph, system: SystemSpec, *, chips: int | None = None,
                      tp: int | None = None, name: str = "step") -> PipelineProgram:
     """Fast fidelity: one verified template per distinct stage, plus the hand-off routes."""
-    n = chips or system.chips
-    tp = tp or system.topology.chips_per_node
-    pl: Placement = _run_pass("place", place, graph, system.chip, n, tp)
-    links: LinkGraph = _run_pass("topology", build_link_graph, system, n)
+    n, tp, pl, links = _place(graph, system, chips, tp)
     ios, routes = _run_pass("lower", plan_routes, pl, links)
     templates: dict[str, Program] = {}
     keys: list[str] = []

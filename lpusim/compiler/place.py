@@ -5,9 +5,10 @@ into contiguous pipeline stages, one per tensor-parallel group of `tp` chips (a 
 default). The cut minimises the largest per-chip SRAM footprint (weights, KV cache, activation
 buffers: double-buffered inputs and outputs of the largest op; attention scores stream between
 units and are not buffered whole), then splits the largest stages until every group has
-work. Each chip of a group holds a 1/tp shard of every split op (replicated ops whole). Capacity per chip is the chip's SRAM
-minus its reserved bytes; a model that does not fit raises `CapacityError` with the chip, what
-overflowed by how much, and the minimum chips that would fit.
+work. Each chip of a group holds a 1/tp shard of every split op (replicated ops whole).
+Capacity per chip is the chip's SRAM minus its reserved bytes; a model that does not fit
+raises `CapacityError` with the chip, what overflowed by how much, and the minimum chips that
+would fit.
 """
 
 from __future__ import annotations

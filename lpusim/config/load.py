@@ -193,6 +193,14 @@ def load(path: str | os.PathLike[str], expect: str | None = None,
     return _Loader(overrides).load_doc(Path(path), expect, "")
 
 
+def load_data(path: str | os.PathLike[str], data: dict[str, Any], expect: str) -> Any:
+    """Build a spec from data already read from `path` (e.g. edited by CLI flags). Positions
+    are those of the file where the key is unchanged."""
+    doc = load_document(path)
+    doc.data = data
+    return _Loader(None).build_doc(doc, expect, "")
+
+
 def load_chip(path: str | os.PathLike[str]) -> ChipSpec:
     return load(path, "chip")
 
