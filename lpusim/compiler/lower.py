@@ -7,7 +7,7 @@ Costs come from the chip spec only:
   m activation vectors x the precision slowdown): loading overlaps compute. The MEM slices must
   also supply the tile bytes; the busier of the two bounds the op.
 - VXM: vectors of the op's elements x ALU ops per element over the ALUs per lane, plus the
-  transcendental issue interval per vector when the op needs exp/rsqrt/sigmoid.
+  transcendental issue interval per vector of values needing exp/rsqrt/sigmoid.
 - MEM (embedding gather, KV append): vectors spread over the slices; SXM reshapes the new K/V
   into the layout the MXM reads.
 - Every instruction pays stream transit (slices crossed x cycles per slice, plus the SRAM read
@@ -57,12 +57,13 @@ def mxm_cost(chip: ChipSpec, mats: int, m: int, k: int, n: int, in_dtype: str) -
 
 
 def vxm_cost(chip: ChipSpec, elements: int, ops_per_element: int, dtype: str,
-             transcendental: bool) -> Cost:
+             transcendentals: int = 0) -> Cost:
     vectors = ceil_div(dtype_bytes(dtype, elements), chip.vector_bytes)
     alus = chip.vxm.alus_per_lane
     busy = ceil_div(vectors * ops_per_element, alus)
-    if transcendental:
-        busy += ceil_div(vectors * chip.vxm.transcendental_cycles, alus)
+    if transcendentals:
+        t_vectors = ceil_div(dtype_bytes(dtype, transcendentals), chip.vector_bytes)
+        busy += ceil_div(t_vectors * chip.vxm.transcendental_cycles, alus)
     return Cost("vxm", max(busy, 1), _transit(chip, chip.streams.slices_mem_to_vxm),
                 chip.vxm.op_latency_cycles + chip.icu.ripple_cycles, "compute_vxm")
 
@@ -114,8 +115,11 @@ def op_costs(op: Op, chip: ChipSpec, tp: int, graph: DecodeGraph) -> list[tuple[
         nbytes = ceil_div(op.kv_write_bytes, tp) if op.kv_heads >= tp else op.kv_write_bytes
         return [(".layout", sxm_cost(chip, nbytes)), ("", mem_cost(chip, nbytes))]
     par = op.parallel
-    elements = op.elements if par == "replicated" else ceil_div(op.elements, tp)
-    return [("", vxm_cost(chip, elements, op.ops_per_element, act, op.transcendental))]
+    if par == "replicated":
+        elements, trans = op.elements, op.transcendentals
+    else:
+        elements, trans = ceil_div(op.elements, tp), ceil_div(op.transcendentals, tp)
+    return [("", vxm_cost(chip, elements, op.ops_per_element, act, trans))]
 
 
 @dataclass

@@ -80,7 +80,7 @@ class Lowerer:
                     rs[b].append(self.transfer(a, b, self.direct(a, b), chunk,
                                                f"{name}.reduce_scatter", block, (ready[a],)))
         red = {c: self.instr(c, f"{name}.reduce", block,
-                             vxm_cost(self.chip, elems * (tp - 1), 1, act, False),
+                             vxm_cost(self.chip, elems * (tp - 1), 1, act),
                              (ready[c], *rs[c])) for c in chips}
         ag: dict[int, list[int]] = {c: [] for c in chips}
         for a in chips:
@@ -165,7 +165,7 @@ class Lowerer:
                                                       8 * bp, f"{gname}.gather", bl,
                                                       (value[gname][c],)))
             return self.instr(io.exit, "sample", bl,
-                              vxm_cost(self.chip, len(gathers) * tp * bp, 2, "fp32", False),
+                              vxm_cost(self.chip, len(gathers) * tp * bp, 2, "fp32"),
                               tuple(arrivals))
         if last in partial:
             nbytes = self.g.op(last).act_out_bytes

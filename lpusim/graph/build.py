@@ -97,7 +97,7 @@ class _Builder:
             parallel=parallel, mats=1, m=rows, k=k, n=n, in_dtype=self.pr.weights))
 
     def vector(self, name: str, kind: str, srcs: tuple[str, ...], out_shape: tuple[int, ...],
-               ops_per_element: int, elements: int | None = None, transcendental: bool = False,
+               ops_per_element: int, elements: int | None = None, transcendentals: int = 0,
                parallel: str = "column", weight_params: int = 0, dtype: str | None = None,
                heads: int = 0) -> str:
         n_out = math.prod(out_shape)
@@ -112,14 +112,14 @@ class _Builder:
             act_in_bytes=sum(dtype_bytes(self.dag.nodes[s]["op"].dtype, math.prod(self.shape(s)))
                              for s in srcs) if n_in else 0,
             act_out_bytes=dtype_bytes(dt, n_out), parallel=parallel, elements=n_el,
-            ops_per_element=ops_per_element, transcendental=transcendental, heads=heads))
+            ops_per_element=ops_per_element, transcendentals=transcendentals, heads=heads))
 
     def norm(self, name: str, src: str) -> str:
         h = self.m.hidden_size
         b, p = self.p.batch, self.p.positions
-        # square, accumulate, rsqrt (per row), scale, weight: 4 ALU ops per element
+        # square, accumulate, scale, weight: 4 ALU ops per element; one rsqrt per row
         per = 1 if self.m.norm == "rmsnorm" else 2
-        return self.vector(name, "norm", (src,), (b, p, h), 4, transcendental=True,
+        return self.vector(name, "norm", (src,), (b, p, h), 4, transcendentals=b * p,
                            parallel="replicated", weight_params=per * h)
 
     # blocks --------------------------------------------------------------------------
@@ -172,7 +172,7 @@ class _Builder:
             heads=H, kv_heads=KV))
         # max, subtract, exp, sum, divide: 5 ops per score
         sm = self.vector(pre + "softmax", "softmax", (s,), (b, H, p, T), 5,
-                         elements=b * H * seen, transcendental=True, parallel="heads",
+                         elements=b * H * seen, transcendentals=b * H * seen, parallel="heads",
                          dtype=self.pr.activations, heads=H)
         o = self.add(Op(
             name=pre + "attn_values", kind="attn_values", block=self.block, inputs=(sm, app),
@@ -195,7 +195,7 @@ class _Builder:
         u = self.matmul(pre + "up_proj", f, m.hidden_size, m.ffn_size, "column")
         # SiLU(g) * u: sigmoid (transcendental), 2 multiplies
         act = self.vector(pre + "act", "activation", (g, u), (b, p, m.ffn_size), 4,
-                          transcendental=True, parallel="column")
+                          transcendentals=b * p * m.ffn_size, parallel="column")
         return self.matmul(pre + "down_proj", act, m.ffn_size, m.hidden_size, "row")
 
     def moe(self, pre: str, f: str) -> str:
@@ -217,7 +217,7 @@ class _Builder:
             g = self.matmul(ep + "gate_proj", f, m.hidden_size, m.ffn_size, "column")
             u = self.matmul(ep + "up_proj", f, m.hidden_size, m.ffn_size, "column")
             act = self.vector(ep + "act", "activation", (g, u), (1, rows, m.ffn_size), 4,
-                              transcendental=True, parallel="column")
+                              transcendentals=rows * m.ffn_size, parallel="column")
             outs.append(self.matmul(ep + "down_proj", act, m.ffn_size, m.hidden_size, "row"))
         self.p = saved
         comb = self.vector(pre + "moe_combine", "moe_combine", (t, *outs),
@@ -247,7 +247,8 @@ class _Builder:
                     fc = self.matmul(f"medusa{i}.fc{j}", y, m.hidden_size, m.hidden_size,
                                      "row", bias=True)
                     y = self.vector(f"medusa{i}.res{j}", "residual", (y, fc),
-                                    (b, p, m.hidden_size), 5, transcendental=True,
+                                    (b, p, m.hidden_size), 5,
+                                    transcendentals=b * p * m.hidden_size,
                                     parallel="replicated")
                 lmh = self.matmul(f"medusa{i}.lm_head", y, m.hidden_size, m.vocab_size,
                                   "vocab", weight_shared=sh.shared_lm_head)

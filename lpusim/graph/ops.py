@@ -62,10 +62,11 @@ class Op:
     k: int = 0
     n: int = 0
     in_dtype: str = ""
-    # vector view for VXM/MEM ops: elements processed, ALU ops per element, transcendental?
+    # vector view for VXM/MEM ops: elements processed, ALU ops per element, and how many
+    # transcendental evaluations (exp, rsqrt, sigmoid) the op needs
     elements: int = 0
     ops_per_element: int = 0
-    transcendental: bool = False
+    transcendentals: int = 0
     heads: int = 0                  # attention heads (q) the op spans, for head sharding
     kv_heads: int = 0
 
