@@ -140,8 +140,8 @@ class PipelineProgram:
     Stages with the same blocks and the same entry/exit relation compile to identical programs
     up to a time offset, so each distinct one is kept once (`templates`, each starting with its
     input on its entry chip at cycle 0 and ending with its output on its exit chip); `stages`
-    names the template of every stage in pipeline order; `handoffs[s]` carries stage s's
-    output to stage s+1 (the last one returns the sampled tokens to stage 0).
+    names the template of every stage in pipeline order (a template includes the hand-off
+    into its stage); `handoffs` holds the return of the sampled tokens to stage 0.
     """
 
     name: str

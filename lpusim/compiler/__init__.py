@@ -14,6 +14,7 @@ from typing import Any
 from lpusim.compiler.lower import serialisation_cycles
 from lpusim.compiler.place import Placement, minimum_chips, place
 from lpusim.compiler.schedule import (
+    handoff_signature,
     lower_stage_template,
     lower_step,
     plan_routes,
@@ -21,7 +22,7 @@ from lpusim.compiler.schedule import (
 )
 from lpusim.compiler.topology import LinkGraph, build_link_graph
 from lpusim.compiler.verify import verify_program
-from lpusim.config.specs import SystemSpec, dtype_bytes
+from lpusim.config.specs import SystemSpec
 from lpusim.errors import CapacityError, CompileError, LpusimError
 from lpusim.graph import DecodeGraph
 from lpusim.program import Handoff, PipelineProgram, Program
@@ -64,7 +65,8 @@ def compile_program(graph: DecodeGraph, system: SystemSpec, *, chips: int | None
     return prog
 
 
-def _stage_key(blocks: tuple[str, ...], first: bool, same: bool) -> str:
+def _stage_key(blocks: tuple[str, ...], first: bool, last: bool, same: bool,
+               handoff: str) -> str:
     kinds = ["layer" if b.startswith("layer") else b for b in blocks]
     compact: list[str] = []
     for k in kinds:
@@ -73,48 +75,57 @@ def _stage_key(blocks: tuple[str, ...], first: bool, same: bool) -> str:
             compact[-1] = f"{cnt}x{k}"
         else:
             compact.append(k)
-    return "+".join(compact) + ("|tokens" if first else "") + ("|same" if same else "")
+    key = "+".join(compact)
+    if first:
+        key += "|tokens"
+    if last:
+        key += "|exit" + ("=entry" if same else "")
+    if handoff:
+        key += f"|in:{handoff}"
+    return key
 
 
 def compile_pipeline(graph: DecodeGraph, system: SystemSpec, *, chips: int | None = None,
                      tp: int | None = None, name: str = "step") -> PipelineProgram:
-    """Fast fidelity: one verified template per distinct stage, plus the hand-off routes."""
+    """Fast fidelity: one verified template per distinct stage, plus the token return.
+
+    A template holds its stage's incoming hand-off (leaving the previous stage at cycle 0),
+    its compute and collectives; its latency runs until the stage output is on every chip
+    (the last stage: on the exit chip)."""
     n, tp, pl, links = _place(graph, system, chips, tp)
-    ios, routes = _run_pass("lower", plan_routes, pl, links)
+    ios, back = _run_pass("lower", plan_routes, pl, links)
     templates: dict[str, Program] = {}
     keys: list[str] = []
+    last = len(ios) - 1
     for s, io in enumerate(ios):
-        key = _stage_key(pl.stages[s], s == 0, io.entry == io.exit)
+        key = _stage_key(pl.stages[s], s == 0, s == last, ios[0].entry == ios[-1].exit,
+                         handoff_signature(links, pl, s))
         keys.append(key)
         if key in templates:
             continue
-        tasks = _run_pass("lower", lower_stage_template, graph, system, pl, links, s,
-                          io.entry, io.exit)
+        tasks, outs = _run_pass("lower", lower_stage_template, graph, system, pl, links, s, io)
         prog = _run_pass("schedule", schedule, tasks, name=f"{name}:{key}", system=system,
                          links=links, chips=pl.stage_chips[s], pl=pl,
                          meta={"stage": s, "blocks": list(pl.stages[s])})
         _run_pass("verify", verify_program, prog)
+        ready = {i.id: i.ready for i in prog.instructions}
+        ready.update({t.id: t.ready for t in prog.transfers})
+        if len({ready[o] for o in outs}) != 1 or max(ready.values()) != ready[outs[0]]:
+            raise CompileError("schedule", f"stage {s} ({key}) does not end with its output "
+                                           "on every chip at once; use fidelity 'full'")
         templates[key] = prog
     p = graph.params
-    hidden = dtype_bytes(p.precision.activations, p.batch * p.positions * graph.model.hidden_size)
-    tokens = 4 * p.batch * p.positions
     clock = system.chip.clock_hz
-    handoffs = []
-    for s, io in enumerate(ios):
-        nxt = ios[(s + 1) % len(ios)]
-        nbytes = hidden if s + 1 < len(ios) else tokens
-        route = routes[s]
-        if route:
-            handoffs.append(Handoff(io.exit, nxt.entry, nbytes,
-                                    serialisation_cycles(nbytes,
-                                                         system.link_bandwidth_bytes_per_s,
-                                                         clock),
-                                    tuple(links.latency[lid] for lid in route)))
-        else:
-            handoffs.append(Handoff(io.exit, nxt.entry, nbytes, 0, ()))
+    tokens = 4 * p.batch * p.positions
+    if back:
+        ret = Handoff(ios[-1].exit, ios[0].entry, tokens,
+                      serialisation_cycles(tokens, system.link_bandwidth_bytes_per_s, clock),
+                      tuple(links.latency[lid] for lid in back))
+    else:
+        ret = Handoff(ios[-1].exit, ios[0].entry, tokens, 0, ())
     return PipelineProgram(
         name=name, clock_hz=clock, chips=n, templates=templates, stages=tuple(keys),
-        handoffs=tuple(handoffs), sram_capacity_bytes=pl.capacity_bytes,
+        handoffs=(ret,), sram_capacity_bytes=pl.capacity_bytes,
         sram_bytes=pl.chip_sram(),
         meta={"stages": [list(s) for s in pl.stages], "tp": tp,
-              "entries": [io.entry for io in ios], "exits": [io.exit for io in ios]})
+              "entry": ios[0].entry, "exit": ios[-1].exit})

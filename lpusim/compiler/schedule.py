@@ -94,22 +94,44 @@ class Lowerer:
                 for c in chips}
 
     # a stage -------------------------------------------------------------------------
-    def stage(self, s: int, io: StageIO, input_dep: int | None) -> int:
-        """Lower stage `s`; returns the task whose completion puts its output on io.exit."""
+    def piece_routes(self, s: int) -> list[list[int]]:
+        """Routes of the hand-off into stage s (s > 0): piece i travels from the i-th chip of
+        stage s-1 to the i-th chip of stage s."""
+        prev, cur = self.pl.stage_chips[s - 1], self.pl.stage_chips[s]
+        return [self.links.route([a], [b])[2] for a, b in zip(prev, cur, strict=True)]
+
+    def stage(self, s: int, io: StageIO, inputs: dict[int, int] | None) -> dict[int, int]:
+        """Lower stage `s`. Stage 0 gets the tokens on io.entry; a later stage gets its input
+        as one 1/tp piece from each chip of the previous stage (`inputs`: previous chip ->
+        the task producing its output, empty for a template starting at cycle 0), then
+        all-gathers the pieces. Returns chip -> the task putting the stage output there (the
+        last stage: only io.exit, after the sampled tokens are gathered)."""
         chips = self.pl.stage_chips[s]
         blocks = self.pl.stages[s]
         b0 = self.block_index[blocks[0]]
-        have: dict[int, int] = {}
-        for c in chips:
-            if c == io.entry:
-                have[c] = input_dep if input_dep is not None else -1
-            else:
-                deps = (input_dep,) if input_dep is not None else ()
-                have[c] = self.transfer(io.entry, c, self.direct(io.entry, c), io.input_bytes,
-                                        f"stage{s}.broadcast", b0, deps)
+        have: dict[int, tuple[int, ...]] = {}
+        if s == 0:
+            for c in chips:
+                if c == io.entry:
+                    have[c] = ()
+                else:
+                    have[c] = (self.transfer(io.entry, c, self.direct(io.entry, c),
+                                             io.input_bytes, f"stage{s}.broadcast", b0, ()),)
+        else:
+            prev = self.pl.stage_chips[s - 1]
+            piece = ceil_div(io.input_bytes, len(chips))
+            got: dict[int, int] = {}
+            for a, b, route in zip(prev, chips, self.piece_routes(s), strict=True):
+                dep = (inputs[a],) if inputs else ()
+                got[b] = self.transfer(a, b, route, piece, f"stage{s}.handoff", b0, dep)
+            for c in chips:
+                peers = tuple(self.transfer(o, c, self.direct(o, c), piece,
+                                            f"stage{s}.handoff_gather", b0, (got[o],))
+                              for o in chips if o != c)
+                have[c] = (got[c], *peers)
         sync = {c: self.instr(c, f"stage{s}.deskew", b0,
                               Cost("icu", max(1, self.sync_cycles), 0, 0, "synchronisation"),
-                              (have[c],) if have[c] >= 0 else ()) for c in chips}
+                              have[c]) for c in chips}
         tp = len(chips)
         value: dict[str, dict[int, int]] = {}
         partial: set[str] = set()
@@ -164,13 +186,13 @@ class Lowerer:
                         arrivals.append(self.transfer(c, io.exit, self.direct(c, io.exit),
                                                       8 * bp, f"{gname}.gather", bl,
                                                       (value[gname][c],)))
-            return self.instr(io.exit, "sample", bl,
-                              vxm_cost(self.chip, len(gathers) * tp * bp, 2, "fp32"),
-                              tuple(arrivals))
+            return {io.exit: self.instr(io.exit, "sample", bl,
+                                        vxm_cost(self.chip, len(gathers) * tp * bp, 2, "fp32"),
+                                        tuple(arrivals))}
         if last in partial:
             nbytes = self.g.op(last).act_out_bytes
-            return self.all_reduce(chips, value[last], nbytes, f"{last}.allreduce", bl)[io.exit]
-        return value[last][io.exit]
+            return self.all_reduce(chips, value[last], nbytes, f"{last}.allreduce", bl)
+        return value[last]
 
     def hidden_bytes(self) -> int:
         p = self.g.params
@@ -182,54 +204,65 @@ class Lowerer:
         return 4 * p.batch * p.positions
 
 
-def plan_routes(pl: Placement, links: LinkGraph) -> tuple[list[StageIO], list[list[int]]]:
-    """Entry/exit chips of every stage and the routes between consecutive stages (the last
-    route returns the sampled tokens to stage 0)."""
+def plan_routes(pl: Placement, links: LinkGraph) -> tuple[list[StageIO], list[int]]:
+    """The entry chip of stage 0, the exit chip of the last stage, and the route returning
+    the sampled tokens from the one to the other."""
     n = len(pl.stage_chips)
-    routes: list[list[int]] = []
-    exits: list[int] = []
-    entries: list[int] = [0] * n
     src, dst, back = links.route(list(pl.stage_chips[-1]), list(pl.stage_chips[0]))
-    entries[0] = dst
-    last_exit = src
-    for s in range(n - 1):
-        a, b, path = links.route(list(pl.stage_chips[s]), list(pl.stage_chips[s + 1]))
-        exits.append(a)
-        entries[s + 1] = b
-        routes.append(path)
-    exits.append(last_exit)
-    routes.append(back)
-    return [StageIO(entries[s], exits[s], 0) for s in range(n)], routes
+    ios = [StageIO(dst if s == 0 else -1, src if s == n - 1 else -1, 0) for s in range(n)]
+    return ios, back
 
 
 def lower_step(graph: DecodeGraph, system: SystemSpec, pl: Placement,
                links: LinkGraph) -> tuple[list[Task], dict[str, object]]:
     """All stages, hand-offs and the token return of one decode step, as untimed tasks."""
     lw = Lowerer(graph, system, pl, links)
-    ios, routes = plan_routes(pl, links)
-    dep: int | None = None
-    n = len(ios)
+    ios, back = plan_routes(pl, links)
+    outputs: dict[int, int] | None = None
     for s, io in enumerate(ios):
         io.input_bytes = lw.token_bytes() if s == 0 else lw.hidden_bytes()
-        out = lw.stage(s, io, dep)
-        nxt = ios[(s + 1) % n]
-        nbytes = lw.hidden_bytes() if s + 1 < n else lw.token_bytes()
-        name = f"stage{s}.handoff" if s + 1 < n else "token_return"
-        if routes[s]:
-            dep = lw.transfer(io.exit, nxt.entry, routes[s], nbytes, name,
-                              lw.block_index[pl.stages[s][-1]], (out,))
-        else:
-            dep = out
-    return lw.tasks, {"entries": [io.entry for io in ios], "exits": [io.exit for io in ios]}
+        outputs = lw.stage(s, io, outputs)
+    assert outputs is not None
+    last = ios[-1]
+    if back:
+        lw.transfer(last.exit, ios[0].entry, back, lw.token_bytes(), "token_return",
+                    lw.block_index[pl.stages[-1][-1]], (outputs[last.exit],))
+    return lw.tasks, {"entry": ios[0].entry, "exit": last.exit}
 
 
 def lower_stage_template(graph: DecodeGraph, system: SystemSpec, pl: Placement,
-                         links: LinkGraph, s: int, entry: int, exit_: int) -> list[Task]:
-    """One stage alone, its input on `entry` at cycle 0, ending with its output on `exit_`."""
+                         links: LinkGraph, s: int, io: StageIO) -> tuple[list[Task], list[int]]:
+    """One stage alone: its input (tokens on the entry chip, or the hand-off pieces leaving
+    the previous stage) starts at cycle 0. Returns the tasks and those producing the output."""
     lw = Lowerer(graph, system, pl, links)
-    nbytes = lw.token_bytes() if s == 0 else lw.hidden_bytes()
-    lw.stage(s, StageIO(entry, exit_, nbytes), None)
-    return lw.tasks
+    io = StageIO(io.entry, io.exit, lw.token_bytes() if s == 0 else lw.hidden_bytes())
+    out = lw.stage(s, io, {} if s > 0 else None)
+    return lw.tasks, sorted(out.values())
+
+
+def handoff_signature(lw_links: LinkGraph, pl: Placement, s: int) -> str:
+    """What the hand-off into stage s looks like up to renaming chips and links: which pieces
+    share links, each hop's latency, and which hops land inside the stage's own node."""
+    if s == 0:
+        return ""
+    prev, cur = pl.stage_chips[s - 1], pl.stage_chips[s]
+    canon: dict[int, int] = {}
+
+    def rel(c: int) -> tuple[str, int]:
+        if c in cur:
+            return ("d", cur.index(c))
+        if c in prev:
+            return ("s", prev.index(c))
+        return ("x", 0)
+
+    sig = []
+    for a, b in zip(prev, cur, strict=True):
+        route = lw_links.route([a], [b])[2]
+        sig.append(tuple((canon.setdefault(lid, len(canon)), lw_links.latency[lid],
+                          rel(lw_links.links[lid].src), rel(lw_links.links[lid].dst))
+                         for lid in route))
+    import hashlib
+    return hashlib.sha256(repr(sig).encode()).hexdigest()[:12]
 
 
 def schedule(tasks: list[Task], *, name: str, system: SystemSpec, links: LinkGraph,

@@ -2,9 +2,10 @@
 
 Chips are numbered rack-major: chip = (rack * nodes_per_rack + node) * chips_per_node + local.
 Inside a node every pair of chips has a direct local link (each direction is its own link).
-Between the nodes of a rack, each pair of nodes has one global link, and between racks each
-pair of racks has one global link, as in a Dragonfly whose groups are racks. Which chip owns a
-global port is assigned round-robin, deterministically. Routes minimise total hop latency;
+Between the nodes of a rack, each pair of nodes has `links_per_node_pair` global links, and
+between racks each pair of racks has `links_per_rack_pair`, as in a Dragonfly whose groups are
+racks. Which chip owns a global port is assigned round-robin, deterministically; the system
+spec checks that no chip needs more global ports than it has. Routes minimise total hop latency;
 ties are broken by the lowest chip ids, so routes are reproducible.
 """
 
@@ -87,30 +88,29 @@ def build_link_graph(system: SystemSpec, chips: int | None = None) -> LinkGraph:
             for b in members[i + 1:]:
                 g.add(a, b, "local", lat_local)
     racks = -(-nodes // npr)
-
-    def port_chip(node: int, k: int) -> int | None:
-        c = node * cpn + (k % cpn)
-        return c if c < n else None
-
+    lnp, lrp = t.links_per_node_pair, t.links_per_rack_pair
+    # intra-rack: link k between nodes a and b uses port (peer index * lnp + k) of each node;
+    # port j of a node sits on chip j mod chips_per_node
     for r in range(racks):
         rack_nodes = [x for x in range(r * npr, (r + 1) * npr) if x < nodes]
         for i, a in enumerate(rack_nodes):
-            for b in rack_nodes[i + 1:]:
-                ka = rack_nodes.index(b) - 1       # index of b among a's peers
-                kb = rack_nodes.index(a)           # index of a among b's peers
-                ca, cb = port_chip(a, ka), port_chip(b, kb)
-                if ca is not None and cb is not None:
-                    g.add(ca, cb, "global", lat_global)
+            for j in range(i + 1, len(rack_nodes)):
+                b = rack_nodes[j]
+                for k in range(lnp):
+                    ca = a * cpn + ((j - 1) * lnp + k) % cpn
+                    cb = b * cpn + (i * lnp + k) % cpn
+                    if ca < n and cb < n:
+                        g.add(ca, cb, "global", lat_global)
+    # inter-rack: the m-th inter-rack port of a rack (m = other-rack index * lrp + k) sits on
+    # node m mod nodes_per_rack, chip (intra-rack ports per node + m // nodes_per_rack) mod cpn
+    base = (npr - 1) * lnp
     for r in range(racks):
-        for s in range(r + 1, racks):
-            # rack r reaches rack s through its (s-1)-th gateway, rack s through its r-th
-            kr, ks = s - 1, r
-            nr = r * npr + (kr % npr)
-            ns = s * npr + (ks % npr)
-            if nr >= nodes or ns >= nodes:
-                continue
-            ca = port_chip(nr, npr - 1 + kr // npr)
-            cb = port_chip(ns, npr - 1 + ks // npr)
-            if ca is not None and cb is not None:
-                g.add(ca, cb, "global", lat_global)
+        for s2 in range(r + 1, racks):
+            for k in range(lrp):
+                mr, ms = (s2 - 1) * lrp + k, r * lrp + k
+                nr, ns = r * npr + mr % npr, s2 * npr + ms % npr
+                ca = nr * cpn + (base + mr // npr) % cpn
+                cb = ns * cpn + (base + ms // npr) % cpn
+                if nr < nodes and ns < nodes and ca < n and cb < n:
+                    g.add(ca, cb, "global", lat_global)
     return g

@@ -179,6 +179,10 @@ class TopologySpec:
     racks: int = spec_field("int", min=1, max=100_000)
     local_links_per_chip: int = spec_field("int", min=0, max=1024)
     global_links_per_chip: int = spec_field("int", min=0, max=1024)
+    links_per_node_pair: int = spec_field("int", 1, min=1, max=1024,
+                                          doc="parallel global links between two nodes of a rack")
+    links_per_rack_pair: int = spec_field("int", 1, min=1, max=1024,
+                                          doc="parallel global links between two racks")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -227,15 +231,17 @@ class SystemSpec:
             out.append((("topology", "global_links_per_chip"),
                         f"{used} links per chip exceed the chip's {self.chip.c2c.links}"))
         ports = t.global_links_per_chip * t.chips_per_node
-        if t.nodes_per_rack > 1 and ports < t.nodes_per_rack - 1:
-            out.append((("topology", "global_links_per_chip"),
-                        f"{ports} global ports per node cannot connect {t.nodes_per_rack} "
-                        "nodes in a rack"))
-        rack_ports = ports * t.nodes_per_rack - t.nodes_per_rack * (t.nodes_per_rack - 1)
-        if t.racks > 1 and rack_ports < t.racks - 1:
-            out.append((("topology", "racks"),
-                        f"{t.racks} racks need {t.racks - 1} inter-rack ports per rack, "
-                        f"a rack has {rack_ports} left"))
+        intra = (t.nodes_per_rack - 1) * t.links_per_node_pair
+        if t.nodes_per_rack > 1 and ports < intra:
+            out.append((("topology", "links_per_node_pair"),
+                        f"{t.nodes_per_rack - 1} peer nodes x {t.links_per_node_pair} links "
+                        f"need {intra} global ports per node, a node has {ports}"))
+        inter = (t.racks - 1) * t.links_per_rack_pair
+        rack_ports = (ports - intra) * t.nodes_per_rack
+        if t.racks > 1 and rack_ports < inter:
+            out.append((("topology", "links_per_rack_pair"),
+                        f"{t.racks - 1} peer racks x {t.links_per_rack_pair} links need "
+                        f"{inter} inter-rack ports per rack, a rack has {rack_ports} left"))
         if self.chips > 1_000_000:
             out.append((("topology", "racks"), f"{self.chips} chips is beyond any system"))
         return out

@@ -95,39 +95,43 @@ def critical_path(res: SimResult) -> dict[str, int]:
     if not items:
         return out
     cur = max(items, key=lambda k: (res.ready[k], -k))
-    full = True           # does `cur` contribute its whole latency or only its busy time?
+    upto = res.ready[cur]   # the cycle up to which `cur` is on the path
     while True:
         x = items[cur]
         s = res.start[cur]
+        span = upto - s
         if hasattr(x, "unit"):
-            out[x.category] += x.duration
-            if full:
-                out["data_movement"] += x.transit
-                out["pipeline_fill"] += x.fill
+            parts = ((x.category, x.duration), ("data_movement", x.transit),
+                     ("pipeline_fill", x.fill))
         else:
-            out["link_serialisation"] += x.serialisation
-            if full:
-                out["link_latency"] += sum(x.hop_latency)
-        best, release, best_full = None, 0, True
+            parts = (("link_serialisation", x.serialisation),
+                     ("link_latency", sum(x.hop_latency)))
+        for cat, cycles in parts:     # the path may cover only the first part(s) of an item
+            take = min(cycles, span)
+            out[cat] += take
+            span -= take
+        if span:                      # a link's later hop released the successor
+            out["link_latency"] += span
+        best, release = None, 0
         for d in x.deps:
             r = res.ready[d]
             if r > release or best is None:
-                best, release, best_full = d, r, True
+                best, release = d, r
         if hasattr(x, "unit"):
             p = prev_on_queue.get(cur)
             if p is not None:
                 r = res.start[p] + items[p].duration
                 if r > release or best is None:
-                    best, release, best_full = p, r, False
+                    best, release = p, r
         else:
             lp = link_prev.get(cur)
             if lp is not None and (lp[1] > release or best is None):
-                best, release, best_full = lp[0], lp[1], False
+                best, release = lp
         if best is None or release <= 0:
             out["idle"] += s
             break
         out["idle"] += s - release
-        cur, full = best, best_full
+        cur, upto = best, release
     return out
 
 
