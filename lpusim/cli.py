@@ -100,6 +100,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-gamma", type=int, default=64)
     _format_arg(p)
 
+    p = sub.add_parser("calibrate", help="fit the unpublished constants to Llama 3.1 70B at "
+                                         "250 tokens/s and write them into the system file")
+    p.add_argument("--scenario", default=None, help="anchor scenario (default: the 70B one)")
+    p.add_argument("--target", type=float, default=None, help="anchor tokens/s (default 250)")
+    p.add_argument("-o", "--output", help="write the calibrated system here instead of in place")
+    p.add_argument("--dry-run", action="store_true", help="print the fit, write nothing")
+    _format_arg(p)
+
+    p = sub.add_parser("validate-published", help="predicted vs published figures")
+    _format_arg(p)
+
+    p = sub.add_parser("sensitivity", help="tokens/s at +/-50%% of each uncertain parameter")
+    p.add_argument("--scenario", default=None)
+    p.add_argument("--delta", type=float, default=0.5)
+    p.add_argument("-o", "--output", help="directory for the tornado plot (PNG and SVG)")
+    _format_arg(p)
+
     for name, helptext in (("run", "simulate a scenario and print tokens/s"),
                            ("trace", "write a Perfetto/Chrome trace of one decode step")):
         p = sub.add_parser(name, help=helptext)
@@ -300,6 +317,77 @@ def cmd_speculate(args: argparse.Namespace) -> int:
     return 0
 
 
+def emit_rows(rows: list[dict[str, Any]], fmt: str, out: Any = None) -> None:
+    """Print a list of flat records as an aligned table, a JSON list or CSV."""
+    out = out or sys.stdout
+    if fmt == "json":
+        out.write(json.dumps(rows, indent=2, default=str) + "\n")
+        return
+    flat = [_flatten(r) for r in rows]
+    cols = list(dict.fromkeys(k for r in flat for k in r))
+    if fmt == "csv":
+        w = csv.writer(out, lineterminator="\n")
+        w.writerow(cols)
+        for r in flat:
+            w.writerow([r.get(c, "") for c in cols])
+        return
+    cells = [[_fmt_num(r.get(c, "")) for c in cols] for r in flat]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    out.write("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip() + "\n")
+    for row in cells:
+        out.write("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
+                  + "\n")
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from lpusim import calibrate as cal
+    scenario = args.scenario or cal.ANCHOR_SCENARIO
+    target = args.target if args.target is not None else cal.ANCHOR_TOKENS_PER_S
+    if not target > 0:
+        raise ConfigError(Issue("command line", None, None, "--target", "must be > 0"))
+    fit = cal.calibrate(scenario, target)
+    rows = [{"field": r.field, "before_ns": r.before_ps / 1000, "fitted_ns": r.fitted_ps / 1000,
+             "bounds_ns": f"[{r.low_ps / 1000:g}, {r.high_ps / 1000:g}]",
+             "hit_bound": r.hit_bound} for r in fit.rows]
+    emit_rows(rows, args.format)
+    print(f"predicted {fit.predicted_tokens_per_second:.2f} tokens/s vs target {target:g} "
+          f"({fit.error_percent:+.3f}%)", file=sys.stderr)
+    if not args.dry_run:
+        dest = cal.write_calibrated(_system_ref_of(scenario), fit, args.output)
+        print(f"wrote {dest}", file=sys.stderr)
+    return 0
+
+
+def _system_ref_of(scenario: str) -> str:
+    from lpusim.config.load import resolve_ref
+    from lpusim.config.yamlio import load_document
+    path = resolve_ref("scenario", scenario)
+    ref = load_document(path).data.get("system")
+    if not isinstance(ref, str):
+        raise ConfigError(Issue(str(path), None, None, "system",
+                                "calibration needs the system as a file reference"))
+    p = (path.parent / ref)
+    return str(p) if p.is_file() else ref
+
+
+def cmd_validate_published(args: argparse.Namespace) -> int:
+    from lpusim import calibrate as cal
+    emit_rows(cal.validate_published(), args.format)
+    return 0
+
+
+def cmd_sensitivity(args: argparse.Namespace) -> int:
+    from lpusim import calibrate as cal
+    if not 0 < args.delta < 1:
+        raise ConfigError(Issue("command line", None, None, "--delta", "must be in (0, 1)"))
+    rows = cal.sensitivity(args.scenario or cal.ANCHOR_SCENARIO, args.delta)
+    if args.output:
+        from lpusim.report.plots import tornado
+        tornado(rows, Path(args.output))
+    emit_rows(rows, args.format)
+    return 0
+
+
 def cmd_trace(args: argparse.Namespace) -> int:
     from lpusim.atomic import write_atomic
     from lpusim.compiler import compile_program
@@ -320,7 +408,9 @@ def cmd_trace(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"validate": cmd_validate, "describe": cmd_describe, "plan": cmd_plan,
-            "run": cmd_run, "trace": cmd_trace, "speculate": cmd_speculate}
+            "run": cmd_run, "trace": cmd_trace, "speculate": cmd_speculate,
+            "calibrate": cmd_calibrate, "validate-published": cmd_validate_published,
+            "sensitivity": cmd_sensitivity}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

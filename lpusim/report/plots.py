@@ -1,0 +1,210 @@
+"""Plots of results (matplotlib, imported lazily; the Agg backend, no display needed).
+
+Every plot function takes plain records (dicts as produced by `RunResult.to_dict()` or the
+sweep's JSON lines), writes PNG and SVG files, and returns the data series it drew, so tests
+and the HTML report can check what was plotted without reading pixels.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lpusim.atomic import write_atomic
+
+BREAKDOWN_ORDER = ("compute_mxm", "compute_vxm", "data_movement", "link_serialisation",
+                   "link_latency", "synchronisation", "pipeline_fill", "idle")
+
+
+def _plt() -> Any:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    plt.rcParams.update({"figure.dpi": 110, "axes.grid": True, "grid.alpha": 0.3,
+                         "axes.spines.top": False, "axes.spines.right": False,
+                         "svg.hashsalt": "lpusim", "font.size": 10})
+    return plt
+
+
+def _save(fig: Any, outdir: Path, name: str) -> list[str]:
+    import io
+    files = []
+    for ext in ("png", "svg"):
+        buf = io.BytesIO()
+        meta = {"Software": None} if ext == "png" else {"Date": None}
+        fig.savefig(buf, format=ext, bbox_inches="tight", metadata=meta)
+        write_atomic(outdir / f"{name}.{ext}", buf.getvalue())
+        files.append(f"{name}.{ext}")
+    _plt().close(fig)
+    return files
+
+
+def tornado(rows: list[dict[str, Any]], outdir: Path) -> dict[str, Any]:
+    """Sensitivity of tokens/s to each parameter at its low and high value."""
+    plt = _plt()
+    rows = sorted(rows, key=lambda r: r["swing_percent"])
+    base = rows[0]["baseline_tokens_per_second"] if rows else 0.0
+    fig, ax = plt.subplots(figsize=(7, 0.5 * len(rows) + 1.5))
+    for i, r in enumerate(rows):
+        lo, hi = r["tokens_per_second_low"] - base, r["tokens_per_second_high"] - base
+        ax.barh(i, lo, color="#4C72B0", label=f"x{r['scale_low']:g}" if i == 0 else None)
+        ax.barh(i, hi, color="#DD8452", label=f"x{r['scale_high']:g}" if i == 0 else None)
+    ax.set_yticks(range(len(rows)), [r["parameter"] for r in rows])
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_xlabel(f"change in tokens/s per user (baseline {base:.0f} tokens/s)")
+    ax.set_title("Sensitivity of the default scenario to uncertain parameters")
+    ax.legend(title="parameter scaled", loc="lower right")
+    files = _save(fig, outdir, "tornado")
+    return {"name": "tornado", "files": files,
+            "series": {r["parameter"]: [r["tokens_per_second_low"],
+                                        r["tokens_per_second_high"]] for r in rows}}
+
+
+def gamma_curve(result: dict[str, Any], outdir: Path, name: str = "tokens_vs_gamma"
+                ) -> dict[str, Any]:
+    """Tokens/s against gamma for one speculative result, optimum marked."""
+    plt = _plt()
+    spec = result["speculation"]
+    curve = spec["gamma_curve"]
+    g = [c["gamma"] for c in curve]
+    t = [c["tokens_per_second"] for c in curve]
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    ax.plot(g, t, marker="o", ms=3, label=f"{spec['strategy']} (acceptance "
+                                          f"{_acc_label(spec['acceptance'])})")
+    ax.axhline(result["baseline_tokens_per_second"], color="gray", ls="--",
+               label="no speculation")
+    ax.plot([spec["gamma"]], [spec["tokens_per_second"]], marker="*", ms=14, color="C3",
+            ls="none", label=f"optimum: gamma={spec['gamma']}")
+    ax.set_xlabel("gamma (drafted tokens per pass)")
+    ax.set_ylabel("tokens/s per user")
+    ax.set_title(f"{result['model']} on {result['chips']} chips: tokens/s vs gamma")
+    ax.legend()
+    files = _save(fig, outdir, name)
+    return {"name": name, "files": files, "series": {"gamma": g, "tokens_per_second": t,
+                                                     "optimum": spec["gamma"]}}
+
+
+def _acc_label(acc: dict[str, Any]) -> str:
+    if acc.get("kind") == "constant":
+        return f"{acc['a']:g}"
+    return str(acc.get("name") or acc.get("kind"))
+
+
+def speedup_vs_acceptance(rows: list[dict[str, Any]], outdir: Path) -> dict[str, Any] | None:
+    """Speedup against constant acceptance, one line per gamma (fixed-gamma sweep points)."""
+    pts: dict[Any, list[tuple[float, float]]] = {}
+    for r in rows:
+        s = r.get("speculation")
+        if not s or s["acceptance"].get("kind") != "constant":
+            continue
+        key = s["gamma"] if s.get("gamma_search") == "fixed" else "auto"
+        pts.setdefault(key, []).append((s["acceptance"]["a"], r["speedup"]))
+    pts = {k: sorted(v) for k, v in pts.items() if len({a for a, _ in v}) > 1}
+    if not pts:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    series = {}
+    for k in sorted(pts, key=lambda x: (isinstance(x, str), x)):
+        a = [p[0] for p in pts[k]]
+        sp = [p[1] for p in pts[k]]
+        ax.plot(a, sp, marker="o", ms=3, label=f"gamma={k}")
+        series[str(k)] = {"acceptance": a, "speedup": sp}
+    ax.axhline(1, color="gray", ls="--", lw=0.8)
+    ax.set_xlabel("acceptance probability per drafted token")
+    ax.set_ylabel("speedup over no speculation (x)")
+    ax.set_title("Speedup vs acceptance")
+    ax.legend()
+    return {"name": "speedup_vs_acceptance", "files": _save(fig, outdir, "speedup_vs_acceptance"),
+            "series": series}
+
+
+def tokens_vs_chips(rows: list[dict[str, Any]], outdir: Path) -> dict[str, Any] | None:
+    by: dict[int, tuple[list[float], list[float]]] = {}
+    for r in rows:
+        base, spec = by.setdefault(r["chips"], ([], []))
+        base.append(r["baseline_tokens_per_second"])
+        if r.get("speculation"):
+            spec.append(r["tokens_per_second"])
+    if len(by) < 2:
+        return None
+    chips = sorted(by)
+    base = [max(by[c][0]) for c in chips]
+    spec = [max(by[c][1]) if by[c][1] else None for c in chips]
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    ax.plot(chips, base, marker="o", label="no speculation")
+    if any(s is not None for s in spec):
+        ax.plot([c for c, s in zip(chips, spec, strict=True) if s is not None],
+                [s for s in spec if s is not None], marker="s", label="with speculation (best)")
+    ax.set_xlabel("chips (target model)")
+    ax.set_ylabel("tokens/s per user")
+    ax.set_title("Tokens/s vs chip count")
+    ax.legend()
+    return {"name": "tokens_vs_chips", "files": _save(fig, outdir, "tokens_vs_chips"),
+            "series": {"chips": chips, "baseline": base, "speculative": spec}}
+
+
+def breakdown_bars(rows: list[dict[str, Any]], labels: list[str], outdir: Path,
+                   name: str = "latency_breakdown") -> dict[str, Any]:
+    """Per-token latency breakdown (one step of the target model), stacked bars."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(6.5, 0.6 * len(rows) + 3), 4.5))
+    bottom = [0.0] * len(rows)
+    series = {}
+    for k in BREAKDOWN_ORDER:
+        vals = [r["breakdown_us"].get(k, 0.0) for r in rows]
+        if not any(vals):
+            continue
+        ax.bar(range(len(rows)), vals, bottom=bottom, label=k.replace("_", " "))
+        bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
+        series[k] = vals
+    ax.set_xticks(range(len(rows)), labels, rotation=30, ha="right")
+    ax.set_ylabel("latency of one decode step (us)")
+    ax.set_title("Where the token time goes (critical path)")
+    ax.legend(fontsize=8, bbox_to_anchor=(1.01, 1), loc="upper left")
+    return {"name": name, "files": _save(fig, outdir, name), "series": series,
+            "labels": labels}
+
+
+def heatmap(rows: list[dict[str, Any]], x: str, y: str, outdir: Path,
+            metric: str = "tokens_per_second") -> dict[str, Any]:
+    """A metric over two swept axes (values as given in the sweep's overrides)."""
+    xs = sorted({_key(r["overrides"][x]) for r in rows}, key=_sortkey)
+    ys = sorted({_key(r["overrides"][y]) for r in rows}, key=_sortkey)
+    grid = [[float("nan")] * len(xs) for _ in ys]
+    for r in rows:
+        i, j = ys.index(_key(r["overrides"][y])), xs.index(_key(r["overrides"][x]))
+        grid[i][j] = max(r[metric], grid[i][j]) if grid[i][j] == grid[i][j] else r[metric]
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(1.0 * len(xs) + 3, 0.5 * len(ys) + 2.5))
+    im = ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis")
+    ax.set_xticks(range(len(xs)), [str(v) for v in xs], rotation=30, ha="right")
+    ax.set_yticks(range(len(ys)), [str(v) for v in ys])
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    for i in range(len(ys)):
+        for j in range(len(xs)):
+            if grid[i][j] == grid[i][j]:
+                ax.text(j, i, f"{grid[i][j]:.0f}", ha="center", va="center", fontsize=7,
+                        color="white")
+    fig.colorbar(im, ax=ax, label=metric.replace("_", " ").replace("per second", "/s"))
+    ax.set_title(f"{metric.replace('_', ' ')} over {x} and {y}")
+    return {"name": "heatmap", "files": _save(fig, outdir, "heatmap"),
+            "series": {"x": [str(v) for v in xs], "y": [str(v) for v in ys], "z": grid}}
+
+
+def _key(v: Any) -> Any:
+    return v if isinstance(v, int | float | str) else str(v)
+
+
+def _sortkey(v: Any) -> tuple[int, Any]:
+    if isinstance(v, int | float):
+        return (0, v)
+    from lpusim.units import UnitError, parse_quantity
+    for kind in ("size", "time", "bandwidth", "frequency"):
+        try:
+            return (0, parse_quantity(v, kind))
+        except UnitError:
+            continue
+    return (1, str(v))
