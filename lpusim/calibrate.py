@@ -7,7 +7,8 @@ unknown, so the fit is sequential: each named constant, in order, is moved withi
 physically plausible bounds (bisection on the simulated tokens/s, which falls monotonically as a
 latency grows) until the anchor is met or the bound is hit; then the next one is moved. The
 order and bounds are stated in `PARAMETERS`; constants not yet fitted sit at their lower bound,
-so the fit is the same whatever values the system file held before. Every other published figure is a prediction.
+so the fit is the same whatever values the system file held before. Every other published
+figure is a prediction.
 """
 
 from __future__ import annotations
