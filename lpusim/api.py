@@ -11,62 +11,32 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lpusim.compiler import minimum_chips, place
 from lpusim.compiler.topology import build_link_graph
 from lpusim.config import load, resolve_ref
-from lpusim.config import load_scenario as _load_scenario
 from lpusim.config.specs import ChipSpec, ModelSpec, ScenarioSpec, SystemSpec
 from lpusim.errors import CapacityError, ConfigError, Issue
 from lpusim.graph import GraphParams, build_decode_graph
-from lpusim.sim import StepMetrics
-from lpusim.step import step_metrics
+from lpusim.runner import (
+    DEFAULT_SCENARIO,
+    RunResult,
+    assumptions,
+    baseline_step,
+    load_scenario,
+    run_scenario,
+)
 
-DEFAULT_SCENARIO = "llama-3.1-70b-groqrack-576"
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """The result of one scenario. Field names are a public contract: add, never rename."""
-
-    scenario: str
-    model: str
-    chip: str
-    system: str
-    chips: int
-    tensor_parallel: int
-    stages: int
-    batch: int
-    context: int
-    fidelity: str
-    tokens_per_second: float
-    token_latency_us: float
-    step_latency_us: float
-    step_latency_cycles: int
-    throughput_tokens_per_second: float
-    sram_bytes_per_chip_max: int
-    sram_capacity_bytes_per_chip: int
-    sram_bytes_by_category: dict[str, int]
-    breakdown_us: dict[str, float]
-    unit_utilisation: dict[str, float]
-    link_utilisation: float
-    program_hash: str
-    baseline_tokens_per_second: float
-    speedup: float = 1.0
-    speculation: dict[str, Any] | None = None
-    assumptions: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+__all__ = ["DEFAULT_SCENARIO", "RunResult", "assumptions", "baseline_step", "compare",
+           "describe", "load_scenario", "load_scenario_data", "plan", "plot_breakdown",
+           "plot_gamma_curve", "report", "run", "sweep", "to_frame"]
 
 
-def load_scenario(ref: str | os.PathLike[str] = DEFAULT_SCENARIO,
-                  overrides: dict[str, Any] | None = None) -> ScenarioSpec:
-    """A scenario from a path or a shipped name, with dotted-key overrides applied."""
-    return _load_scenario(resolve_ref("scenario", str(ref)), overrides)
+def run(scenario: ScenarioSpec | str | os.PathLike[str] = DEFAULT_SCENARIO) -> RunResult:
+    """Simulate a scenario (file, shipped name or loaded spec): baseline and speculation."""
+    return run_scenario(scenario)
 
 
 def load_scenario_data(path: str | os.PathLike[str], data: dict[str, Any]) -> ScenarioSpec:
@@ -82,51 +52,6 @@ def describe_scenario(sc: ScenarioSpec) -> dict[str, Any]:
             "context": sc.context, "precision": _plain(sc.precision),
             "fidelity": sc.fidelity, "seed": sc.seed,
             "speculation": _plain(sc.speculation) if sc.speculation else None}
-
-
-def baseline_step(sc: ScenarioSpec, positions: int = 1, with_heads: bool = False) -> StepMetrics:
-    """The simulated decode step of the scenario's target model at a given width."""
-    return step_metrics(sc.model, sc.system, chips=sc.chips_used, tp=sc.tp,
-                        positions=positions, batch=sc.batch, context=sc.context,
-                        precision=sc.precision, with_heads=with_heads, fidelity=sc.fidelity)
-
-
-def run(scenario: ScenarioSpec | str | os.PathLike[str] = DEFAULT_SCENARIO) -> RunResult:
-    """Simulate a scenario: the baseline decode step, and speculation if it has any."""
-    sc = scenario if isinstance(scenario, ScenarioSpec) else load_scenario(scenario)
-    m = baseline_step(sc)
-    base_tps = 1e6 / m.latency_us
-    tps, lat_us, speedup, spec = base_tps, m.latency_us, 1.0, None
-    if sc.speculation is not None:
-        from lpusim.speculative.strategies import evaluate
-        spec = evaluate(sc, m)
-        tps = spec["tokens_per_second"]
-        lat_us = 1e6 / tps
-        speedup = tps / base_tps
-    sysx = sc.system
-    return RunResult(
-        scenario=sc.name, model=sc.model.name, chip=sysx.chip.name, system=sysx.name,
-        chips=sc.chips_used, tensor_parallel=sc.tp, stages=sc.chips_used // sc.tp,
-        batch=sc.batch, context=sc.context, fidelity=sc.fidelity, tokens_per_second=tps,
-        token_latency_us=lat_us, step_latency_us=m.latency_us,
-        step_latency_cycles=m.latency_cycles,
-        throughput_tokens_per_second=tps * sc.batch,
-        sram_bytes_per_chip_max=m.sram_bytes_per_chip_max,
-        sram_capacity_bytes_per_chip=m.sram_capacity_bytes,
-        sram_bytes_by_category=m.sram_bytes_by_category, breakdown_us=m.breakdown_us,
-        unit_utilisation=m.unit_utilisation, link_utilisation=m.link_utilisation,
-        program_hash=m.program_hash, baseline_tokens_per_second=base_tps, speedup=speedup,
-        speculation=spec, assumptions=assumptions(sysx))
-
-
-def assumptions(system: SystemSpec) -> dict[str, Any]:
-    """The unpublished constants this result depends on (to calibrate)."""
-    return {
-        "local_hop_latency_ns": system.links.local_hop_latency_ps / 1000,
-        "global_hop_latency_ns": system.links.global_hop_latency_ps / 1000,
-        "deskew_per_stage_ns": system.sync.deskew_per_stage_ps / 1000,
-        "link_bandwidth_bytes_per_s": system.link_bandwidth_bytes_per_s,
-    }
 
 
 def plan(model: ModelSpec, chip: ChipSpec, *, context: int = 8192, batch: int = 1,
@@ -207,3 +132,74 @@ def find_spec(kind: str, ref: str) -> Path:
 
 def bad_option(flag: str, message: str) -> ConfigError:
     return ConfigError(Issue("command line", None, None, flag, message))
+
+
+HEADLINE = ("tokens_per_second", "baseline_tokens_per_second", "speedup", "token_latency_us",
+            "step_latency_us", "chips", "stages", "sram_bytes_per_chip_max")
+
+
+def compare(scenarios: list[ScenarioSpec | str | os.PathLike[str]]) -> list[dict[str, Any]]:
+    """Headline metrics of several scenarios side by side, with ratios against the first."""
+    results = [run(s) for s in scenarios]
+    first = results[0].to_dict()
+    rows = []
+    for r in results:
+        d = r.to_dict()
+        row: dict[str, Any] = {"scenario": d["scenario"], "model": d["model"], "chip": d["chip"]}
+        for k in HEADLINE:
+            row[k] = d[k]
+        for k in ("tokens_per_second", "token_latency_us", "chips"):
+            row[f"{k}_ratio"] = d[k] / first[k] if first[k] else float("nan")
+        spec = d.get("speculation") or {}
+        row["gamma"] = spec.get("gamma")
+        for k, v in d["breakdown_us"].items():
+            row[f"breakdown_us.{k}"] = v
+        rows.append(row)
+    return rows
+
+
+def sweep(sweep_file: str | os.PathLike[str], output: str | os.PathLike[str] | None = None,
+          *, workers: int = 1) -> Any:
+    """Run a sweep file; returns its rows (a pandas DataFrame when pandas is installed)."""
+    import tempfile
+
+    from lpusim.sweep import load_sweep, run_sweep
+    spec = load_sweep(sweep_file)
+    if output is None:
+        with tempfile.TemporaryDirectory() as d:
+            rows = run_sweep(spec, Path(d) / "results.jsonl", workers=workers)
+    else:
+        rows = run_sweep(spec, output, workers=workers)
+    return to_frame(rows)
+
+
+def to_frame(rows: list[dict[str, Any]]) -> Any:
+    """Flatten result rows into a pandas DataFrame if pandas is installed, else return them."""
+    try:
+        import pandas as pd
+    except ImportError:
+        return rows
+    return pd.json_normalize(rows)
+
+
+def plot_gamma_curve(result: RunResult | dict[str, Any], outdir: str | os.PathLike[str]
+                     ) -> dict[str, Any]:
+    """Tokens/s vs gamma of one speculative result (PNG and SVG in outdir)."""
+    from lpusim.report.plots import gamma_curve
+    d = result.to_dict() if isinstance(result, RunResult) else result
+    return gamma_curve(d, Path(outdir))
+
+
+def plot_breakdown(results: list[RunResult | dict[str, Any]], outdir: str | os.PathLike[str],
+                   labels: list[str] | None = None) -> dict[str, Any]:
+    """Stacked per-token latency breakdown of several results."""
+    from lpusim.report.plots import breakdown_bars
+    ds = [r.to_dict() if isinstance(r, RunResult) else r for r in results]
+    return breakdown_bars(ds, labels or [d["scenario"] for d in ds], Path(outdir))
+
+
+def report(results_file: str | os.PathLike[str], outdir: str | os.PathLike[str]) -> Path:
+    """Plots and a self-contained report.html from a sweep's results file."""
+    from lpusim.report.html import build_report
+    from lpusim.sweep import read_results
+    return build_report(read_results(results_file), Path(outdir), str(results_file))

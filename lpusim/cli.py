@@ -11,6 +11,7 @@ import argparse
 import csv
 import io
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -99,6 +100,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gamma", help="draft length (default: the optimum)")
     p.add_argument("--max-gamma", type=int, default=64)
     _format_arg(p)
+
+    p = sub.add_parser("sweep", help="run a parameter grid in parallel, one JSON line per point")
+    p.add_argument("file", metavar="SWEEP.yaml")
+    p.add_argument("-o", "--output", required=True, help="results file (.jsonl)")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="processes (default: the number of cores)")
+    p.add_argument("--scheduler", help="address of a Dask scheduler (lpusim[dask])")
+
+    p = sub.add_parser("compare", help="headline metrics of scenarios side by side")
+    p.add_argument("scenarios", nargs="+", metavar="SCENARIO")
+    _format_arg(p)
+
+    p = sub.add_parser("report", help="plots and report.html from a sweep's results")
+    p.add_argument("results", metavar="RESULTS.jsonl")
+    p.add_argument("-o", "--output", required=True, help="output directory")
 
     p = sub.add_parser("calibrate", help="fit the unpublished constants to Llama 3.1 70B at "
                                          "250 tokens/s and write them into the system file")
@@ -281,6 +297,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         write_atomic(out / "result.json", json.dumps(data, indent=2) + "\n")
         write_atomic(out / "scenario.json", json.dumps(api.describe_scenario(sc), indent=2)
                      + "\n")
+        if result.speculation:
+            api.plot_gamma_curve(result, out)
+        else:
+            api.plot_breakdown([result], out)
     emit(data, args.format)
     return 0
 
@@ -337,6 +357,32 @@ def emit_rows(rows: list[dict[str, Any]], fmt: str, out: Any = None) -> None:
     for row in cells:
         out.write("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
                   + "\n")
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from lpusim.sweep import dask_executor, load_sweep, run_sweep, stderr_progress
+    if args.workers < 1:
+        raise ConfigError(Issue("command line", None, None, "--workers", "must be >= 1"))
+    spec = load_sweep(args.file)
+    ex = dask_executor(args.scheduler) if args.scheduler else None
+    rows = run_sweep(spec, args.output, workers=args.workers, executor=ex,
+                     progress=stderr_progress)
+    bad = sum(1 for r in rows if "error" in r)
+    print(f"{args.output}: {len(rows)} points ({bad} infeasible)", file=sys.stderr)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from lpusim import api
+    emit_rows(api.compare([api.load_scenario(s) for s in args.scenarios]), args.format)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from lpusim import api
+    dest = api.report(args.results, args.output)
+    print(f"wrote {dest}", file=sys.stderr)
+    return 0
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
@@ -410,7 +456,8 @@ def cmd_trace(args: argparse.Namespace) -> int:
 COMMANDS = {"validate": cmd_validate, "describe": cmd_describe, "plan": cmd_plan,
             "run": cmd_run, "trace": cmd_trace, "speculate": cmd_speculate,
             "calibrate": cmd_calibrate, "validate-published": cmd_validate_published,
-            "sensitivity": cmd_sensitivity}
+            "sensitivity": cmd_sensitivity, "sweep": cmd_sweep, "compare": cmd_compare,
+            "report": cmd_report}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

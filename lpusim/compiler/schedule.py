@@ -94,18 +94,15 @@ class Lowerer:
                 for c in chips}
 
     # a stage -------------------------------------------------------------------------
-    def piece_routes(self, s: int) -> list[list[int]]:
-        """Routes of the hand-off into stage s (s > 0): piece i travels from the i-th chip of
-        stage s-1 to the i-th chip of stage s."""
-        prev, cur = self.pl.stage_chips[s - 1], self.pl.stage_chips[s]
-        return [self.links.route([a], [b])[2] for a, b in zip(prev, cur, strict=True)]
+    def handoff_plan(self, s: int) -> list[tuple[int, int, list[int]]]:
+        return handoff_plan(self.links, self.pl, s)
 
     def stage(self, s: int, io: StageIO, inputs: dict[int, int] | None) -> dict[int, int]:
         """Lower stage `s`. Stage 0 gets the tokens on io.entry; a later stage gets its input
-        as one 1/tp piece from each chip of the previous stage (`inputs`: previous chip ->
-        the task producing its output, empty for a template starting at cycle 0), then
-        all-gathers the pieces. Returns chip -> the task putting the stage output there (the
-        last stage: only io.exit, after the sampled tokens are gathered)."""
+        in pieces over the direct links between the two nodes (`inputs`: previous chip -> the
+        task producing its output, empty for a template starting at cycle 0); each landing
+        chip then forwards its piece to its peers. Returns chip -> the task putting the stage
+        output there (the last stage: only io.exit, after the sampled tokens are gathered)."""
         chips = self.pl.stage_chips[s]
         blocks = self.pl.stages[s]
         b0 = self.block_index[blocks[0]]
@@ -118,17 +115,18 @@ class Lowerer:
                     have[c] = (self.transfer(io.entry, c, self.direct(io.entry, c),
                                              io.input_bytes, f"stage{s}.broadcast", b0, ()),)
         else:
-            prev = self.pl.stage_chips[s - 1]
-            piece = ceil_div(io.input_bytes, len(chips))
-            got: dict[int, int] = {}
-            for a, b, route in zip(prev, chips, self.piece_routes(s), strict=True):
+            plan = self.handoff_plan(s)
+            piece = ceil_div(io.input_bytes, len(plan))
+            landed: dict[int, int] = {}
+            for a, b, route in plan:
                 dep = (inputs[a],) if inputs else ()
-                got[b] = self.transfer(a, b, route, piece, f"stage{s}.handoff", b0, dep)
+                landed[b] = self.transfer(a, b, route, piece, f"stage{s}.handoff", b0, dep)
             for c in chips:
-                peers = tuple(self.transfer(o, c, self.direct(o, c), piece,
-                                            f"stage{s}.handoff_gather", b0, (got[o],))
-                              for o in chips if o != c)
-                have[c] = (got[c], *peers)
+                got = [landed[c]] if c in landed else []
+                got += [self.transfer(d, c, self.direct(d, c), piece,
+                                      f"stage{s}.handoff_gather", b0, (t,))
+                        for d, t in landed.items() if d != c]
+                have[c] = tuple(got)
         sync = {c: self.instr(c, f"stage{s}.deskew", b0,
                               Cost("icu", max(1, self.sync_cycles), 0, 0, "synchronisation"),
                               have[c]) for c in chips}
@@ -240,29 +238,29 @@ def lower_stage_template(graph: DecodeGraph, system: SystemSpec, pl: Placement,
     return lw.tasks, sorted(out.values())
 
 
-def handoff_signature(lw_links: LinkGraph, pl: Placement, s: int) -> str:
-    """What the hand-off into stage s looks like up to renaming chips and links: which pieces
-    share links, each hop's latency, and which hops land inside the stage's own node."""
+def handoff_plan(links: LinkGraph, pl: Placement,
+                 s: int) -> list[tuple[int, int, list[int]]]:
+    """How the output of stage s-1 reaches stage s: one piece per direct global link between
+    the two groups (every chip of s-1 holds the whole output, so each link's own chip sends
+    its share), or, with no direct link, the whole tensor along the cheapest route."""
+    prev, cur = pl.stage_chips[s - 1], set(pl.stage_chips[s])
+    direct = sorted(lid for a in prev for lid in links.out.get(a, [])
+                    if links.links[lid].dst in cur)
+    if direct:
+        return [(links.links[lid].src, links.links[lid].dst, [lid]) for lid in direct]
+    a, b, route = links.route(list(prev), sorted(cur))
+    return [(a, b, route)]
+
+
+def handoff_signature(links: LinkGraph, pl: Placement, s: int) -> str:
+    """The timing-relevant shape of the hand-off into stage s: the number of pieces and each
+    route's hop latencies. Chips inside a node are interchangeable (fully connected, uniform
+    links), so which chips send and land does not change the stage's timing."""
     if s == 0:
         return ""
-    prev, cur = pl.stage_chips[s - 1], pl.stage_chips[s]
-    canon: dict[int, int] = {}
-
-    def rel(c: int) -> tuple[str, int]:
-        if c in cur:
-            return ("d", cur.index(c))
-        if c in prev:
-            return ("s", prev.index(c))
-        return ("x", 0)
-
-    sig = []
-    for a, b in zip(prev, cur, strict=True):
-        route = lw_links.route([a], [b])[2]
-        sig.append(tuple((canon.setdefault(lid, len(canon)), lw_links.latency[lid],
-                          rel(lw_links.links[lid].src), rel(lw_links.links[lid].dst))
-                         for lid in route))
-    import hashlib
-    return hashlib.sha256(repr(sig).encode()).hexdigest()[:12]
+    plan = handoff_plan(links, pl, s)
+    lats = sorted(tuple(links.latency[lid] for lid in route) for _a, _b, route in plan)
+    return f"{len(plan)}x" + "/".join("-".join(str(x) for x in lat) for lat in lats)
 
 
 def schedule(tasks: list[Task], *, name: str, system: SystemSpec, links: LinkGraph,

@@ -178,6 +178,7 @@ def heatmap(rows: list[dict[str, Any]], x: str, y: str, outdir: Path,
         grid[i][j] = max(r[metric], grid[i][j]) if grid[i][j] == grid[i][j] else r[metric]
     plt = _plt()
     fig, ax = plt.subplots(figsize=(1.0 * len(xs) + 3, 0.5 * len(ys) + 2.5))
+    ax.grid(False)
     im = ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis")
     ax.set_xticks(range(len(xs)), [str(v) for v in xs], rotation=30, ha="right")
     ax.set_yticks(range(len(ys)), [str(v) for v in ys])
@@ -189,7 +190,9 @@ def heatmap(rows: list[dict[str, Any]], x: str, y: str, outdir: Path,
                 ax.text(j, i, f"{grid[i][j]:.0f}", ha="center", va="center", fontsize=7,
                         color="white")
     fig.colorbar(im, ax=ax, label=metric.replace("_", " ").replace("per second", "/s"))
-    ax.set_title(f"{metric.replace('_', ' ')} over {x} and {y}")
+    others = {k for r in rows for k in r["overrides"]} - {x, y}
+    best = " (best over the other swept axes)" if others else ""
+    ax.set_title(f"{metric.replace('_', ' ')} over {x} and {y}{best}", fontsize=9)
     return {"name": "heatmap", "files": _save(fig, outdir, "heatmap"),
             "series": {"x": [str(v) for v in xs], "y": [str(v) for v in ys], "z": grid}}
 

@@ -1,0 +1,108 @@
+"""Running one scenario: the baseline decode step, then speculation if configured.
+
+`run_scenario` is the engine behind `lpusim.api.run` and every sweep point: it asks the step
+layer for the simulated decode step of the target model and, when the scenario speculates,
+the speculation layer for drafter and verification steps, and assembles a `RunResult`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from lpusim.config import load_scenario as _load_scenario
+from lpusim.config import resolve_ref
+from lpusim.config.specs import ScenarioSpec, SystemSpec
+from lpusim.sim import StepMetrics
+from lpusim.step import step_metrics
+
+DEFAULT_SCENARIO = "llama-3.1-70b-groqrack-576"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """The result of one scenario. Field names are a public contract: add, never rename."""
+
+    scenario: str
+    model: str
+    chip: str
+    system: str
+    chips: int
+    tensor_parallel: int
+    stages: int
+    batch: int
+    context: int
+    fidelity: str
+    tokens_per_second: float
+    token_latency_us: float
+    step_latency_us: float
+    step_latency_cycles: int
+    throughput_tokens_per_second: float
+    sram_bytes_per_chip_max: int
+    sram_capacity_bytes_per_chip: int
+    sram_bytes_by_category: dict[str, int]
+    breakdown_us: dict[str, float]
+    unit_utilisation: dict[str, float]
+    link_utilisation: float
+    program_hash: str
+    baseline_tokens_per_second: float
+    speedup: float = 1.0
+    speculation: dict[str, Any] | None = None
+    assumptions: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load_scenario(ref: str | os.PathLike[str] = DEFAULT_SCENARIO,
+                  overrides: dict[str, Any] | None = None) -> ScenarioSpec:
+    """A scenario from a path or a shipped name, with dotted-key overrides applied."""
+    return _load_scenario(resolve_ref("scenario", str(ref)), overrides)
+
+
+def baseline_step(sc: ScenarioSpec, positions: int = 1, with_heads: bool = False) -> StepMetrics:
+    """The simulated decode step of the scenario's target model at a given width."""
+    return step_metrics(sc.model, sc.system, chips=sc.chips_used, tp=sc.tp,
+                        positions=positions, batch=sc.batch, context=sc.context,
+                        precision=sc.precision, with_heads=with_heads, fidelity=sc.fidelity)
+
+
+def run_scenario(scenario: ScenarioSpec | str | os.PathLike[str] = DEFAULT_SCENARIO
+                 ) -> RunResult:
+    """Simulate a scenario: the baseline decode step, and speculation if it has any."""
+    sc = scenario if isinstance(scenario, ScenarioSpec) else load_scenario(scenario)
+    m = baseline_step(sc)
+    base_tps = 1e6 / m.latency_us
+    tps, lat_us, speedup, spec = base_tps, m.latency_us, 1.0, None
+    if sc.speculation is not None:
+        from lpusim.speculative.strategies import evaluate
+        spec = evaluate(sc, m)
+        tps = spec["tokens_per_second"]
+        lat_us = 1e6 / tps
+        speedup = tps / base_tps
+    sysx = sc.system
+    return RunResult(
+        scenario=sc.name, model=sc.model.name, chip=sysx.chip.name, system=sysx.name,
+        chips=sc.chips_used, tensor_parallel=sc.tp, stages=sc.chips_used // sc.tp,
+        batch=sc.batch, context=sc.context, fidelity=sc.fidelity, tokens_per_second=tps,
+        token_latency_us=lat_us, step_latency_us=m.latency_us,
+        step_latency_cycles=m.latency_cycles,
+        throughput_tokens_per_second=tps * sc.batch,
+        sram_bytes_per_chip_max=m.sram_bytes_per_chip_max,
+        sram_capacity_bytes_per_chip=m.sram_capacity_bytes,
+        sram_bytes_by_category=m.sram_bytes_by_category, breakdown_us=m.breakdown_us,
+        unit_utilisation=m.unit_utilisation, link_utilisation=m.link_utilisation,
+        program_hash=m.program_hash, baseline_tokens_per_second=base_tps, speedup=speedup,
+        speculation=spec, assumptions=assumptions(sysx))
+
+
+def assumptions(system: SystemSpec) -> dict[str, Any]:
+    """The unpublished constants this result depends on (to calibrate)."""
+    return {
+        "local_hop_latency_ns": system.links.local_hop_latency_ps / 1000,
+        "global_hop_latency_ns": system.links.global_hop_latency_ps / 1000,
+        "deskew_per_stage_ns": system.sync.deskew_per_stage_ps / 1000,
+        "link_bandwidth_bytes_per_s": system.link_bandwidth_bytes_per_s,
+    }

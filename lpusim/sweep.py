@@ -1,0 +1,253 @@
+"""Parameter sweeps: a grid of dotted-path overrides on a base scenario, run in parallel.
+
+A sweep file (`kind: sweep`) names a base scenario and a grid (dotted path -> list of values;
+the points are the Cartesian product, in file order). Every value is checked up front exactly
+as if it were written in the scenario, with errors pointing at the grid entry. Points run
+through any `concurrent.futures.Executor` (a process pool by default, a Dask cluster if asked),
+in batches that share hardware settings so that points differing only in speculation settings
+reuse the compiled steps of one worker. Each finished point is appended to the results file as
+one whole JSON line (one write on an O_APPEND descriptor, flushed), so an interrupted sweep
+keeps its finished points; re-running skips points already present (matched by a hash of the
+point's overrides). When every point is done the file is rewritten, atomically, in grid order,
+so the same sweep gives the same bytes whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lpusim.atomic import write_atomic
+from lpusim.config.load import apply_overrides, find, load_scenario
+from lpusim.config.yamlio import Document, load_document
+from lpusim.errors import CapacityError, ConfigError, Issue, LpusimError
+
+MAX_POINTS = 1_000_000
+BATCH = 64
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    name: str
+    base: Path
+    axes: tuple[tuple[str, tuple[Any, ...]], ...]
+    file: str
+
+    @property
+    def size(self) -> int:
+        n = 1
+        for _k, vals in self.axes:
+            n *= len(vals)
+        return n
+
+    def points(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        keys = [k for k, _v in self.axes]
+        for i, combo in enumerate(itertools.product(*(v for _k, v in self.axes))):
+            yield i, dict(zip(keys, combo, strict=True))
+
+
+def point_id(overrides: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(overrides, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_sweep(path: str | os.PathLike[str]) -> SweepSpec:
+    """Read and check a sweep file; every grid value is validated against the base scenario."""
+    doc = load_document(path)
+    issues: list[Issue] = []
+    allowed = {"kind", "version", "name", "base", "grid"}
+    for k in doc.data:
+        if k not in allowed:
+            import difflib
+            close = difflib.get_close_matches(str(k), sorted(allowed), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            issues.append(doc.issue((k,), f"unknown key{hint} (valid keys: "
+                                           f"{', '.join(sorted(allowed))})", at_key=True))
+    if doc.data.get("kind") != "sweep":
+        issues.append(doc.issue(("kind",), f"expected 'kind: sweep', got "
+                                           f"{doc.data.get('kind')!r}"))
+    if doc.data.get("version") != 1:
+        issues.append(doc.issue(("version",), f"unsupported version "
+                                              f"{doc.data.get('version')!r} (expected 1)"))
+    name = doc.data.get("name", Path(path).stem)
+    if not isinstance(name, str) or not name:
+        issues.append(doc.issue(("name",), "expected a non-empty string"))
+    base_ref = doc.data.get("base")
+    base = None
+    if not isinstance(base_ref, str):
+        issues.append(doc.issue(("base",), "expected the base scenario (a name or a path)"))
+    else:
+        base = find("scenario", base_ref, Path(path).parent)
+        if base is None:
+            issues.append(doc.issue(("base",), f"no scenario named {base_ref!r}"))
+    grid = doc.data.get("grid")
+    axes: list[tuple[str, tuple[Any, ...]]] = []
+    if not isinstance(grid, dict) or not grid:
+        issues.append(doc.issue(("grid",), "expected a mapping of dotted paths to value lists"))
+    else:
+        for key, vals in grid.items():
+            if not isinstance(vals, list) or not vals:
+                issues.append(doc.issue(("grid", key), "expected a non-empty list of values"))
+                continue
+            if len({json.dumps(v, sort_keys=True) for v in vals}) != len(vals):
+                issues.append(doc.issue(("grid", key), "values repeat"))
+            axes.append((str(key), tuple(vals)))
+    if issues:
+        raise ConfigError(issues)
+    assert base is not None
+    spec = SweepSpec(name, base, tuple(axes), str(path))
+    if spec.size > MAX_POINTS:
+        raise ConfigError(doc.issue(("grid",), f"{spec.size} points exceed the limit of "
+                                               f"{MAX_POINTS}"))
+    _check_values(spec, doc)
+    return spec
+
+
+def _check_values(spec: SweepSpec, doc: Document) -> None:
+    """Load the base once per grid value so that bad values fail before anything runs."""
+    issues: list[Issue] = []
+    for key, vals in spec.axes:
+        for j, v in enumerate(vals):
+            try:
+                load_scenario(spec.base, {key: v})
+            except ConfigError as e:
+                for i in e.issues:
+                    issues.append(doc.issue(("grid", key, j), f"{v!r}: {i.message}"))
+    if issues:
+        raise ConfigError(issues)
+
+
+def _hardware_key(ov: dict[str, Any]) -> str:
+    return json.dumps({k: v for k, v in ov.items() if not k.startswith("speculation.")},
+                      sort_keys=True)
+
+
+def run_batch(base: str, batch: list[tuple[int, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Run sweep points in this process (a worker); infeasible points become error lines."""
+    from lpusim.runner import run_scenario
+    out = []
+    for index, ov in batch:
+        line: dict[str, Any] = {"point": index, "id": point_id(ov), "overrides": ov}
+        try:
+            line.update(run_scenario(load_scenario(base, ov)).to_dict())
+        except (ConfigError, CapacityError) as e:
+            line["error"] = str(e).splitlines()[0]
+        except LpusimError as e:
+            line["error"] = f"{type(e).__name__}: {e}"
+        out.append(line)
+    return out
+
+
+def read_results(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The JSON lines of a results file; a torn last line (a killed writer) is dropped."""
+    p = Path(path)
+    if not p.exists():
+        return []
+    rows = []
+    data = p.read_bytes()
+    lines = data.split(b"\n")
+    for n, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            if n == len(lines):          # no newline after it: an interrupted append
+                continue
+            raise ConfigError(Issue(str(p), n, 1, "", "not a JSON object line")) from None
+        if not isinstance(row, dict) or "id" not in row or "overrides" not in row:
+            raise ConfigError(Issue(str(p), n, 1, "", "not an lpusim sweep result line "
+                                                      "(needs 'id' and 'overrides')"))
+        rows.append(row)
+    return rows
+
+
+def _append(fd: int, row: dict[str, Any]) -> None:
+    os.write(fd, (json.dumps(row, sort_keys=True) + "\n").encode())
+
+
+def run_sweep(spec: SweepSpec, output: str | os.PathLike[str], *, workers: int = 1,
+              executor: Executor | None = None,
+              progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
+    """Run every point not yet in `output`; return all rows in grid order."""
+    out = Path(output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.exists() and out.stat().st_size:
+        raw = out.read_bytes()
+        if not raw.endswith(b"\n"):          # drop a torn last line before appending
+            keep = raw[: raw.rfind(b"\n") + 1]
+            write_atomic(out, keep)
+    done = {r["id"] for r in read_results(out)}
+    todo = [(i, ov) for i, ov in spec.points() if point_id(ov) not in done]
+    groups: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    for i, ov in todo:
+        groups.setdefault(_hardware_key(ov), []).append((i, ov))
+    batches = [g[k:k + BATCH] for g in groups.values() for k in range(0, len(g), BATCH)]
+    total, finished = spec.size, spec.size - len(todo)
+    fd = os.open(out, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    own = None
+    try:
+        if batches:
+            if executor is None and workers > 1:
+                own = executor = ProcessPoolExecutor(max_workers=workers)
+            if executor is None:
+                for b in batches:
+                    for row in run_batch(str(spec.base), b):
+                        _append(fd, row)
+                        finished += 1
+                    if progress:
+                        progress(finished, total)
+            else:
+                futs = [executor.submit(run_batch, str(spec.base), b) for b in batches]
+                for f in as_completed(futs):
+                    for row in f.result():
+                        _append(fd, row)
+                        finished += 1
+                    if progress:
+                        progress(finished, total)
+    finally:
+        os.close(fd)
+        if own is not None:
+            own.shutdown(cancel_futures=True)
+    rows = {r["id"]: r for r in read_results(out)}
+    ordered = [rows[point_id(ov)] for _i, ov in spec.points() if point_id(ov) in rows]
+    for k, r in enumerate(ordered):
+        r["point"] = k
+    write_atomic(out, "".join(json.dumps(r, sort_keys=True) + "\n" for r in ordered))
+    return ordered
+
+
+def stderr_progress(done: int, total: int) -> None:
+    """A one-line progress counter on stderr (only when stderr is a terminal)."""
+    if sys.stderr.isatty():
+        end = "\n" if done >= total else ""
+        sys.stderr.write(f"\rsweep: {done}/{total} points ({100 * done // max(1, total)}%)"
+                         + end)
+        sys.stderr.flush()
+
+
+def dask_executor(address: str) -> Executor:
+    """An Executor on a Dask distributed cluster (`pip install lpusim[dask]`)."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ConfigError(Issue("command line", None, None, "--scheduler",
+                                "Dask is not installed; pip install 'lpusim[dask]'")) from None
+    try:
+        client = Client(address, timeout="10s")
+    except (OSError, TimeoutError) as e:
+        raise ConfigError(Issue("command line", None, None, "--scheduler",
+                                f"cannot reach a Dask scheduler at {address!r}: {e}")) from None
+    return client.get_executor()
+
+
+def apply(data: dict[str, Any], overrides: dict[str, Any], file: str) -> None:
+    """Re-export of the override helper for notebooks building grids by hand."""
+    apply_overrides(data, overrides, file)
