@@ -91,9 +91,14 @@ def _acc_label(acc: dict[str, Any]) -> str:
 
 
 def speedup_vs_acceptance(rows: list[dict[str, Any]], outdir: Path) -> dict[str, Any] | None:
-    """Speedup against constant acceptance, one line per gamma (fixed-gamma sweep points)."""
+    """Speedup against constant acceptance, one line per gamma; other swept axes are held at
+    the values of the first point."""
+    held = {k: v for k, v in (rows[0].get("overrides") or {}).items()
+            if k not in ("speculation.acceptance", "speculation.gamma")} if rows else {}
     pts: dict[Any, list[tuple[float, float]]] = {}
     for r in rows:
+        if any(r.get("overrides", {}).get(k) != v for k, v in held.items()):
+            continue
         s = r.get("speculation")
         if not s or s["acceptance"].get("kind") != "constant":
             continue
@@ -113,7 +118,9 @@ def speedup_vs_acceptance(rows: list[dict[str, Any]], outdir: Path) -> dict[str,
     ax.axhline(1, color="gray", ls="--", lw=0.8)
     ax.set_xlabel("acceptance probability per drafted token")
     ax.set_ylabel("speedup over no speculation (x)")
-    ax.set_title("Speedup vs acceptance")
+    ax.set_title("Speedup vs acceptance" + (
+        " (" + ", ".join(f"{k.split('.')[-1]}={v}" for k, v in held.items()) + ")"
+        if held else ""), fontsize=10)
     ax.legend()
     return {"name": "speedup_vs_acceptance", "files": _save(fig, outdir, "speedup_vs_acceptance"),
             "series": series}

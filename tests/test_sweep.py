@@ -1,0 +1,114 @@
+"""Sweeps: identical results for any worker count or executor, resume after a kill, reports."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lpusim.errors import ConfigError
+from lpusim.sweep import load_sweep, read_results, run_sweep
+
+DATA = Path(__file__).parent / "data"
+SWEEP = DATA / "sweep-200.yaml"
+
+
+@pytest.fixture(scope="module")
+def serial(tmp_path_factory):
+    out = tmp_path_factory.mktemp("serial") / "r.jsonl"
+    run_sweep(load_sweep(SWEEP), out, workers=1)
+    return out
+
+
+def test_sweep_has_200_points_in_grid_order(serial):
+    rows = read_results(serial)
+    assert len(rows) == 200
+    assert [r["point"] for r in rows] == list(range(200))
+    assert not any("error" in r for r in rows)
+    # acceptance is the slowest-varying axis, hop latency the fastest
+    assert rows[0]["overrides"] == {"speculation.acceptance": 0.5, "speculation.gamma": 1,
+                                    "system.links.local_hop_latency_ps": "100ns"}
+
+
+def test_two_workers_give_identical_bytes(serial, tmp_path):
+    out = tmp_path / "r.jsonl"
+    run_sweep(load_sweep(SWEEP), out, workers=2)
+    assert out.read_bytes() == serial.read_bytes()
+
+
+def test_dask_local_cluster_gives_identical_bytes(serial, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        out = tmp_path / "r.jsonl"
+        run_sweep(load_sweep(SWEEP), out, executor=client.get_executor())
+    assert out.read_bytes() == serial.read_bytes()
+
+
+def test_killed_sweep_resumes_without_loss_or_duplicates(serial, tmp_path):
+    out = tmp_path / "r.jsonl"
+    cmd = [sys.executable, "-m", "lpusim.cli", "sweep", str(SWEEP), "-o", str(out),
+           "--workers", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if out.exists() and out.read_bytes().count(b"\n") >= 70:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = out.read_bytes()
+    lines = partial.split(b"\n")
+    assert 0 < len(lines) - 1 < 200, "the kill should land mid-sweep"
+    for raw in lines[:-1]:
+        json.loads(raw)                    # only whole lines
+    ids = [json.loads(raw)["id"] for raw in lines[:-1]]
+    assert len(ids) == len(set(ids))
+    subprocess.run(cmd, check=True, capture_output=True)
+    assert out.read_bytes() == serial.read_bytes()
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+def test_report_from_sweep(serial, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "lpusim.cli", "report", str(serial), "-o",
+                        str(tmp_path / "rep")], capture_output=True, text=True, check=True)
+    assert "report.html" in r.stderr
+    rep = tmp_path / "rep"
+    for name in ("speedup_vs_acceptance", "tokens_vs_gamma", "latency_breakdown", "heatmap"):
+        assert (rep / f"{name}.png").stat().st_size > 1000
+        assert (rep / f"{name}.svg").read_text().startswith("<?xml")
+    series = json.loads((rep / "series.json").read_text())
+    sva = series["speedup_vs_acceptance"]
+    assert set(sva) == {"1", "2", "3", "4", "6"}
+    assert sva["4"]["acceptance"] == [0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95]
+    assert all(a < b for a, b in zip(sva["4"]["speedup"], sva["4"]["speedup"][1:]))
+    assert series["heatmap"]["x"] == ["0.5", "0.55", "0.6", "0.65", "0.7", "0.75", "0.8",
+                                      "0.85", "0.9", "0.95"]
+    page = (rep / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 4
+    assert "Scenario and assumptions" in page
+
+
+def test_bad_sweep_value_points_at_the_grid_entry(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"kind: sweep\nversion: 1\nbase: {DATA / 'small-specdec.yaml'}\ngrid:\n"
+                   "  speculation.gamma: [2, 300]\n  chips: [8]\n  batch: []\n")
+    with pytest.raises(ConfigError) as e:
+        load_sweep(bad)
+    msgs = [str(i) for i in e.value.issues]
+    assert msgs == [f"{bad}:7:10: grid.batch: expected a non-empty list of values"]
+
+
+def test_bad_sweep_value_checked_against_scenario(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"kind: sweep\nversion: 1\nbase: {DATA / 'small-specdec.yaml'}\ngrid:\n"
+                   "  speculation.gamma: [2, 300]\n")
+    with pytest.raises(ConfigError) as e:
+        load_sweep(bad)
+    assert [str(i) for i in e.value.issues] == [
+        f"{bad}:5:26: grid.speculation.gamma[1]: 300: 300 is above the maximum 256"]
