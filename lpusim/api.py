@@ -55,13 +55,22 @@ def describe_scenario(sc: ScenarioSpec) -> dict[str, Any]:
 
 
 def plan(model: ModelSpec, chip: ChipSpec, *, context: int = 8192, batch: int = 1,
-         tp: int = 8, chips_per_node: int = 8, nodes_per_rack: int = 9,
+         tp: int | None = None, chips_per_node: int = 8, nodes_per_rack: int = 9,
          precision: Any = None) -> dict[str, Any]:
-    """Minimum chips for `model` on `chip`, a whole-node/rack system, and SRAM per chip."""
+    """Minimum chips for `model` on `chip`, a whole-node/rack system, and SRAM per chip.
+
+    With `tp` None the tensor parallelism starts at one node and doubles (whole nodes) until
+    every layer fits: a layer too big for one node's SRAM spans several nodes."""
     from lpusim.config.specs import PrecisionSpec
     prec = precision or PrecisionSpec()
     graph = build_decode_graph(model, GraphParams(context=context, batch=batch, precision=prec))
-    need = minimum_chips(graph, chip, tp)
+    tps = [tp] if tp else [chips_per_node * 2**k for k in range(8)]
+    need = None
+    for tp in tps:
+        need = minimum_chips(graph, chip, tp)
+        if need is not None:
+            break
+    assert tp is not None
     if need is None:
         raise CapacityError(f"one block of {model.name} does not fit in a chip's "
                             f"{chip.usable_sram_bytes} usable bytes at tensor parallelism {tp}")

@@ -88,7 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chip", default="groqchip1", help="chip name or file")
     p.add_argument("--context", type=int, default=8192)
     p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--tp", type=int, default=8, help="tensor parallelism (chips per stage)")
+    p.add_argument("--tp", type=int, default=None,
+                   help="tensor parallelism (chips per stage; default: the fewest whole nodes "
+                        "that hold a layer)")
     _format_arg(p)
 
     p = sub.add_parser("speculate", help="textbook speculative-decoding calculator "
@@ -276,7 +278,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from lpusim import api
     from lpusim.config import load_chip, load_model, resolve_ref
     for flag in ("context", "batch", "tp"):
-        if getattr(args, flag) < 1:
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
             raise ConfigError(Issue("command line", None, None, f"--{flag}",
                                     f"must be at least 1, got {getattr(args, flag)}"))
     model = load_model(resolve_ref("model", args.model))

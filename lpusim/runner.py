@@ -86,7 +86,7 @@ def run_scenario(scenario: ScenarioSpec | str | os.PathLike[str] = DEFAULT_SCENA
     return RunResult(
         scenario=sc.name, model=sc.model.name, chip=sysx.chip.name, system=sysx.name,
         chips=sc.chips_used, tensor_parallel=sc.tp, stages=sc.chips_used // sc.tp,
-        batch=sc.batch, context=sc.context, fidelity=sc.fidelity, tokens_per_second=tps,
+        batch=sc.batch, context=sc.context, fidelity=m.fidelity, tokens_per_second=tps,
         token_latency_us=lat_us, step_latency_us=m.latency_us,
         step_latency_cycles=m.latency_cycles,
         throughput_tokens_per_second=tps * sc.batch,

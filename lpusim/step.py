@@ -8,10 +8,12 @@ speculation settings compiles each distinct step once.
 
 from __future__ import annotations
 
+import dataclasses
 from functools import lru_cache
 
 from lpusim.compiler import compile_pipeline, compile_program
 from lpusim.config.specs import ModelSpec, PrecisionSpec, SystemSpec
+from lpusim.errors import CompileError
 from lpusim.graph import GraphParams, build_decode_graph
 from lpusim.sim import StepMetrics, metrics_full, metrics_pipeline
 
@@ -29,4 +31,12 @@ def step_metrics(model: ModelSpec, system: SystemSpec, *, chips: int, tp: int,
                                                   with_heads=with_heads))
     if fidelity == "full":
         return metrics_full(compile_program(graph, system, chips=chips, tp=tp))
-    return metrics_pipeline(compile_pipeline(graph, system, chips=chips, tp=tp))
+    try:
+        return metrics_pipeline(compile_pipeline(graph, system, chips=chips, tp=tp))
+    except CompileError as e:
+        if "use fidelity 'full'" not in str(e):
+            raise
+    # stages whose chips are not interchangeable (a group spanning nodes) have no exact
+    # template: simulate the whole program instead
+    m = metrics_full(compile_program(graph, system, chips=chips, tp=tp))
+    return dataclasses.replace(m, extra={**m.extra, "fast_fallback": "full"})

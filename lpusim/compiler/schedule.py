@@ -62,7 +62,9 @@ class Lowerer:
         return len(self.tasks) - 1
 
     def direct(self, a: int, b: int) -> list[int]:
-        return [self.links.between[(a, b)]]
+        """The direct link a -> b, or the cheapest route when a group spans nodes."""
+        lid = self.links.between.get((a, b))
+        return [lid] if lid is not None else self.links.route([a], [b])[2]
 
     def all_reduce(self, chips: tuple[int, ...], ready: dict[int, int], nbytes: int, name: str,
                    block: int) -> dict[int, int]:

@@ -28,6 +28,8 @@ class LinkGraph:
     latency: dict[int, int] = field(default_factory=dict)      # link id -> cycles
     out: dict[int, list[int]] = field(default_factory=dict)    # chip -> outgoing link ids
     between: dict[tuple[int, int], int] = field(default_factory=dict)
+    _routes: dict[tuple[tuple[int, ...], tuple[int, ...]], tuple[int, int, list[int]]] = field(
+        default_factory=dict)
 
     def add(self, a: int, b: int, kind: str, lat: int) -> None:
         for s, d in ((a, b), (b, a)):
@@ -46,6 +48,13 @@ class LinkGraph:
         """Cheapest route from any source chip to any target chip: (src, dst, link ids).
 
         Cost is total hop latency, then hop count, then chip ids (deterministic ties)."""
+        key = (tuple(sources), tuple(targets))
+        hit = self._routes.get(key)
+        if hit is None:
+            hit = self._routes[key] = self._route(sources, targets)
+        return hit[0], hit[1], list(hit[2])
+
+    def _route(self, sources: list[int], targets: list[int]) -> tuple[int, int, list[int]]:
         common = set(sources) & set(targets)
         if common:
             c = min(common)

@@ -405,7 +405,7 @@ class ScenarioSpec:
     model: ModelSpec = nested_field()
     system: SystemSpec = nested_field()
     chips: int | None = spec_field("int", None, min=1, max=BIG)
-    tensor_parallel: int | None = spec_field("int", None, min=1, max=1024)
+    tensor_parallel: int | None = spec_field("int", None, min=1, max=4096)
     batch: int = spec_field("int", 1, min=1, max=65_536)
     context: int = spec_field("int", 8192, min=1, max=10**8)
     precision: PrecisionSpec = nested_field(PrecisionSpec)
@@ -420,9 +420,9 @@ class ScenarioSpec:
         if self.chips is not None and self.chips > self.system.chips:
             out.append((("chips",), f"{self.chips} chips exceed the system's "
                                     f"{self.system.chips}"))
-        if self.tp > cpn:
-            out.append((("tensor_parallel",), f"tensor parallelism {self.tp} spans more than "
-                                              f"a node of {cpn} chips"))
+        if self.tp > cpn and self.tp % cpn:
+            out.append((("tensor_parallel",), f"tensor parallelism {self.tp} beyond a node must "
+                                              f"span whole nodes of {cpn} chips"))
         elif self.chips_used % self.tp:
             out.append((("chips",), f"{self.chips_used} chips are not a whole number of "
                                     f"tensor-parallel groups of {self.tp}"))
