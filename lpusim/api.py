@@ -31,7 +31,8 @@ from lpusim.runner import (
 
 __all__ = ["DEFAULT_SCENARIO", "RunResult", "assumptions", "baseline_step", "compare",
            "describe", "load_scenario", "load_scenario_data", "plan", "plot_breakdown",
-           "plot_gamma_curve", "report", "run", "sweep", "to_frame"]
+           "plot_gamma_curve", "report", "run", "sweep", "to_frame", "load_model", "load_chip",
+           "load_system", "acceptance", "acceptance_presets", "textbook_optimum"]
 
 
 def run(scenario: ScenarioSpec | str | os.PathLike[str] = DEFAULT_SCENARIO) -> RunResult:
@@ -212,3 +213,37 @@ def report(results_file: str | os.PathLike[str], outdir: str | os.PathLike[str])
     from lpusim.report.html import build_report
     from lpusim.sweep import read_results
     return build_report(read_results(results_file), Path(outdir), str(results_file))
+
+
+def load_model(ref: str) -> ModelSpec:
+    """A model spec by shipped name (e.g. 'llama-3.1-70b') or path."""
+    return load(resolve_ref("model", ref), "model")
+
+
+def load_chip(ref: str) -> ChipSpec:
+    """A chip spec by shipped name (e.g. 'groqchip1') or path."""
+    return load(resolve_ref("chip", ref), "chip")
+
+
+def load_system(ref: str) -> SystemSpec:
+    """A system spec by shipped name (e.g. 'groqrack-576') or path."""
+    return load(resolve_ref("system", ref), "system")
+
+
+def acceptance_presets() -> dict[str, str]:
+    """Shipped acceptance presets and their sources."""
+    from lpusim.speculative import PRESET_SOURCES
+    return dict(PRESET_SOURCES)
+
+
+def acceptance(value: str | float) -> Any:
+    """An acceptance model from a constant, preset, list, 'mix:...' or trace file."""
+    from lpusim.speculative import parse_acceptance
+    return parse_acceptance(value)
+
+
+def textbook_optimum(acceptance_model: Any, cost_ratio: float, max_gamma: int = 64
+                     ) -> tuple[int, float]:
+    """Leviathan et al.'s optimal gamma and speedup for a drafter of relative cost c."""
+    from lpusim.speculative import optimal_gamma
+    return optimal_gamma(acceptance_model, cost_ratio, max_gamma=max_gamma)
