@@ -25,6 +25,9 @@ def write_atomic(path: str | os.PathLike[str], data: str | bytes, *,
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)       # mkstemp makes 0600; give the usual mode
         with os.fdopen(fd, "wb") as f:
             f.write(raw)
             f.flush()

@@ -159,7 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("-o", "--output", required=True,
                            help="trace file (.json or .json.gz)")
             p.add_argument("--chip-range", help="only chips A:B (e.g. 0:16)")
-            p.add_argument("--block-range", help="only blocks A:B (0 = embedding)")
+            p.add_argument("--block-range", help="only blocks A:B (0 = embedding, then layers, "
+                                                 "then the head)")
+            p.add_argument("--layer-range", help="only transformer layers A:B (0-based)")
     return ap
 
 
@@ -444,6 +446,12 @@ def cmd_trace(args: argparse.Namespace) -> int:
     from lpusim.sim import simulate
     chips = _range("--chip-range", args.chip_range)
     blocks = _range("--block-range", args.block_range)
+    layers = _range("--layer-range", args.layer_range)
+    if layers is not None:
+        if blocks is not None:
+            raise ConfigError(Issue("command line", None, None, "--layer-range",
+                                    "give --layer-range or --block-range, not both"))
+        blocks = range(layers.start + 1, layers.stop + 1)     # block 0 is the embedding
     sc = _scenario(args)
     g = build_decode_graph(sc.model, GraphParams(batch=sc.batch, context=sc.context,
                                                  precision=sc.precision))
