@@ -179,6 +179,8 @@ def _range(flag: str, text: str | None) -> range | None:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    import re
+
     from lpusim.config.yamlio import parse_scalar
     ov: dict[str, Any] = {}
     for item in args.set:
@@ -186,6 +188,10 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
             raise ConfigError(Issue("command line", None, None, "--set",
                                     f"expected KEY=VALUE, got {item!r}"))
         k, v = item.split("=", 1)
+        if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", k.strip(), flags=re.ASCII):
+            raise ConfigError(Issue("command line", None, None, "--set",
+                                    f"{k.strip()!r} is not a dotted field name "
+                                    f"(e.g. system.chip.clock_hz)"))
         ov[k.strip()] = parse_scalar(v)
     for flag, key, kind in (("--model", "model", "model"), ("--system", "system", "system")):
         val = getattr(args, key, None)
@@ -199,60 +205,62 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     if getattr(args, "draft", None):
         spec["strategy"] = "draft"
         spec["draft_model"] = _ref("--draft", "model", args.draft)
-    if getattr(args, "heads", None):
+    if getattr(args, "heads", None) is not None:
         spec["strategy"] = "heads"
         spec["heads"] = args.heads
-    if getattr(args, "gamma", None):
+    if getattr(args, "gamma", None) is not None:
         g = args.gamma
-        spec["gamma"] = g if g == "auto" else _int_flag("--gamma", g)
-    if getattr(args, "acceptance", None):
+        spec["gamma"] = g if g == "auto" else _int_flag("--gamma", g, auto=True)
+    if getattr(args, "acceptance", None) is not None:
         a = args.acceptance
         try:
             spec["acceptance"] = float(a)
         except ValueError:
-            spec["acceptance"] = a
+            spec["acceptance"] = _acceptance_flag(a)
     if spec:
         ov["speculation"] = spec
     return ov
 
 
-def _ref(flag: str, kind: str, value: str) -> str:
+def _acceptance_flag(text: str) -> str:
+    """A non-numeric --acceptance (preset, list, mix or trace file), checked now so that its
+    errors name the flag; a trace file becomes an absolute path (a scenario resolves relative
+    paths against its own directory, the command line against the working directory)."""
+    from lpusim.speculative import parse_acceptance
+    try:
+        parse_acceptance(text)
+    except ValueError as e:
+        raise ConfigError(Issue("command line", None, None, "--acceptance", str(e))) from None
+    p = Path(text)
+    return str(p.resolve()) if p.is_file() else text
+
+
+def _ref(flag: str, kind: str, value: str, *, absolute: bool = True) -> str:
     """A spec named on the command line, as an absolute path (or an error naming the flag)."""
     from lpusim.config import resolve_ref
     try:
-        return str(resolve_ref(kind, value).resolve())
+        p = resolve_ref(kind, value)
+        return str(p.resolve() if absolute else p)
     except ConfigError as e:
         raise ConfigError(Issue("command line", None, None, flag,
                                 e.issues[0].message)) from None
 
 
-def _int_flag(flag: str, text: str) -> int:
+def _int_flag(flag: str, text: str, *, auto: bool = False) -> int:
     try:
         return int(text)
     except ValueError:
+        what = "a whole number or 'auto'" if auto else "a whole number"
         raise ConfigError(Issue("command line", None, None, flag,
-                                f"expected a whole number or 'auto', got {text!r}")) from None
+                                f"expected {what}, got {text!r}")) from None
 
 
 def _scenario(args: argparse.Namespace) -> Any:
     from lpusim import api
-    from lpusim.config.load import apply_overrides
     ov = _overrides(args)
-    spec_ov = ov.pop("speculation", None)
-    ref = args.scenario or api.DEFAULT_SCENARIO
-    if spec_ov is None:
-        return api.load_scenario(ref, ov)
-    # speculation flags make (or extend) the scenario's speculation section
-    from lpusim.config.load import resolve_ref
-    from lpusim.config.yamlio import load_document
-    path = resolve_ref("scenario", ref)
-    doc = load_document(path)
-    base = dict(doc.data.get("speculation") or {})
-    base.update(spec_ov)
-    data = dict(doc.data)
-    apply_overrides(data, {k: v for k, v in ov.items()}, str(path))
-    data["speculation"] = base
-    return api.load_scenario_data(path, data)
+    spec_ov = ov.pop("speculation", None) or {}
+    ov.update({f"speculation.{k}": v for k, v in spec_ov.items()})
+    return api.load_scenario(args.scenario or api.DEFAULT_SCENARIO, ov)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -278,13 +286,17 @@ def cmd_describe(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from lpusim import api
-    from lpusim.config import load_chip, load_model, resolve_ref
+    from lpusim.config import load_chip, load_model
     for flag in ("context", "batch", "tp"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             raise ConfigError(Issue("command line", None, None, f"--{flag}",
                                     f"must be at least 1, got {getattr(args, flag)}"))
-    model = load_model(resolve_ref("model", args.model))
-    chip = load_chip(resolve_ref("chip", args.chip))
+    for flag, top in (("context", 10**8), ("batch", 65_536), ("tp", 4096)):  # as scenarios
+        if getattr(args, flag) is not None and getattr(args, flag) > top:
+            raise ConfigError(Issue("command line", None, None, f"--{flag}",
+                                    f"must be at most {top}, got {getattr(args, flag)}"))
+    model = load_model(_ref("--model", "model", args.model, absolute=False))
+    chip = load_chip(_ref("--chip", "chip", args.chip, absolute=False))
     emit(api.plan(model, chip, context=args.context, batch=args.batch, tp=args.tp),
          args.format)
     return 0
@@ -471,22 +483,103 @@ COMMANDS = {"validate": cmd_validate, "describe": cmd_describe, "plan": cmd_plan
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. Exit codes: 0 ok, 2 bad input (one line per problem on stderr, no
+    traceback), 1 an internal error (a bug: a short message; LPUSIM_DEBUG=1 shows the
+    traceback), 130 interrupted."""
+    import contextlib
+    import re
+
+    from lpusim.errors import one_line
+    debug = os.environ.get("LPUSIM_DEBUG", "") not in ("", "0")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # argparse prints the whole usage before its error; keep one line per problem instead
+    captured = io.StringIO()
     try:
+        with contextlib.redirect_stderr(captured):
+            args = parser.parse_args(argv)
+    except SystemExit as e:
+        if not e.code:
+            sys.stderr.write(captured.getvalue())
+            return 0
+        lines = [ln for ln in captured.getvalue().splitlines() if ln.strip()]
+        m = re.match(r"(?P<prog>.*?): error: (?P<msg>.*)$", lines[-1] if lines else "")
+        prog, msg = (m.group("prog"), m.group("msg")) if m else ("lpusim", "bad arguments")
+        arg = re.match(r"argument (?P<flag>[^:]+): (?P<msg>.*)$", msg)
+        issue = (Issue("command line", None, None, arg.group("flag"), arg.group("msg"))
+                 if arg else Issue("command line", None, None, "", msg))
+        print(f"lpusim: error: {issue} (see '{prog} --help')", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        out = getattr(args, "output", None)
+        if out:
+            _check_output(args.command, out)
         return COMMANDS[args.command](args)
     except ConfigError as e:
-        for issue in e.issues:
+        shown = e.issues[:MAX_ISSUES_SHOWN]
+        for issue in shown:
             print(f"lpusim: error: {issue}", file=sys.stderr)
+        if len(e.issues) > len(shown):
+            print(f"lpusim: error: ... and {len(e.issues) - len(shown)} more problems",
+                  file=sys.stderr)
         return EXIT_BAD_INPUT
     except LpusimError as e:
-        print(f"lpusim: error: {e}", file=sys.stderr)
+        if debug:
+            raise
+        print(f"lpusim: error: {one_line(str(e), 2000)}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("lpusim: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0
+    # below: exceptions no lpusim code raised on purpose. Unreadable or unwritable paths and
+    # values the library rejects late are still bad input (2); anything else is a bug (1).
+    except OSError as e:
+        if debug:
+            raise
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        print(f"lpusim: error: {one_line(where + (e.strerror or str(e)), 600)}",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (ValueError, OverflowError, RecursionError, MemoryError) as e:
+        if debug:
+            raise
+        what = {RecursionError: "input nested too deeply",
+                MemoryError: "out of memory (input too large?)"}.get(type(e), str(e))
+        print(f"lpusim: error: {one_line(what, 600)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception as e:
+        if debug:
+            raise
+        print(f"lpusim: internal error: {type(e).__name__}: {one_line(str(e), 300)} "
+              f"(a bug in lpusim; LPUSIM_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 1
+
+
+MAX_ISSUES_SHOWN = 20
+# commands whose -o/--output is a directory (the others write one file)
+_OUTPUT_DIRS = ("run", "report", "sensitivity")
+
+
+def _check_output(command: str, output: str) -> None:
+    """Reject an output path that cannot be written before any work is done, so a bad path
+    is a one-line error and not a crash after minutes of simulation with nothing saved."""
+    p = Path(output)
+    bad = None
+    if command in _OUTPUT_DIRS and p.exists() and not p.is_dir():
+        bad = "exists and is not a directory"
+    elif command not in _OUTPUT_DIRS and p.is_dir():
+        bad = "is a directory, not a file"
+    else:
+        parent = p.absolute().parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir():
+            bad = f"cannot be created: {parent} is not a directory"
+        elif not os.access(parent, os.W_OK | os.X_OK):
+            bad = f"cannot be created: no permission to write in {parent}"
+    if bad:
+        raise ConfigError(Issue("command line", None, None, "--output", f"{output!r} {bad}"))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,33 @@ Every error that comes from a file carries the place (file:line:column) and the 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Any
+
+MAX_FIELD_CHARS = 160
+MAX_MESSAGE_CHARS = 600
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def short_repr(value: Any, limit: int = 60) -> str:
+    """repr(value), shortened to about `limit` characters (hostile input can be megabytes)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**limit:
+        return f"an integer of {len(str(abs(value)))} digits" if abs(value) < 10**4000 \
+            else "an integer of thousands of digits"
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit - 20]}...{text[-10:]} ({len(text)} characters)"
+
+
+def one_line(text: str, limit: int) -> str:
+    """Text made safe for a one-line terminal message: control characters (newlines, escape
+    sequences) shown as escapes, and at most `limit` characters."""
+    text = _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+    if len(text) > limit:
+        text = text[:limit - 25] + f"... ({len(text)} characters)"
+    return text
 
 
 class LpusimError(Exception):
@@ -31,8 +57,9 @@ class Issue:
             where += f":{self.line}"
             if self.column is not None:
                 where += f":{self.column}"
-        field = f" {self.field}:" if self.field else ""
-        return f"{where}:{field} {self.message}"
+        where = one_line(where, MAX_MESSAGE_CHARS)
+        field = f" {one_line(self.field, MAX_FIELD_CHARS)}:" if self.field else ""
+        return f"{where}:{field} {one_line(self.message, MAX_MESSAGE_CHARS)}"
 
 
 class ConfigError(LpusimError):

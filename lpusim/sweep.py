@@ -119,7 +119,8 @@ def _check_values(spec: SweepSpec, doc: Document) -> None:
                 load_scenario(spec.base, {key: v})
             except ConfigError as e:
                 for i in e.issues:
-                    issues.append(doc.issue(("grid", key, j), f"{v!r}: {i.message}"))
+                    msg = i.message.removesuffix(" (overridden)")
+                    issues.append(doc.issue(("grid", key, j), f"{v!r}: {msg}"))
     if issues:
         raise ConfigError(issues)
 

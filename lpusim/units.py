@@ -65,6 +65,15 @@ def parse_quantity(value: object, kind: str) -> int:
     if unit not in units:
         hint = _unit_hint(unit, kind)
         raise UnitError(f"unknown unit {unit!r} in {value!r}; expected {example}{hint}")
+    # bound the magnitude before exact arithmetic: Fraction('1e999999999') would build a
+    # billion-digit integer (a hang), and huge values overflow float()
+    if number.startswith("-") or _is_zero(number):
+        raise UnitError(f"{value!r} must be positive")
+    magnitude = _magnitude(number)
+    if len(number) > MAX_DIGITS or magnitude > MAX_MAGNITUDE:
+        raise UnitError(f"{value!r} is too large")
+    if magnitude < -MAX_MAGNITUDE:
+        raise UnitError(f"{value!r} rounds to zero {_base}")
     q = Fraction(number) * units[unit]
     if not math.isfinite(float(q)):
         raise UnitError(f"{value!r} is not finite")
@@ -76,6 +85,31 @@ def parse_quantity(value: object, kind: str) -> int:
     if result <= 0:
         raise UnitError(f"{value!r} rounds to zero {_base}")
     return int(result)
+
+
+MAX_DIGITS = 60       # characters in the number of a quantity
+MAX_MAGNITUDE = 40    # |decimal exponent|: far beyond any real quantity, small enough to be exact
+
+
+def _magnitude(number: str) -> int:
+    """Decimal exponent of the leading significant digit of a number string (0 for zero)."""
+    mant, _, exp = number.lstrip("+-").lower().partition("e")
+    whole, _, frac = mant.partition(".")
+    e = int(exp) if exp and len(exp.lstrip("+-")) <= 12 else (10**12 if exp else 0)
+    if exp.startswith("-") and e == 10**12:
+        e = -e
+    whole = whole.lstrip("0")
+    if whole:
+        return len(whole) - 1 + e
+    stripped = frac.lstrip("0")
+    if not stripped:
+        return 0
+    return -(len(frac) - len(stripped)) - 1 + e
+
+
+def _is_zero(number: str) -> bool:
+    mant = number.lstrip("+-").lower().partition("e")[0]
+    return not mant.replace(".", "").strip("0")
 
 
 def _unit_hint(unit: str, kind: str) -> str:

@@ -72,3 +72,20 @@ def test_cli_run_speculation_json_keys():
               "verify_step_us", "p50_token_latency_us", "p99_token_latency_us"):
         assert k in d["speculation"]
     assert d["speculation"]["gamma"] == 4
+
+
+def test_tree_verification_width_and_acceptance():
+    from lpusim.speculative.acceptance import ConstantAcceptance
+    from lpusim.speculative.strategies import TreeAcceptance, tree_nodes
+    assert tree_nodes(2, 3) == 2 + 4 + 8
+    t = TreeAcceptance(ConstantAcceptance(0.6), 2)
+    # a level is accepted if either of 2 candidates is: 1 - 0.4^2 = 0.84
+    assert t.expected_tokens(2) == pytest.approx(1 + 0.84 + 0.84**2)
+    r = api.run(api.load_scenario("llama-3.1-70b-groqrack-576", {
+        "speculation.strategy": "heads", "speculation.heads": 3, "speculation.tree_width": 2,
+        "speculation.gamma": 2, "speculation.acceptance": 0.6,
+        "speculation.monte_carlo_passes": 1000}))
+    s = r.speculation
+    assert s["verify_width"] == 1 + 2 + 4
+    assert s["expected_tokens_per_pass"] == pytest.approx(1 + 0.84 + 0.84**2)
+    assert s["verify_step_us"] > r.step_latency_us

@@ -9,6 +9,7 @@ validation, so an overridden value is checked exactly like one written in the fi
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 import os
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 from lpusim.config.schema import build
 from lpusim.config.specs import ChipSpec, ModelSpec, ScenarioSpec, SystemSpec
 from lpusim.config.yamlio import Document, load_document
-from lpusim.errors import ConfigError, Issue
+from lpusim.errors import ConfigError, Issue, short_repr
 
 SPEC_VERSION = 1
 KINDS: dict[str, type] = {"chip": ChipSpec, "system": SystemSpec, "model": ModelSpec,
@@ -91,18 +92,18 @@ def _header(doc: Document, expect: str | None) -> str:
         issues.append(doc.issue((), f"missing required key 'kind' (one of {', '.join(KINDS)})"))
         issues[-1] = Issue(issues[-1].file, issues[-1].line, issues[-1].column, "kind",
                            issues[-1].message)
-    elif kind not in KINDS:
-        close = difflib.get_close_matches(str(kind), list(KINDS), n=1)
+    elif not isinstance(kind, str) or kind not in KINDS:
+        close = difflib.get_close_matches(str(kind)[:100], list(KINDS), n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
-        issues.append(doc.issue(("kind",), f"unknown kind {kind!r}{hint}"))
+        issues.append(doc.issue(("kind",), f"unknown kind {short_repr(kind)}{hint}"))
     elif expect is not None and kind != expect:
         issues.append(doc.issue(("kind",), f"expected a {expect} spec, this file is a {kind}"))
     version = doc.data.get("version")
     if version is None:
-        issues.append(Issue(doc.file, 1, 1, "version",
+        issues.append(Issue(doc.file, None, None, "version",
                             f"missing required key 'version' (current: {SPEC_VERSION})"))
     elif version != SPEC_VERSION or isinstance(version, bool):
-        issues.append(doc.issue(("version",), f"unsupported version {version!r} "
+        issues.append(doc.issue(("version",), f"unsupported version {short_repr(version)} "
                                               f"(this lpusim reads version {SPEC_VERSION})"))
     if issues:
         raise ConfigError(issues)
@@ -110,12 +111,15 @@ def _header(doc: Document, expect: str | None) -> str:
 
 
 def apply_overrides(data: dict[str, Any], overrides: dict[str, Any], file: str) -> None:
-    """Set dotted keys in place; intermediate mappings must exist (they are spec sections)."""
+    """Set dotted keys in place. A missing intermediate section is created (validation then
+    rejects it if the spec has no such section); a value in the way is an error."""
     for dotted_key, value in overrides.items():
         parts = dotted_key.split(".")
         cur: Any = data
         for i, part in enumerate(parts[:-1]):
-            if not isinstance(cur, dict) or part not in cur or not isinstance(cur[part], dict):
+            if part not in cur or cur[part] is None:
+                cur[part] = {}
+            if not isinstance(cur[part], dict):
                 where = ".".join(parts[: i + 1])
                 raise ConfigError(Issue(file, None, None, dotted_key,
                                         f"cannot override: '{where}' is not a section here"))
@@ -139,12 +143,18 @@ class _Loader:
         if mine:
             doc.data = copy.deepcopy(doc.data)
             own = {}
+            refs = {f.name for f in dataclasses.fields(KINDS[kind])
+                    if f.metadata.get("kind") == "nested"}
             for k, v in mine.items():
                 head = k.split(".")[0]
                 ref_is_str = isinstance(doc.data.get(head), str) and "." in k
+                if ref_is_str and head not in refs:     # e.g. name.x: would vanish silently
+                    raise ConfigError(Issue(doc.file, None, None, k,
+                                            f"cannot override: '{head}' is not a section"))
                 if not ref_is_str:
                     own[k] = v
             apply_overrides(doc.data, own, doc.file)
+            doc.overridden |= {tuple(k.split(".")) for k in own}
         issues: list[Issue] = []
 
         def resolver(cls: type, ref: str, d: Document, p: tuple, iss: list[Issue]) -> Any:
@@ -155,7 +165,6 @@ class _Loader:
         if issues:
             raise ConfigError(issues)
         if kind == "scenario":
-            import dataclasses
             spec = dataclasses.replace(spec, file=str(path))
         return spec
 
@@ -197,8 +206,23 @@ def load_data(path: str | os.PathLike[str], data: dict[str, Any], expect: str) -
     """Build a spec from data already read from `path` (e.g. edited by CLI flags). Positions
     are those of the file where the key is unchanged."""
     doc = load_document(path)
+    doc.overridden = _changed(doc.data, data)
     doc.data = data
     return _Loader(None).build_doc(doc, expect, "")
+
+
+def _changed(old: Any, new: Any, path: tuple[str, ...] = ()) -> set[tuple[str, ...]]:
+    """Paths of the values of `new` that are not those of `old` (added or different)."""
+    if isinstance(new, dict) and isinstance(old, dict):
+        out: set[tuple[str, ...]] = set()
+        for k, v in new.items():
+            if k not in old:
+                out.add((*path, k))
+            else:
+                out |= _changed(old[k], v, (*path, k))
+        return out
+    same = type(old) is type(new) and old == new
+    return set() if same else {path}
 
 
 def load_chip(path: str | os.PathLike[str]) -> ChipSpec:

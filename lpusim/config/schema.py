@@ -17,7 +17,7 @@ from dataclasses import MISSING
 from typing import Any, TypeVar
 
 from lpusim.config.yamlio import Document, Path_
-from lpusim.errors import Issue
+from lpusim.errors import Issue, short_repr
 from lpusim.units import UnitError, parse_quantity
 
 T = TypeVar("T")
@@ -71,7 +71,7 @@ def build(cls: type[T], doc: Document, path: Path_, data: Any, issues: list[Issu
     for key in data:
         if key in skip or key in fields:
             continue
-        close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.5)
+        close = difflib.get_close_matches(str(key)[:100], list(fields), n=1, cutoff=0.5)
         hint = f"; did you mean '{close[0]}'?" if close else ""
         valid = ", ".join(sorted(fields))
         issues.append(doc.issue((*path, key), f"unknown key{hint} (valid keys: {valid})",
@@ -121,6 +121,11 @@ def _type_name(v: Any) -> str:
             list: "a list", dict: "a mapping"}.get(type(v), type(v).__name__)
 
 
+def _shown(v: Any) -> str:
+    """'a string 'x'' for error messages; null is just 'nothing (null)'."""
+    return _type_name(v) if v is None else f"{_type_name(v)} {short_repr(v)}"
+
+
 def convert(raw: Any, meta: dict[str, Any], doc: Document, path: Path_,
             issues: list[Issue]) -> Any:
     """Convert one scalar value according to its field metadata; None on error."""
@@ -152,37 +157,37 @@ def _convert_value(raw: Any, kind: str, meta: dict[str, Any]) -> Any:
             v = parse_quantity(raw, kind)
         except UnitError as e:
             return _Bad(str(e))
-        return _bounds(v, meta, repr(raw)) or v
+        return _bounds(v, meta, short_repr(raw)) or v
     if kind == "int":
         if isinstance(raw, bool) or not isinstance(raw, int):
             if isinstance(raw, float) and raw.is_integer():
                 raw = int(raw)
             else:
-                return _Bad(f"expected an integer, got {_type_name(raw)} {raw!r}")
-        return _bounds(raw, meta, str(raw)) or raw
+                return _Bad(f"expected an integer, got {_shown(raw)}")
+        return _bounds(raw, meta, short_repr(raw)) or raw
     if kind in ("float", "probability"):
         if isinstance(raw, bool) or not isinstance(raw, int | float):
-            return _Bad(f"expected a number, got {_type_name(raw)} {raw!r}")
+            return _Bad(f"expected a number, got {_shown(raw)}")
         v = float(raw)
         if not math.isfinite(v):
-            return _Bad(f"{raw!r} is not a finite number")
+            return _Bad(f"{short_repr(raw)} is not a finite number")
         if kind == "probability" and not 0.0 <= v <= 1.0:
             return _Bad(f"{v:g} is outside [0, 1]")
         return _bounds(v, meta, f"{v:g}") or v
     if kind == "bool":
         if not isinstance(raw, bool):
-            return _Bad(f"expected true or false, got {_type_name(raw)} {raw!r}")
+            return _Bad(f"expected true or false, got {_shown(raw)}")
         return raw
     if kind == "str":
         if not isinstance(raw, str) or not raw.strip():
-            return _Bad(f"expected a non-empty string, got {_type_name(raw)} {raw!r}")
+            return _Bad(f"expected a non-empty string, got {_shown(raw)}")
         return raw
     if kind == "enum":
         choices = meta["choices"]
         if not isinstance(raw, str) or raw not in choices:
-            close = difflib.get_close_matches(str(raw), choices, n=1, cutoff=0.5)
+            close = difflib.get_close_matches(str(raw)[:100], choices, n=1, cutoff=0.5)
             hint = f"; did you mean '{close[0]}'?" if close else ""
-            return _Bad(f"{raw!r} is not one of {', '.join(choices)}{hint}")
+            return _Bad(f"{short_repr(raw)} is not one of {', '.join(choices)}{hint}")
         return raw
     if kind == "int_or_auto":
         if raw == "auto":

@@ -16,6 +16,7 @@ from lpusim.config.schema import nested_field, spec_field
 DTYPE_BITS = {"int4": 4, "int8": 8, "fp8": 8, "fp16": 16, "bf16": 16, "fp32": 32, "int32": 32}
 DTYPES = ("int4", "int8", "fp8", "fp16", "bf16", "fp32")
 BIG = 10**6  # upper bound for counts that no real design exceeds (rejects absurd input)
+MAX_LINKS = 500_000  # chip-to-chip links of a system (a 2,304-chip system has 12,512)
 
 Check = list[tuple[tuple[str, ...], str]]
 
@@ -244,7 +245,20 @@ class SystemSpec:
                         f"{inter} inter-rack ports per rack, a rack has {rack_ports} left"))
         if self.chips > 1_000_000:
             out.append((("topology", "racks"), f"{self.chips} chips is beyond any system"))
+        elif self.link_count > MAX_LINKS:    # the link graph is built link by link: bound it
+            out.append((("topology", "chips_per_node"),
+                        f"{self.link_count} chip-to-chip links is beyond any system "
+                        f"(lpusim models at most {MAX_LINKS})"))
         return out
+
+    @property
+    def link_count(self) -> int:
+        """Chip-to-chip links (cables, each used in both directions) of the whole system."""
+        t = self.topology
+        local = self.nodes * t.chips_per_node * (t.chips_per_node - 1) // 2
+        intra = t.racks * t.nodes_per_rack * (t.nodes_per_rack - 1) // 2 * t.links_per_node_pair
+        inter = t.racks * (t.racks - 1) // 2 * t.links_per_rack_pair
+        return local + intra + inter
 
 
 # ----------------------------------------------------------------------------- model
@@ -387,7 +401,9 @@ class SpeculationSpec:
     max_gamma: int = spec_field("int", 32, min=1, max=256)
     acceptance: Any = spec_field("scalar_or_str", 0.8)
     heads: int | None = spec_field("int", None, min=1, max=64)
-    tree_nodes: int | None = spec_field("int", None, min=1, max=4096)
+    tree_width: int | None = spec_field("int", None, min=1, max=16,
+                                        doc="heads: top-s candidates per head (tree); "
+                                            "None: chain")
     monte_carlo_passes: int = spec_field("int", 100_000, min=100, max=10**7)
 
     def check(self) -> Check:

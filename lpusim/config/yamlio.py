@@ -9,6 +9,7 @@ aliases (the billion-laughs bomb), deep nesting and oversized files are errors.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,15 +43,33 @@ class Document:
     data: dict[str, Any]
     value_pos: dict[Path_, tuple[int, int]] = field(default_factory=dict)
     key_pos: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+    overridden: set[Path_] = field(default_factory=set)
 
     def issue(self, path: Path_, message: str, *, at_key: bool = False) -> Issue:
-        """An Issue at the position of `path` (or of its nearest ancestor that has one)."""
-        table = self.key_pos if at_key else self.value_pos
+        """An Issue at the position of `path` (or of its nearest ancestor that has one).
+
+        A value set by an override (`--set`, a CLI flag, a sweep axis) has no place in the
+        file: the issue names the file and field only, and says the value was overridden.
+        """
         p = tuple(path)
+        if self._overridden(p):
+            return Issue(self.file, None, None, dotted(path), f"{message} (overridden)")
+        table = self.key_pos if at_key else self.value_pos
         while p and p not in table and p not in self.value_pos:
             p = p[:-1]
-        pos = table.get(p) or self.value_pos.get(p) or (1, 1)
+        pos = table.get(p) or self.value_pos.get(p)
+        if not p or pos is None:
+            # a top-level key absent from the file (a default or a missing key): no place
+            return Issue(self.file, None, None, dotted(path), message)
         return Issue(self.file, pos[0], pos[1], dotted(path), message)
+
+
+    def _overridden(self, p: Path_) -> bool:
+        """Was the value at `p` set (or its key created) by an override?"""
+        if any(p[:i] in self.overridden for i in range(1, len(p) + 1)):
+            return True
+        created = p not in self.key_pos and p not in self.value_pos
+        return created and any(o[:len(p)] == p for o in self.overridden)
 
 
 def _issue(file: str, mark: Any, message: str, field_: str = "") -> Issue:
@@ -66,18 +85,26 @@ def read_text(path: str | os.PathLike[str]) -> str:
     if p.is_dir():
         raise ConfigError(Issue(name, None, None, "", "is a directory, not a file"))
     try:
-        size = p.stat().st_size
+        st = p.stat()
     except FileNotFoundError:
         raise ConfigError(Issue(name, None, None, "", "no such file")) from None
-    except OSError as e:
-        raise ConfigError(Issue(name, None, None, "", f"cannot read: {e.strerror}")) from None
-    if size > MAX_FILE_BYTES:
+    except (OSError, ValueError) as e:
+        why = getattr(e, "strerror", None) or str(e)
+        raise ConfigError(Issue(name, None, None, "", f"cannot read: {why}")) from None
+    if not stat.S_ISREG(st.st_mode):
+        # a FIFO would block forever, /dev/zero would never end
+        raise ConfigError(Issue(name, None, None, "", "not a regular file"))
+    if st.st_size > MAX_FILE_BYTES:
         raise ConfigError(Issue(name, None, None, "",
-                                f"file is {size} bytes; the limit is {MAX_FILE_BYTES}"))
+                                f"file is {st.st_size} bytes; the limit is {MAX_FILE_BYTES}"))
     try:
-        raw = p.read_bytes()
+        with open(p, "rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
     except OSError as e:
         raise ConfigError(Issue(name, None, None, "", f"cannot read: {e.strerror}")) from None
+    if len(raw) > MAX_FILE_BYTES:    # grew since stat
+        raise ConfigError(Issue(name, None, None, "",
+                                f"file is over {MAX_FILE_BYTES} bytes, the limit"))
     if b"\x00" in raw:
         raise ConfigError(Issue(name, None, None, "", "binary data, not a YAML text file"))
     try:
@@ -94,12 +121,22 @@ def load_document(path: str | os.PathLike[str], text: str | None = None) -> Docu
         text = read_text(path)
     if not text.strip():
         raise ConfigError(Issue(name, None, None, "", "empty file; expected a YAML mapping"))
+    _check_size(name, text)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = _compose(text)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         problem = (e.problem or e.context or "invalid YAML").strip()
+        if problem.startswith("but ") and e.context:
+            problem = f"{e.context.strip()}, {problem}"
         raise ConfigError(_issue(name, mark, f"YAML syntax error: {problem}")) from None
+    except yaml.reader.ReaderError as e:
+        line = text.count("\n", 0, e.position) + 1
+        col = e.position - (text.rfind("\n", 0, e.position) + 1) + 1
+        what = (f"character #x{e.character:04x}" if isinstance(e.character, int)
+                else f"byte {e.character!r}")
+        raise ConfigError(Issue(name, line, col, "", f"YAML syntax error: unacceptable {what} "
+                                                     f"({e.reason})")) from None
     except yaml.YAMLError as e:
         raise ConfigError(Issue(name, None, None, "", f"YAML error: {e}")) from None
     except RecursionError:
@@ -162,11 +199,40 @@ def _convert(node: Any, path: Path_, doc: Document, issues: list[Issue], seen: s
         issues.append(_issue(doc.file, node.start_mark, f"bad value: {e}", dotted(path)))
         return None
     except ValueError as e:
-        issues.append(_issue(doc.file, node.start_mark, f"bad value: {e}", dotted(path)))
+        digits = sum(ch.isdigit() for ch in str(node.value))
+        message = (f"number with {digits} digits is too large" if "digits" in str(e)
+                   else f"bad value: {e}")
+        issues.append(_issue(doc.file, node.start_mark, message, dotted(path)))
         return None
 
 
 _SCALARS = yaml.SafeLoader("")
+# libyaml parses ~10x faster than pure Python; its error messages differ, so a document it
+# rejects is parsed again by the pure-Python loader, whose messages (and marks) are reported
+_FAST = getattr(yaml, "CSafeLoader", None)
+MAX_NODES = 20_000      # a spec has a few hundred at most; bounds time on a hostile 4 MiB file
+
+
+def _compose(text: str) -> Any:
+    if _FAST is not None:
+        try:
+            return yaml.compose(text, Loader=_FAST)
+        except yaml.YAMLError:
+            pass
+    return yaml.compose(text, Loader=yaml.SafeLoader)
+
+
+def _check_size(name: str, text: str) -> None:
+    """Count YAML events lazily and stop at MAX_NODES, before building anything."""
+    n = 0
+    try:
+        for _ in yaml.parse(text, Loader=_FAST or yaml.SafeLoader):
+            n += 1
+            if n > MAX_NODES:
+                raise ConfigError(Issue(name, None, None, "",
+                                        f"more than {MAX_NODES} YAML nodes; not a spec"))
+    except yaml.YAMLError:
+        return          # a syntax error: reported by the composer, with its position
 
 
 def parse_scalar(text: str) -> Any:

@@ -23,6 +23,7 @@ import json
 import math
 import operator
 import re
+import stat
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,12 @@ __all__ = [
 
 TRACE_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".json")
 _WEIGHT_TOLERANCE = 1e-6
+# Draft lengths beyond this are not a speculation setting but hostile input: the survival
+# arrays (and a trace's histogram) are this long, so the bound keeps memory and time bounded.
+MAX_GAMMA = 4096
+_GAMMA_NAMES = ("gamma", "max_gamma", "drafted", "trace drafted")
+MAX_TRACE_BYTES = 64 * 1024 * 1024
+_MAX_INT_DIGITS = 18
 
 
 def _check_prob(value: Any, name: str) -> float:
@@ -69,6 +76,8 @@ def _check_count(value: Any, name: str, minimum: int = 0) -> int:
         raise ValueError(f"{name} must be an integer, got {value!r}") from None
     if n < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {n}")
+    if name in _GAMMA_NAMES and n > MAX_GAMMA:
+        raise ValueError(f"{name} must be <= {MAX_GAMMA}, got {n}")
     return n
 
 
@@ -329,13 +338,18 @@ def _parse_int_field(raw: str, where: str, name: str) -> int:
     if not text:
         raise ValueError(f"{where}: {name}: missing value")
     if not _INT_RE.match(text):
-        raise ValueError(f"{where}: {name}: {text!r} is not an integer")
+        shown = text if len(text) <= 40 else text[:30] + "..."
+        raise ValueError(f"{where}: {name}: {shown!r} is not an integer")
+    if len(text.lstrip("+-")) > _MAX_INT_DIGITS:
+        raise ValueError(f"{where}: {name}: {len(text.lstrip('+-'))}-digit number is too large")
     return int(text)
 
 
 def _check_pass(where: str, accepted: int, drafted: int) -> None:
     if drafted < 1:
         raise ValueError(f"{where}: drafted: {drafted} must be >= 1")
+    if drafted > MAX_GAMMA:
+        raise ValueError(f"{where}: drafted: {drafted} is above the limit {MAX_GAMMA}")
     if not 0 <= accepted <= drafted:
         raise ValueError(f"{where}: accepted: {accepted} is outside [0, {drafted}]")
 
@@ -348,13 +362,24 @@ def _csv_cell(header: list[str] | None, row: list[str], where: str, name: str) -
     return row[i].strip()
 
 
-def _read_csv(path: str, text: str, drafted: int | None) -> list[tuple[int, int]]:
+def _csv_rows(path: str, text: str) -> Any:
+    """(line, row) of a CSV text; a malformed row (e.g. an over-long field) is a ValueError."""
     reader = csv.reader(text.splitlines())
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise ValueError(f"{path}:{reader.line_num}: row: malformed CSV ({exc})") from None
+        yield reader.line_num, row
+
+
+def _read_csv(path: str, text: str, drafted: int | None) -> list[tuple[int, int]]:
     header: list[str] | None = None
     header_line = 1
     passes: list[tuple[int, int]] = []
-    for row in reader:
-        line = reader.line_num
+    for line, row in _csv_rows(path, text):
         if not row or all(not cell.strip() for cell in row):
             continue
         if header is None:
@@ -374,8 +399,12 @@ def _read_csv(path: str, text: str, drafted: int | None) -> list[tuple[int, int]
         if "accepted_tokens" in header:
             bits = _csv_cell(header, row, where, "accepted_tokens")
             if not _BITS_RE.match(bits):
-                raise ValueError(f"{where}: accepted_tokens: {bits!r} is not a string of 0/1 "
+                shown = bits if len(bits) <= 40 else bits[:30] + "..."
+                raise ValueError(f"{where}: accepted_tokens: {shown!r} is not a string of 0/1 "
                                  f"digits")
+            if len(bits) > MAX_GAMMA:
+                raise ValueError(f"{where}: accepted_tokens: {len(bits)} drafted tokens is "
+                                 f"above the limit {MAX_GAMMA}")
             passes.append((_leading_ones([b == "1" for b in bits]), len(bits)))
         else:
             acc = _parse_int_field(_csv_cell(header, row, where, "accepted"), where, "accepted")
@@ -394,9 +423,16 @@ def _read_csv(path: str, text: str, drafted: int | None) -> list[tuple[int, int]
     return passes
 
 
+def _short_json(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:30] + "..."
+
+
 def _json_int(value: Any, where: str, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{where}: {name}: {json.dumps(value)} is not an integer")
+        raise ValueError(f"{where}: {name}: {_short_json(value)} is not an integer")
+    if abs(value) > 10**_MAX_INT_DIGITS:
+        raise ValueError(f"{where}: {name}: number is too large")
     return value
 
 
@@ -412,8 +448,11 @@ def _read_jsonl(path: str, text: str, drafted: int | None) -> list[tuple[int, in
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
             raise ValueError(f"{where}: line: invalid JSON ({exc.msg})") from None
+        except (ValueError, RecursionError):  # e.g. an integer of thousands of digits
+            raise ValueError(f"{where}: line: invalid JSON (a number or nesting too large)"
+                             ) from None
         if not isinstance(obj, dict):
-            raise ValueError(f"{where}: line: expected a JSON object, got {json.dumps(obj)}")
+            raise ValueError(f"{where}: line: expected a JSON object, got {_short_json(obj)}")
         if ("accepted" in obj) == ("tokens" in obj):
             raise ValueError(f"{where}: accepted: expected key 'accepted' (with 'drafted') or "
                              f"'tokens', exactly one of them")
@@ -421,10 +460,13 @@ def _read_jsonl(path: str, text: str, drafted: int | None) -> list[tuple[int, in
             toks = obj["tokens"]
             if not isinstance(toks, list) or not toks:
                 raise ValueError(f"{where}: tokens: expected a non-empty list of true/false, "
-                                 f"got {json.dumps(toks)}")
+                                 f"got {_short_json(toks)}")
+            if len(toks) > MAX_GAMMA:
+                raise ValueError(f"{where}: tokens: {len(toks)} drafted tokens is above the "
+                                 f"limit {MAX_GAMMA}")
             for i, t in enumerate(toks):
                 if not isinstance(t, bool):
-                    raise ValueError(f"{where}: tokens: element {i} is {json.dumps(t)} "
+                    raise ValueError(f"{where}: tokens: element {i} is {_short_json(t)} "
                                      f"(expected true or false)")
             passes.append((_leading_ones(toks), len(toks)))
             continue
@@ -458,10 +500,27 @@ def load_trace(path: str | Path, drafted: int | None = None) -> TraceAcceptance:
     if drafted is not None:
         drafted = _check_count(drafted, "drafted", minimum=1)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        st = Path(path).stat()
+        if not stat.S_ISREG(st.st_mode):    # a FIFO blocks, /dev/zero never ends
+            raise ValueError(f"{name}:1: trace: not a regular file")
+        if st.st_size > MAX_TRACE_BYTES:
+            raise ValueError(f"{name}:1: trace: file is {st.st_size} bytes; the limit is "
+                             f"{MAX_TRACE_BYTES}")
+        with open(path, "rb") as f:
+            raw = f.read(MAX_TRACE_BYTES + 1)
+        if len(raw) > MAX_TRACE_BYTES:
+            raise ValueError(f"{name}:1: trace: file is over {MAX_TRACE_BYTES} bytes, the limit")
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
         raise ValueError(f"{name}:1: trace: cannot read file ({reason})") from None
+    if b"\x00" in raw:
+        line = raw.count(b"\n", 0, raw.index(b"\x00")) + 1
+        raise ValueError(f"{name}:{line}: trace: binary data, not a CSV or JSONL text file")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ValueError(f"{name}:{line}: trace: not UTF-8 text (byte {exc.start})") from None
     suffix = Path(path).suffix.lower()
     if suffix in (".jsonl", ".ndjson", ".json"):
         is_json = True
@@ -593,6 +652,9 @@ def parse_acceptance(value: str | float, base_dir: str | Path | None = None) -> 
         path = Path(base_dir) / path
     if path.is_file():
         return load_trace(path)
+    if path.exists():
+        what = "a directory" if path.is_dir() else "not a regular file"
+        raise ValueError(f"acceptance trace {path} is {what}")
     looks_like_path = ("/" in text or "\\" in text
                        or Path(text).suffix.lower() in TRACE_SUFFIXES)
     if looks_like_path:

@@ -6,9 +6,12 @@ Step latencies are not assumed: each comes from compiling and simulating a real 
   it). A pass is gamma sequential draft steps, then the target verifies gamma+1 positions in
   one step. The drafted tokens travel to the target and the verdict back: two global-hop
   transfers per pass (`overhead`).
-- `heads`: Medusa-style heads on the target. Each pass is one target step at width gamma+1 that
-  verifies the previous proposals and computes the next ones (chain verification; gamma <= K
-  heads). No drafter, no overhead beyond the step.
+- `heads`: Medusa-style heads on the target. Each pass is one target step that verifies the
+  previous proposals and computes the next ones; no drafter, no overhead beyond the step.
+  Chain verification checks gamma <= K tokens (width gamma+1). Tree verification (`tree_width`
+  s) checks the top-s candidates of each head as a tree: width 1 + s + s^2 + ... + s^gamma, and
+  a level is accepted if any of its s candidates is right, taken as 1 - (1 - a_i)^s
+  (candidates assumed independent: an optimistic approximation of top-s accuracy).
 Expected tokens per pass come from the acceptance model (bonus token counted); tokens/s is the
 closed form E / pass time; a seeded Monte Carlo over `monte_carlo_passes` passes gives the
 distribution of tokens per pass and p50/p99 per-token latency. With gamma `auto`, every gamma
@@ -21,16 +24,45 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from lpusim.compiler import minimum_chips
 from lpusim.config.specs import HeadsSpec, ScenarioSpec
 from lpusim.errors import CapacityError, ConfigError, Issue
 from lpusim.graph import GraphParams, build_decode_graph
 from lpusim.sim import StepMetrics
-from lpusim.speculative.acceptance import AcceptanceModel, parse_acceptance
+from lpusim.speculative.acceptance import AcceptanceModel, MixtureAcceptance, parse_acceptance
 from lpusim.speculative.montecarlo import simulate_passes
 from lpusim.speculative.theory import break_even_acceptance
 from lpusim.step import step_metrics
 from lpusim.units import ps_to_cycles
+
+
+@dataclasses.dataclass(frozen=True)
+class TreeAcceptance(AcceptanceModel):
+    """Acceptance of a tree of top-s candidates per position, from a chain model."""
+
+    base: AcceptanceModel
+    width: int
+
+    def _level(self, model: AcceptanceModel, gamma: int) -> np.ndarray:
+        return np.cumprod(1.0 - (1.0 - model.position_probs(gamma)) ** self.width)
+
+    def survival(self, gamma: int) -> np.ndarray:
+        if isinstance(self.base, MixtureAcceptance):   # the component holds for a whole pass
+            return sum(w * self._level(m, gamma) for w, m in self.base.components)
+        return self._level(self.base, gamma)
+
+    def max_gamma(self) -> int | None:
+        return self.base.max_gamma()
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "tree", "width": self.width, "base": self.base.describe()}
+
+
+def tree_nodes(width: int, depth: int) -> int:
+    """Candidate tokens in a full tree of `depth` levels with `width` children per node."""
+    return sum(width ** d for d in range(1, depth + 1))
 
 
 def acceptance_of(sc: ScenarioSpec) -> AcceptanceModel:
@@ -102,6 +134,8 @@ def evaluate(sc: ScenarioSpec, baseline: StepMetrics) -> dict[str, Any]:
         d_chips, draft_cycles, overhead, draft = 0, 0, 0, None
         limit = min(k, spec.max_gamma)
         with_heads = True
+        if spec.tree_width and spec.tree_width > 1:
+            acc = TreeAcceptance(acc, spec.tree_width)
     cap = acc.max_gamma() if hasattr(acc, "max_gamma") else None
     if cap is not None:
         limit = min(limit, cap)
@@ -116,13 +150,15 @@ def evaluate(sc: ScenarioSpec, baseline: StepMetrics) -> dict[str, Any]:
     base_cycles = baseline.latency_cycles
     best: tuple[float, int, int] | None = None
     curve = []
+    tree = spec.tree_width if spec.strategy == "heads" and spec.tree_width else 1
     for g in gammas:
-        verify = step(target, sc.chips_used, sc.tp, g + 1, with_heads).latency_cycles
+        width = 1 + tree_nodes(tree, g)
+        verify = step(target, sc.chips_used, sc.tp, width, with_heads).latency_cycles
         pass_cycles = g * draft_cycles + verify + overhead
         e = acc.expected_tokens(g)
         tps = e * clock / pass_cycles
         curve.append({"gamma": g, "tokens_per_second": tps, "expected_tokens_per_pass": e,
-                      "verify_step_cycles": verify})
+                      "verify_width": width, "verify_step_cycles": verify})
         if best is None or tps > best[0] * (1 + 1e-12):
             best = (tps, g, verify)
     assert best is not None
@@ -146,7 +182,8 @@ def evaluate(sc: ScenarioSpec, baseline: StepMetrics) -> dict[str, Any]:
         "total_chips": sc.chips_used + d_chips,
         "heads": limit if spec.strategy == "heads" else None,
         "draft_step_us": draft_cycles * us,
-        "verify_width": gamma + 1,
+        "verify_width": 1 + tree_nodes(tree, gamma),
+        "tree_width": tree if spec.strategy == "heads" else None,
         "verify_step_us": verify * us,
         "baseline_step_us": base_cycles * us,
         "overhead_us": overhead * us,

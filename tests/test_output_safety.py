@@ -1,0 +1,210 @@
+"""Output safety: every file lpusim writes goes through `lpusim.atomic.write_atomic` (a
+temporary file in the same directory, fsync, rename), so a crash or a kill leaves the old file
+or the complete new one, never a truncated file.
+
+Decision on leftovers: a SIGKILL between creating the temporary file and renaming it can leave
+`.NAME.PID.XXXXXXXX.tmp` (hidden, next to NAME). It is never mistaken for output, and the next
+write of NAME deletes the leftovers of writers that are no longer running (see atomic.py).
+The one exception to write-then-rename is the sweep results file, which is append-only: each
+row is one whole line written by a single `os.write` to an O_APPEND descriptor. The step cache
+(lpusim/step.py) renames its own temporary file, which is crash-safe too.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from lpusim.atomic import remove_stale_temporaries, write_atomic
+
+ROOT = Path(__file__).resolve().parent.parent
+PKG = ROOT / "lpusim"
+ALLOWED = {"atomic.py"}                       # the one module that writes files itself
+
+
+def _writes(tree: ast.AST) -> list[tuple[int, str]]:
+    """(line, what) of every call in `tree` that can write a file other than via atomic."""
+    buffers: set[str] = set()
+    for node in ast.walk(tree):               # names bound to in-memory buffers
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
+            f = node.value.func
+            name = f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", "")
+            if name in ("BytesIO", "StringIO"):
+                buffers |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+        if isinstance(node, ast.withitem) and isinstance(node.context_expr, ast.Call):
+            f = node.context_expr.func
+            name = f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", "")
+            if name in ("BytesIO", "StringIO") and isinstance(node.optional_vars, ast.Name):
+                buffers.add(node.optional_vars.id)
+    out = []
+    for node in sorted((n for n in ast.walk(tree) if isinstance(n, ast.Call)),
+                       key=lambda n: (n.lineno, n.col_offset)):
+        if not isinstance(node, ast.Call):
+            continue
+        f = node.func
+        name = f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", "")
+        owner = f.value.id if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) \
+            else ""
+        if name == "open" and owner in ("", "gzip", "io", "codecs", "bz2", "lzma"):
+            mode = node.args[1] if len(node.args) > 1 else next(
+                (k.value for k in node.keywords if k.arg == "mode"), ast.Constant("r"))
+            text = mode.value if isinstance(mode, ast.Constant) else "?"
+            if not isinstance(text, str) or set(text) & set("wax+?"):
+                out.append((node.lineno, f"{owner + '.' if owner else ''}open(mode={text!r})"))
+        elif name == "open" and owner == "os":
+            out.append((node.lineno, "os.open"))
+        elif name in ("write_text", "write_bytes", "mkstemp", "NamedTemporaryFile",
+                      "copyfile", "copy", "copy2", "move", "rename", "replace", "dump", "save",
+                      "savez"):
+            if name == "replace" and owner == "":
+                continue
+            if name == "replace" and owner != "os":
+                continue                      # str.replace, dataclasses.replace
+            if name == "copy" and owner not in ("shutil",):
+                continue
+            if name == "dump" and owner not in ("json", "pickle", "yaml"):
+                continue
+            if name == "dump" and len(node.args) < 2:
+                continue
+            out.append((node.lineno, f"{owner + '.' if owner else ''}{name}"))
+        elif name == "savefig":
+            target = node.args[0] if node.args else None
+            if not (isinstance(target, ast.Name) and target.id in buffers):
+                out.append((node.lineno, "savefig to a path"))
+    return out
+
+
+def test_every_write_goes_through_write_atomic():
+    found = {}
+    for path in sorted(PKG.rglob("*.py")):
+        rel = str(path.relative_to(PKG))
+        if rel in ALLOWED:
+            continue
+        hits = _writes(ast.parse(path.read_text(), str(path)))
+        if hits:
+            found[rel] = hits
+    # the sweep's results file: append-only whole lines, O_APPEND (documented above)
+    sweep = found.pop("sweep.py", [])
+    assert all(what == "os.open" for _, what in sweep), sweep
+    if sweep:
+        text = (PKG / "sweep.py").read_text()
+        assert "O_APPEND" in text and "os.write(fd, (json.dumps(" in text
+    # the step cache (LPUSIM cache directory, not a user output) writes its own temporary
+    # file and renames it: also crash-safe. Anything else there must use write_atomic.
+    cache = found.pop("step.py", [])
+    assert sorted(w for _, w in cache) in ([], ["os.replace", "tmp.write_text"]), cache
+    assert found == {}, f"files written without write_atomic: {found}"
+
+
+def test_the_scan_catches_direct_writes():
+    src = ("import json, os\n"
+           "from pathlib import Path\n"
+           "def f(p, fig, d):\n"
+           "    open(p, 'w').write('x')\n"
+           "    Path(p).write_text('x')\n"
+           "    os.open(p, os.O_WRONLY)\n"
+           "    json.dump(d, open(p, 'a'))\n"
+           "    fig.savefig('plot.png')\n"
+           "    open(p).read()\n")
+    assert [w for _, w in _writes(ast.parse(src))] == [
+        "open(mode='w')", "write_text", "os.open", "json.dump", "open(mode='a')",
+        "savefig to a path"]
+
+
+def test_write_atomic_leaves_no_temporary(tmp_path):
+    write_atomic(tmp_path / "a.json", "{}\n")
+    write_atomic(tmp_path / "a.json", '{"b": 1}\n')
+    assert sorted(os.listdir(tmp_path)) == ["a.json"]
+    assert (tmp_path / "a.json").read_text() == '{"b": 1}\n'
+    mode = (tmp_path / "a.json").stat().st_mode & 0o777
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask
+
+
+def test_stale_temporaries_of_dead_writers_are_removed(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead_pid = int(dead.stdout)
+    stale = tmp_path / f".out.json.{dead_pid}.abcd1234.tmp"
+    live = tmp_path / f".out.json.{os.getpid()}.efgh5678.tmp"     # a writer still running
+    other = tmp_path / f".other.json.{dead_pid}.abcd1234.tmp"      # another file's
+    for p in (stale, live, other):
+        p.write_text("partial")
+    write_atomic(tmp_path / "out.json", "{}\n")
+    assert not stale.exists()
+    assert live.exists() and other.exists()
+    assert remove_stale_temporaries(tmp_path / "other.json") == [other]
+
+
+def _kill_mid_write(argv: list[str], out: Path, deadline_s: float = 60.0) -> bool:
+    """Start `lpusim argv`, SIGKILL it as soon as its temporary file for `out` appears.
+    Returns whether the kill happened during the write (else the run completed)."""
+    prefix = f".{out.name}."
+    proc = subprocess.Popen([sys.executable, "-m", "lpusim.cli", *argv], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    caught = False
+    end = time.monotonic() + deadline_s
+    try:
+        while proc.poll() is None and time.monotonic() < end:
+            if any(n.startswith(prefix) and n.endswith(".tmp") for n in os.listdir(out.parent)):
+                os.kill(proc.pid, signal.SIGKILL)
+                caught = True
+                break
+    finally:
+        if proc.poll() is None and not caught:
+            proc.kill()
+        proc.wait()
+    return caught and proc.returncode == -signal.SIGKILL
+
+
+def _check_dir(d: Path, name: str, before: bytes | None) -> list[str]:
+    """The output is absent, the old file, or a complete trace; nothing else but temporaries
+    of the killed writer. Returns the leftover temporaries."""
+    names = sorted(os.listdir(d))
+    temps = [n for n in names if n.startswith(f".{name}.") and n.endswith(".tmp")]
+    assert set(names) - set(temps) <= {name}, names
+    path = d / name
+    if path.exists():
+        raw = path.read_bytes()
+        if before is not None and raw == before:
+            return temps
+        data = json.loads(raw)                       # complete, or this raises
+        assert data["traceEvents"]
+    else:
+        assert before is None, "the old file vanished"
+    return temps
+
+
+def test_sigkill_during_trace_write(tmp_path):
+    out = tmp_path / "step.json"
+    argv = ["trace", "-o", str(out)]
+    caught = 0
+    for _ in range(3):                              # no previous file
+        caught += _kill_mid_write(argv, out)
+        temps = _check_dir(tmp_path, out.name, None)
+        if out.exists():
+            out.unlink()
+        for t in temps:
+            (tmp_path / t).unlink()
+        if caught:
+            break
+    assert caught, "never caught the writer mid-write"
+    # a complete previous file survives a killed rewrite byte for byte
+    subprocess.run([sys.executable, "-m", "lpusim.cli", *argv], cwd=ROOT, check=True,
+                   stdout=subprocess.DEVNULL)
+    before = out.read_bytes()
+    json.loads(before)
+    killed = _kill_mid_write(argv, out)
+    temps = _check_dir(tmp_path, out.name, before)
+    if killed:
+        assert out.read_bytes() == before
+    # the next write cleans the killed writer's leftover
+    write_atomic(out, before)
+    assert sorted(os.listdir(tmp_path)) == [out.name], temps
