@@ -212,7 +212,15 @@ def report(results_file: str | os.PathLike[str], outdir: str | os.PathLike[str])
     """Plots and a self-contained report.html from a sweep's results file."""
     from lpusim.report.html import build_report
     from lpusim.sweep import read_results
-    return build_report(read_results(results_file), Path(outdir), str(results_file))
+    p = Path(results_file)
+    if p.is_dir():
+        raise ConfigError(Issue(str(p), None, None, "", "is a directory, not a results file"))
+    if not p.is_file():
+        raise ConfigError(Issue(str(p), None, None, "", "no such file"))
+    rows = read_results(p)
+    if not rows:
+        raise ConfigError(Issue(str(p), None, None, "", "no results: the file is empty"))
+    return build_report(rows, Path(outdir), str(results_file))
 
 
 def load_model(ref: str) -> ModelSpec:

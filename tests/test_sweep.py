@@ -112,3 +112,70 @@ def test_bad_sweep_value_checked_against_scenario(tmp_path):
         load_sweep(bad)
     assert [str(i) for i in e.value.issues] == [
         f"{bad}:5:26: grid.speculation.gamma[1]: 300: 300 is above the maximum 256"]
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "lpusim.cli", *args], capture_output=True,
+                          text=True)
+
+
+@pytest.mark.parametrize("content,message", [
+    (b"", "{f}: no results: the file is empty"),
+    (b'{"id": "a", "overrides": {}}\nnot json\n{"id": "b", "overrides": {}}\n',
+     "{f}:2:1: not a JSON object line"),
+    (b'[1, 2]\n', "{f}:1:1: not an lpusim sweep result line (needs 'id' and 'overrides')"),
+    (b"\x00\x01binary\n", "{f}:1:1: not a JSON object line"),
+])
+def test_report_rejects_bad_results_files(tmp_path, content, message):
+    f = tmp_path / "r.jsonl"
+    f.write_bytes(content)
+    out = tmp_path / "rep"
+    r = _cli("report", str(f), "-o", str(out))
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip() == "lpusim: error: " + message.format(f=f)
+    assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.parametrize("text,message", [
+    ("kind: scenario\nversion: 1\n", "{f}:1:7: kind: expected 'kind: sweep', got 'scenario'"),
+    ("kind: sweep\nversion: 1\nbase: nope\ngrid: {chips: [8]}\n",
+     "{f}:3:7: base: no scenario named 'nope'"),
+    ("kind: sweep\nversion: 1\nbase: llama-3.1-70b-groqrack-576\ngrid: {chips: 8}\n",
+     "{f}:4:15: grid.chips: expected a non-empty list of values"),
+    ("kind: sweep\nversion: 1\nbase: llama-3.1-70b-groqrack-576\ngrid: {chips: [8, 8]}\n",
+     "{f}:4:15: grid.chips: values repeat"),
+    ("kind: sweep\nversion: 1\nbase: llama-3.1-70b-groqrack-576\ngird: {chips: [8]}\n",
+     "{f}:4:1: gird: unknown key; did you mean 'grid'? (valid keys: base, grid, kind, name, "
+     "version)"),
+])
+def test_sweep_rejects_bad_files(tmp_path, text, message):
+    f = tmp_path / "s.yaml"
+    f.write_text(text)
+    out = tmp_path / "r.jsonl"
+    r = _cli("sweep", str(f), "-o", str(out))
+    assert r.returncode == 2, r.stderr
+    assert message.format(f=f) in r.stderr.splitlines()[0]
+    assert not out.exists()
+
+
+def test_killed_report_leaves_no_corrupt_file(serial, tmp_path):
+    out = tmp_path / "rep"
+    proc = subprocess.Popen([sys.executable, "-m", "lpusim.cli", "report", str(serial), "-o",
+                             str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and not (out.exists() and any(out.glob("*.png"))):
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    for p in out.iterdir():
+        if p.name.endswith(".tmp"):
+            continue                     # a temp file is never a result
+        data = p.read_bytes()
+        if p.suffix == ".png":
+            assert data.startswith(b"\x89PNG") and data.rstrip().endswith(b"\xaeB`\x82")
+        elif p.suffix == ".svg":
+            assert data.rstrip().endswith(b"</svg>")
+        elif p.suffix == ".html":
+            assert data.rstrip().endswith(b"</html>")
+        elif p.suffix == ".json":
+            json.loads(data)
