@@ -54,17 +54,24 @@ MAX_TRACE_BYTES = 64 * 1024 * 1024
 _MAX_INT_DIGITS = 18
 
 
+def check_number(value: Any, name: str, high: float | None = None) -> float:
+    """``value`` as a float, finite, >= 0 and (if given) <= high; ValueError naming ``name``."""
+    kind = "a number in [0, 1]" if high == 1.0 else "a number"
+    rule = "finite and in [0, 1]" if high == 1.0 else "finite and >= 0"
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be {kind}, got {value!r}")
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be {kind}, got {value!r}") from None
+    if not math.isfinite(v) or v < 0 or (high is not None and v > high):
+        raise ValueError(f"{name} must be {rule}, got {value!r}")
+    return v
+
+
 def _check_prob(value: Any, name: str) -> float:
     """Return ``value`` as a float after checking it is a finite probability."""
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
-    try:
-        p = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}") from None
-    if not math.isfinite(p) or not 0.0 <= p <= 1.0:
-        raise ValueError(f"{name} must be finite and in [0, 1], got {value!r}")
-    return p
+    return check_number(value, name, 1.0)
 
 
 def _check_count(value: Any, name: str, minimum: int = 0) -> int:

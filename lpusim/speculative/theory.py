@@ -11,9 +11,12 @@ takes cycle counts instead. Wherever a model is expected, a bare float means a c
 
 from __future__ import annotations
 
-import math
-
-from lpusim.speculative.acceptance import AcceptanceModel, ConstantAcceptance, _check_count
+from lpusim.speculative.acceptance import (
+    AcceptanceModel,
+    ConstantAcceptance,
+    _check_count,
+    check_number,
+)
 
 __all__ = [
     "expected_tokens_iid",
@@ -32,15 +35,7 @@ def _model(acceptance: AcceptanceModel | float) -> AcceptanceModel:
 
 
 def _cost(value: float, name: str) -> float:
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(v) or v < 0:
-        raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
-    return v
+    return check_number(value, name)
 
 
 def expected_tokens_iid(a: float, gamma: int) -> float:
