@@ -274,7 +274,8 @@ def schedule(tasks: list[Task], *, name: str, system: SystemSpec, links: LinkGra
     instrs: list[Instr] = []
     transfers: list[Transfer] = []
     for i, t in enumerate(tasks):
-        start = max((ready[d] for d in t.deps), default=0)
+        deps = t.deps
+        start = max([ready[d] for d in deps]) if deps else 0
         if t.kind == "instr":
             c = t.cost
             assert c is not None
@@ -298,9 +299,10 @@ def schedule(tasks: list[Task], *, name: str, system: SystemSpec, links: LinkGra
                                       t.block, start, t.serialisation, t.deps))
     used = sorted({lid for t in transfers for lid in t.route})
     sram = pl.chip_sram() if pl is not None else {}
+    mine = set(chips)
     return Program(
         name=name, clock_hz=system.chip.clock_hz, chips=chips,
         instructions=tuple(instrs), transfers=tuple(transfers),
         links=tuple(links.links[lid] for lid in used),
         sram_capacity_bytes=pl.capacity_bytes if pl is not None else 0,
-        sram_bytes={c: v for c, v in sram.items() if c in set(chips)}, meta=dict(meta))
+        sram_bytes={c: v for c, v in sram.items() if c in mine}, meta=dict(meta))

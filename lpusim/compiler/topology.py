@@ -7,12 +7,19 @@ between racks each pair of racks has `links_per_rack_pair`, as in a Dragonfly wh
 racks. Which chip owns a global port is assigned round-robin, deterministically; the system
 spec checks that no chip needs more global ports than it has. Routes minimise total hop latency;
 ties are broken by the lowest chip ids, so routes are reproducible.
+
+A single-source search is kept and resumed for the next target from the same chip (a resumed
+search pops chips in the order a fresh one would, so routes are unchanged): a tensor-parallel
+group spanning nodes asks for hundreds of routes from each of its chips.
 """
 
 from __future__ import annotations
 
 import heapq
+from collections import OrderedDict
 from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
 
 from lpusim.config.specs import SystemSpec
 from lpusim.program import Link
@@ -30,8 +37,16 @@ class LinkGraph:
     between: dict[tuple[int, int], int] = field(default_factory=dict)
     _routes: dict[tuple[tuple[int, ...], tuple[int, ...]], tuple[int, int, list[int]]] = field(
         default_factory=dict)
+    # source chip -> (heap, via, best key per chip) of a resumable search, least recent first
+    _searches: OrderedDict[int, tuple[list[Any], dict[int, int], dict[int, Any]]] = field(
+        default_factory=OrderedDict, repr=False, compare=False)
+    _adj: dict[int, list[tuple[int, int, int]]] = field(default_factory=dict, repr=False,
+                                                       compare=False)
 
     def add(self, a: int, b: int, kind: str, lat: int) -> None:
+        self._routes.clear()
+        self._searches.clear()
+        self._adj.clear()
         for s, d in ((a, b), (b, a)):
             if (s, d) in self.between:
                 continue
@@ -59,6 +74,8 @@ class LinkGraph:
         if common:
             c = min(common)
             return c, c, []
+        if len(sources) == 1 and len(targets) == 1:
+            return self._route1(sources[0], targets[0])
         tset = set(targets)
         heap: list[tuple[int, int, int, int]] = [(0, 0, s, -1) for s in sorted(sources)]
         via: dict[int, int] = {}
@@ -80,11 +97,68 @@ class LinkGraph:
                     heapq.heappush(heap, (d + self.latency[nl], hops + 1, nxt, nl))
         raise ValueError(f"no route from chips {sources} to {targets}")
 
+    def _adjacency(self) -> dict[int, list[tuple[int, int, int]]]:
+        """chip -> (next chip, hop latency, link id) of its outgoing links, in `out` order."""
+        if not self._adj:
+            self._adj.update({c: [(self.links[lid].dst, self.latency[lid], lid) for lid in lids]
+                              for c, lids in self.out.items()})
+        return self._adj
+
+    def _route1(self, a: int, b: int) -> tuple[int, int, list[int]]:
+        """`_route([a], [b])` by resuming one search per source chip (the last 64 kept).
+
+        The resumed search pops chips in exactly the order of a fresh one: the keys are the
+        same, and a push is skipped only when the chip already has an entry with a smaller or
+        equal key, which never changes the smallest. So the route to `b` is the same."""
+        st = self._searches.get(a)
+        if st is None:
+            st = ([(0, 0, a, -1)], {}, {})
+            self._searches[a] = st
+            if len(self._searches) > 64:
+                self._searches.popitem(last=False)
+        else:
+            self._searches.move_to_end(a)
+        heap, via, best = st
+        if b not in via:
+            adj = self._adjacency()
+            pop, push = heapq.heappop, heapq.heappush
+            while heap:
+                d, hops, chip, lid = pop(heap)
+                if chip in via:
+                    continue
+                via[chip] = lid
+                hops += 1
+                for nxt, lat, nl in adj.get(chip, ()):
+                    if nxt in via:
+                        continue
+                    key = (d + lat, hops, nl)
+                    old = best.get(nxt)
+                    if old is None or key < old:
+                        best[nxt] = key
+                        push(heap, (d + lat, hops, nxt, nl))
+                if chip == b:
+                    break
+            else:
+                raise ValueError(f"no route from chips {[a]} to {[b]}")
+        path = []
+        c = b
+        while via[c] >= 0:
+            path.append(via[c])
+            c = self.links[via[c]].src
+        return c, b, path[::-1]
+
 
 def build_link_graph(system: SystemSpec, chips: int | None = None) -> LinkGraph:
-    """The links among the first `chips` chips of `system` (all of them by default)."""
+    """The links among the first `chips` chips of `system` (all of them by default).
+
+    Memoised by value (specs are frozen): every compile of a sweep point on the same hardware
+    shares one graph and its route caches. Treat the result as read-only."""
+    return _build_link_graph(system, chips if chips is not None else system.chips)
+
+
+@lru_cache(maxsize=8)
+def _build_link_graph(system: SystemSpec, n: int) -> LinkGraph:
     t = system.topology
-    n = chips if chips is not None else system.chips
     clock = system.chip.clock_hz
     lat_local = ps_to_cycles(system.links.local_hop_latency_ps, clock)
     lat_global = ps_to_cycles(system.links.global_hop_latency_ps, clock)

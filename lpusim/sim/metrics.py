@@ -167,9 +167,11 @@ def metrics_full(prog: Program) -> StepMetrics:
 def metrics_pipeline(pp: PipelineProgram) -> StepMetrics:
     """Simulate each distinct stage once and compose the step (fast fidelity)."""
     per: dict[str, tuple[SimResult, dict[str, int]]] = {}
+    busy: dict[str, tuple[dict[str, int], int, int]] = {}
     for key, prog in sorted(pp.templates.items()):
         res = simulate(prog)
         per[key] = (res, critical_path(res))
+        busy[key] = _busy(prog)
     breakdown = dict.fromkeys(BREAKDOWN_KEYS, 0)
     units = dict.fromkeys(UNITS, 0)
     link_busy = 0
@@ -181,7 +183,7 @@ def metrics_pipeline(pp: PipelineProgram) -> StepMetrics:
         latency += res.latency_cycles
         for k, v in bd.items():
             breakdown[k] += v
-        u, lb, _n = _busy(res.program)
+        u, lb, _n = busy[key]
         for k, v in u.items():
             units[k] += v
         link_busy += lb

@@ -1,0 +1,297 @@
+"""The benchmark cases and the child-process side of measuring one.
+
+Each case is a function run in a fresh interpreter (`python -m benchmarks.cases NAME OUT`): it
+returns its own wall time (`wall_s`, measured with time.perf_counter around the work, so the
+interpreter start and imports are excluded unless the case is about them) and whatever else
+it measured (simulated events, time inside the simulator, chips, layers, ...). The child adds
+its peak resident memory (resource.getrusage: the larger of itself and its reaped children,
+so a subprocess or a worker pool counts) and writes everything to OUT as JSON.
+
+lpusim is imported inside the case functions only, so the runner can list the cases without
+importing the simulator.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# model -> (scenario, overrides) for one decode step on the model's system
+STEP_SCENARIOS: dict[str, tuple[str, dict[str, Any]]] = {
+    "8b": ("llama-3.1-70b-groqrack-576", {"model": "llama-3.1-8b", "chips": 48}),
+    "70b": ("llama-3.1-70b-groqrack-576", {}),
+    "405b": ("llama-3.1-405b-groqrack-2304", {}),
+}
+# the same models with speculative decoding: Llama 3.2 1B drafter, acceptance 0.9, gamma auto
+SPEC_SCENARIOS: dict[str, tuple[str, dict[str, Any]]] = {
+    "8b": ("llama-3.1-70b-specdec", {"model": "llama-3.1-8b", "chips": 48}),
+    "70b": ("llama-3.1-70b-specdec", {}),
+    "405b": ("llama-3.1-70b-specdec", {"model": "llama-3.1-405b", "system": "groqrack-2304",
+                                       "chips": 2048, "tensor_parallel": 16}),
+}
+SYSTEM_NAMES = {"8b": "48 chips of groqrack-576", "70b": "groqrack-576",
+                "405b": "2,048 chips of groqrack-2304"}
+
+# the mixed sweep: 8 hardware points x 125 speculation points = 1,000
+SWEEP_GRID: dict[str, list[Any]] = {
+    "chips": [576, 384],
+    "system.links.bandwidth_bytes_per_s": ["14.55GB/s", "29.1GB/s"],
+    "system.links.global_hop_latency_ps": ["300ns", "600ns"],
+    "speculation.acceptance": [0.6, 0.7, 0.8, 0.85, 0.9],
+    "speculation.gamma": [2, 4, 8, 12, "auto"],
+    "speculation.draft_model": ["llama-3.2-1b", "llama-3.2-3b", "llama-3.1-8b", "llama-2-7b",
+                                "mixtral-8x7b"],
+}
+SWEEP_BASE = "llama-3.1-70b-specdec"
+CACHE_ENV = "LPUSIM_CACHE_DIR"      # lpusim.step's on-disk step cache
+SWEEP_WORKERS = 2
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    title: str
+    fn: Callable[[], dict[str, Any]]
+    target_s: float | None = None       # wall time target (seconds)
+    target_mb: float | None = None      # peak memory target (MB, 10^6 bytes)
+    quick: bool = False                 # part of --quick
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+def _usage() -> tuple[int, float]:
+    """(peak RSS in bytes of this process or its largest reaped child, CPU seconds of all)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+    return max(own.ru_maxrss, kids.ru_maxrss) * 1024, cpu      # Linux reports KiB
+
+
+def lpusim_command() -> list[str]:
+    """The installed `lpusim` script next to this interpreter, else `python -m lpusim.cli`."""
+    script = Path(sys.executable).parent / "lpusim"
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("lpusim")
+    return [found] if found else [sys.executable, "-m", "lpusim.cli"]
+
+
+def timed_process(cmd: list[str]) -> tuple[float, int, int]:
+    """Run a command as a new process: (wall seconds, its peak RSS bytes, exit code)."""
+    with tempfile.TemporaryFile() as out:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        _pid, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode:
+            out.seek(0)
+            tail = out.read().decode(errors="replace")[-2000:]
+            raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{tail}")
+    return wall, usage.ru_maxrss * 1024, proc.returncode
+
+
+class _SimTimer:
+    """Accumulates the time spent inside the simpy simulator (lpusim.sim.engine.simulate)."""
+
+    def __init__(self) -> None:
+        import lpusim.sim.metrics as met
+        self.seconds = 0.0
+        self.calls = 0
+        self._met = met
+        self._orig = met.simulate
+
+        def timed(prog: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return self._orig(prog)
+            finally:
+                self.seconds += time.perf_counter() - t
+                self.calls += 1
+
+        met.simulate = timed
+
+    def close(self) -> None:
+        self._met.simulate = self._orig
+
+
+# -- cases ---------------------------------------------------------------------------------
+
+def cli_run(args: list[str], repeats: int = 5) -> dict[str, Any]:
+    cmd = lpusim_command() + ["run", *args]
+    timed_process(cmd)                  # first run warms the OS file cache only
+    runs = [timed_process(cmd) for _ in range(repeats)]
+    walls = sorted(w for w, _m, _c in runs)
+    return {"wall_s": statistics.median(walls), "min_s": walls[0], "max_s": walls[-1],
+            "repeats": repeats, "peak_rss_bytes": max(m for _w, m, _c in runs),
+            "command": " ".join(["lpusim", "run", *args])}
+
+
+def step(model: str, fidelity: str) -> dict[str, Any]:
+    """Compile + simulate one decode step (graph, place, lower, schedule, verify, simulate,
+    critical path, program hash), as `lpusim run` does before any speculation."""
+    from lpusim import api
+    from lpusim.runner import baseline_step
+    ref, ov = STEP_SCENARIOS[model]
+    sc = api.load_scenario(ref, {**ov, "fidelity": fidelity})
+    timer = _SimTimer()
+    t0 = time.perf_counter()
+    m = baseline_step(sc)
+    wall = time.perf_counter() - t0
+    timer.close()
+    return {"wall_s": wall, "sim_s": timer.seconds, "simulations": timer.calls,
+            "events": m.events, "instructions": m.instructions, "transfers": m.transfers,
+            "layers": sc.model.layers, "chips": sc.chips_used, "tp": sc.tp,
+            "stages": sc.chips_used // sc.tp, "fidelity_run": m.fidelity,
+            "fast_fallback": m.extra.get("fast_fallback"), "latency_us": m.latency_us,
+            "program_hash": m.program_hash, "system": SYSTEM_NAMES[model]}
+
+
+def specdec(model: str, fidelity: str) -> dict[str, Any]:
+    """A whole speculative run (gamma auto): baseline, drafter, and one verification step per
+    candidate gamma (max_gamma 24: 24 widths), then the Monte Carlo."""
+    from lpusim import api
+    ref, ov = SPEC_SCENARIOS[model]
+    sc = api.load_scenario(ref, {**ov, "fidelity": fidelity})
+    timer = _SimTimer()
+    t0 = time.perf_counter()
+    r = api.run(sc)
+    wall = time.perf_counter() - t0
+    timer.close()
+    spec = r.speculation or {}
+    return {"wall_s": wall, "sim_s": timer.seconds, "simulations": timer.calls,
+            "gamma": spec.get("gamma"), "tokens_per_second": r.tokens_per_second,
+            "speedup": r.speedup, "chips": r.chips, "system": SYSTEM_NAMES[model]}
+
+
+def fast_cached() -> dict[str, Any]:
+    """Default scenario: the first run compiles; a second run of the same shape (load + run)
+    hits the in-memory step cache."""
+    from lpusim import api
+    from lpusim.runner import DEFAULT_SCENARIO
+    t0 = time.perf_counter()
+    api.run(api.load_scenario(DEFAULT_SCENARIO))
+    first = time.perf_counter() - t0
+    again = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        api.run(api.load_scenario(DEFAULT_SCENARIO))
+        again.append(time.perf_counter() - t0)
+    return {"wall_s": statistics.median(again), "first_s": first, "max_s": max(again)}
+
+
+def fast_cached_specdec() -> dict[str, Any]:
+    """Speculative scenario (gamma auto): after a first run, scenarios that differ only in
+    speculation settings (acceptance, gamma, seed) reuse every compiled step; each still pays
+    loading and the 100,000-pass Monte Carlo."""
+    from lpusim import api
+    t0 = time.perf_counter()
+    api.run(api.load_scenario(SWEEP_BASE))
+    first = time.perf_counter() - t0
+    again = []
+    for acc in (0.6, 0.7, 0.8, 0.85, 0.95):
+        for gamma in ("auto", 4):
+            t0 = time.perf_counter()
+            api.run(api.load_scenario(SWEEP_BASE, {"speculation.acceptance": acc,
+                                                   "speculation.gamma": gamma}))
+            again.append(time.perf_counter() - t0)
+    return {"wall_s": statistics.median(again), "first_s": first, "max_s": max(again),
+            "scenarios": len(again)}
+
+
+def write_sweep_file(directory: Path, grid: dict[str, list[Any]] | None = None) -> Path:
+    """The mixed sweep as a sweep file (JSON is valid YAML)."""
+    path = directory / "bench-sweep.yaml"
+    doc = {"kind": "sweep", "version": 1, "name": "bench-mixed", "base": SWEEP_BASE,
+           "grid": grid or SWEEP_GRID}
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+    return path
+
+
+def sweep(warm: bool = False) -> dict[str, Any]:
+    """1,000 points (8 hardware x 125 speculation) through `lpusim sweep`'s engine
+    (lpusim.sweep.run_sweep: process pool, points batched by hardware), two workers, from
+    loading the sweep file to the last result line written. `warm`: with the on-disk step
+    cache (LPUSIM_CACHE_DIR) filled by a first, unmeasured run of the same sweep."""
+    from lpusim.sweep import load_sweep, run_sweep
+    with tempfile.TemporaryDirectory() as d:
+        path = write_sweep_file(Path(d))
+        if warm:
+            os.environ[CACHE_ENV] = str(Path(d) / "cache")
+            run_sweep(load_sweep(path), Path(d) / "first.jsonl", workers=SWEEP_WORKERS)
+        else:
+            os.environ.pop(CACHE_ENV, None)
+        t0 = time.perf_counter()
+        spec = load_sweep(path)
+        rows = run_sweep(spec, Path(d) / "results.jsonl", workers=SWEEP_WORKERS)
+        wall = time.perf_counter() - t0
+    errors = sum(1 for r in rows if "error" in r)
+    hw = {json.dumps({k: v for k, v in r["overrides"].items()
+                      if not k.startswith("speculation.")}, sort_keys=True) for r in rows}
+    return {"wall_s": wall, "points": len(rows), "errors": errors, "hardware_points": len(hw),
+            "workers": SWEEP_WORKERS, "ms_per_point": 1000 * wall / max(1, len(rows))}
+
+
+def _cases() -> list[Case]:
+    out = [
+        Case("cli_run_cold", "lpusim run (default 70B scenario), new process",
+             lambda: cli_run([]), target_s=1.5, quick=True),
+        Case("cli_run_specdec_cold", "lpusim run llama-3.1-70b-specdec, new process",
+             lambda: cli_run([SWEEP_BASE], repeats=3)),
+    ]
+    for model in ("8b", "70b", "405b"):
+        for fid in ("fast", "full"):
+            target_s = 5.0 if (model, fid) == ("70b", "full") else None
+            target_mb = 2000.0 if (model, fid) == ("405b", "full") else None
+            out.append(Case(f"step_{model}_{fid}",
+                            f"Llama 3.1 {model.upper()} step, {fid} ({SYSTEM_NAMES[model]})",
+                            (lambda m=model, f=fid: step(m, f)), target_s=target_s,
+                            target_mb=target_mb, quick=model != "405b"))
+    for model in ("8b", "70b", "405b"):
+        for fid in ("fast", "full"):
+            out.append(Case(f"specdec_{model}_{fid}",
+                            f"Llama 3.1 {model.upper()} + 1B drafter, gamma auto, {fid}",
+                            (lambda m=model, f=fid: specdec(m, f)),
+                            quick=(model, fid) == ("70b", "fast")))
+    out += [
+        Case("fast_cached", "fast fidelity, same shape again (load + run)", fast_cached,
+             target_s=0.050, quick=True),
+        Case("fast_cached_specdec", "specdec, new acceptance/gamma on compiled steps",
+             fast_cached_specdec, target_s=0.050, quick=True),
+        Case("sweep_1000", "1,000-point mixed sweep, 2 workers", sweep, target_s=10.0,
+             quick=True),
+        Case("sweep_1000_warm", "the same sweep again, on-disk step cache warm",
+             lambda: sweep(warm=True)),
+    ]
+    return out
+
+
+CASES: dict[str, Case] = {c.name: c for c in _cases()}
+
+
+def main(argv: list[str]) -> int:
+    """Child side: run one case and write its measurements to the output file."""
+    name, out = argv
+    res = CASES[name].fn()
+    rss, cpu = _usage()
+    res["peak_rss_bytes"] = max(res.get("peak_rss_bytes", 0), rss)
+    res["cpu_s"] = cpu
+    Path(out).write_text(json.dumps(res, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
