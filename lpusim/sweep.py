@@ -4,9 +4,9 @@ A sweep file (`kind: sweep`) names a base scenario and a grid (dotted path -> li
 the points are the Cartesian product, in file order). Every value is checked up front exactly
 as if it were written in the scenario, with errors pointing at the grid entry. Points run
 through any `concurrent.futures.Executor` (a process pool by default, a Dask cluster if asked),
-in batches that share hardware settings so that points differing only in speculation settings
-reuse the compiled steps of one worker. Each finished point is appended to the results file as
-one whole JSON line (one write on an O_APPEND descriptor, flushed), so an interrupted sweep
+one batch per hardware point, so that points differing only in speculation settings reuse the
+compiled steps of one worker. Each finished point is appended to the results file as one whole
+JSON line (one write on an O_APPEND descriptor, flushed), so an interrupted sweep
 keeps its finished points; re-running skips points already present (matched by a hash of the
 point's overrides). When every point is done the file is rewritten, atomically, in grid order,
 so the same sweep gives the same bytes whatever the number of workers.
@@ -31,7 +31,6 @@ from lpusim.config.yamlio import Document, load_document
 from lpusim.errors import CapacityError, ConfigError, Issue, LpusimError
 
 MAX_POINTS = 1_000_000
-BATCH = 64
 
 
 @dataclass(frozen=True)
@@ -190,7 +189,13 @@ def run_sweep(spec: SweepSpec, output: str | os.PathLike[str], *, workers: int =
     groups: dict[str, list[tuple[int, dict[str, Any]]]] = {}
     for i, ov in todo:
         groups.setdefault(_hardware_key(ov), []).append((i, ov))
-    batches = [g[k:k + BATCH] for g in groups.values() for k in range(0, len(g), BATCH)]
+    # one batch per hardware point, so one worker compiles its steps once; split the groups
+    # only when there are fewer of them than workers
+    split = max(1, -(-max(1, workers) // max(1, len(groups))))
+    batches = []
+    for g in groups.values():
+        size = -(-len(g) // split)
+        batches += [g[k:k + size] for k in range(0, len(g), size)]
     total, finished = spec.size, spec.size - len(todo)
     fd = os.open(out, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     own = None

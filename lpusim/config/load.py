@@ -127,13 +127,34 @@ def apply_overrides(data: dict[str, Any], overrides: dict[str, Any], file: str) 
         cur[parts[-1]] = value
 
 
+_DOCS: dict[tuple[str, int, int], Document] = {}
+
+
+def _cached_document(path: Path) -> Document:
+    """Parse a file once per content version (path, mtime, size); sweeps load the same
+    scenario thousands of times. Callers get their own Document: overrides replace its data
+    with a deep copy and add to its own `overridden` set, never touching the cached one."""
+    try:
+        st = path.stat()
+        key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
+    except OSError:
+        return load_document(path)          # let the reader report the problem
+    doc = _DOCS.get(key)
+    if doc is None:
+        doc = load_document(path)
+        if len(_DOCS) >= 512:
+            _DOCS.clear()
+        _DOCS[key] = doc
+    return dataclasses.replace(doc, file=str(path), overridden=set(doc.overridden))
+
+
 class _Loader:
     def __init__(self, overrides: dict[str, Any] | None):
         self.overrides = dict(overrides or {})
         self.depth = 0
 
     def load_doc(self, path: Path, expect: str | None, prefix: str) -> Any:
-        return self.build_doc(load_document(path), expect, prefix)
+        return self.build_doc(_cached_document(path), expect, prefix)
 
     def build_doc(self, doc: Document, expect: str | None, prefix: str) -> Any:
         path = Path(doc.file)

@@ -21,6 +21,7 @@ up to `max_gamma` (or K) is evaluated with its own verification step and the bes
 from __future__ import annotations
 
 import dataclasses
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,13 @@ def acceptance_of(sc: ScenarioSpec) -> AcceptanceModel:
                                 str(e))) from None
 
 
+@lru_cache(maxsize=256)
+def _min_chips(model: Any, chip: Any, tp: int, batch: int, context: int,
+               precision: Any) -> int | None:
+    g = build_decode_graph(model, GraphParams(batch=batch, context=context, precision=precision))
+    return minimum_chips(g, chip, tp)
+
+
 def draft_chip_count(sc: ScenarioSpec) -> tuple[int, int]:
     """(chips, tensor parallelism) of the drafter."""
     spec = sc.speculation
@@ -88,9 +96,7 @@ def draft_chip_count(sc: ScenarioSpec) -> tuple[int, int]:
             raise ConfigError(Issue(sc.file or "scenario", None, None, "speculation.draft_chips",
                                     f"{n} chips are not whole groups of {tp}"))
         return n, tp
-    g = build_decode_graph(spec.draft_model, GraphParams(batch=sc.batch, context=sc.context,
-                                                         precision=sc.precision))
-    n = minimum_chips(g, sc.system.chip, tp)
+    n = _min_chips(spec.draft_model, sc.system.chip, tp, sc.batch, sc.context, sc.precision)
     if n is None:
         raise CapacityError(f"draft model {spec.draft_model.name} does not fit at tensor "
                             f"parallelism {tp}")
