@@ -223,16 +223,64 @@ def _compose(text: str) -> Any:
 
 
 def _check_size(name: str, text: str) -> None:
-    """Count YAML events lazily and stop at MAX_NODES, before building anything."""
+    """Walk the YAML events once, before building anything: stop at MAX_NODES, and report
+    nodes nested deeper than MAX_DEPTH with their position and path. The composer recurses
+    once per level, so deep nesting must be caught here, not by it."""
     n = 0
+    stack: list[list[Any]] = []      # per open container: [kind, key or index, expecting key]
+    issues: list[Issue] = []
+    skip = 0
+
+    def after_value() -> None:
+        if stack:
+            if stack[-1][0] == "map":
+                stack[-1][2] = True
+            else:
+                stack[-1][1] += 1
+
+    starts = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
+    ends = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
     try:
-        for _ in yaml.parse(text, Loader=_FAST or yaml.SafeLoader):
+        for ev in yaml.parse(text, Loader=_FAST or yaml.SafeLoader):
             n += 1
             if n > MAX_NODES:
                 raise ConfigError(Issue(name, None, None, "",
                                         f"more than {MAX_NODES} YAML nodes; not a spec"))
+            if skip:
+                skip += isinstance(ev, starts) - isinstance(ev, ends)
+                if not skip:
+                    after_value()
+                continue
+            if isinstance(ev, ends):
+                stack.pop()
+                after_value()
+                continue
+            if not isinstance(ev, (*starts, yaml.ScalarEvent, yaml.AliasEvent)):
+                continue
+            if stack and stack[-1][0] == "map" and stack[-1][2]:
+                if not isinstance(ev, yaml.ScalarEvent):
+                    return          # a complex key: the composer reports it
+                stack[-1][1], stack[-1][2] = ev.value, False
+                continue
+            if len(stack) > MAX_DEPTH:
+                path = tuple(e[1] for e in stack)
+                issues.append(_issue(name, ev.start_mark,
+                                     f"nesting deeper than {MAX_DEPTH} levels", dotted(path)))
+                if isinstance(ev, starts):
+                    skip = 1
+                else:
+                    after_value()
+                continue
+            if isinstance(ev, yaml.MappingStartEvent):
+                stack.append(["map", None, True])
+            elif isinstance(ev, yaml.SequenceStartEvent):
+                stack.append(["seq", 0, None])
+            else:
+                after_value()
     except yaml.YAMLError:
         return          # a syntax error: reported by the composer, with its position
+    if issues:
+        raise ConfigError(issues)
 
 
 def parse_scalar(text: str) -> Any:
