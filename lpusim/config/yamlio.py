@@ -225,7 +225,21 @@ def _compose(text: str) -> Any:
 def _check_size(name: str, text: str) -> None:
     """Walk the YAML events once, before building anything: stop at MAX_NODES, and report
     nodes nested deeper than MAX_DEPTH with their position and path. The composer recurses
-    once per level, so deep nesting must be caught here, not by it."""
+    once per level, so deep nesting must be caught here, not by it. Some libyaml builds
+    refuse deep nesting themselves; the pure-Python parser (iterative) then walks it."""
+    if _FAST is not None:
+        try:
+            _walk(name, text, _FAST)
+            return
+        except yaml.YAMLError:
+            pass
+    try:
+        _walk(name, text, yaml.SafeLoader)
+    except yaml.YAMLError:
+        return          # a syntax error: reported by the composer, with its position
+
+
+def _walk(name: str, text: str, loader: Any) -> None:
     n = 0
     stack: list[list[Any]] = []      # per open container: [kind, key or index, expecting key]
     issues: list[Issue] = []
@@ -240,45 +254,42 @@ def _check_size(name: str, text: str) -> None:
 
     starts = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
     ends = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
-    try:
-        for ev in yaml.parse(text, Loader=_FAST or yaml.SafeLoader):
-            n += 1
-            if n > MAX_NODES:
-                raise ConfigError(Issue(name, None, None, "",
-                                        f"more than {MAX_NODES} YAML nodes; not a spec"))
-            if skip:
-                skip += isinstance(ev, starts) - isinstance(ev, ends)
-                if not skip:
-                    after_value()
-                continue
-            if isinstance(ev, ends):
-                stack.pop()
+    for ev in yaml.parse(text, Loader=loader):
+        n += 1
+        if n > MAX_NODES:
+            raise ConfigError(Issue(name, None, None, "",
+                                    f"more than {MAX_NODES} YAML nodes; not a spec"))
+        if skip:
+            skip += isinstance(ev, starts) - isinstance(ev, ends)
+            if not skip:
                 after_value()
-                continue
-            if not isinstance(ev, (*starts, yaml.ScalarEvent, yaml.AliasEvent)):
-                continue
-            if stack and stack[-1][0] == "map" and stack[-1][2]:
-                if not isinstance(ev, yaml.ScalarEvent):
-                    return          # a complex key: the composer reports it
-                stack[-1][1], stack[-1][2] = ev.value, False
-                continue
-            if len(stack) > MAX_DEPTH:
-                path = tuple(e[1] for e in stack)
-                issues.append(_issue(name, ev.start_mark,
-                                     f"nesting deeper than {MAX_DEPTH} levels", dotted(path)))
-                if isinstance(ev, starts):
-                    skip = 1
-                else:
-                    after_value()
-                continue
-            if isinstance(ev, yaml.MappingStartEvent):
-                stack.append(["map", None, True])
-            elif isinstance(ev, yaml.SequenceStartEvent):
-                stack.append(["seq", 0, None])
+            continue
+        if isinstance(ev, ends):
+            stack.pop()
+            after_value()
+            continue
+        if not isinstance(ev, (*starts, yaml.ScalarEvent, yaml.AliasEvent)):
+            continue
+        if stack and stack[-1][0] == "map" and stack[-1][2]:
+            if not isinstance(ev, yaml.ScalarEvent):
+                return          # a complex key: the composer reports it
+            stack[-1][1], stack[-1][2] = ev.value, False
+            continue
+        if len(stack) > MAX_DEPTH:
+            path = tuple(e[1] for e in stack)
+            issues.append(_issue(name, ev.start_mark,
+                                 f"nesting deeper than {MAX_DEPTH} levels", dotted(path)))
+            if isinstance(ev, starts):
+                skip = 1
             else:
                 after_value()
-    except yaml.YAMLError:
-        return          # a syntax error: reported by the composer, with its position
+            continue
+        if isinstance(ev, yaml.MappingStartEvent):
+            stack.append(["map", None, True])
+        elif isinstance(ev, yaml.SequenceStartEvent):
+            stack.append(["seq", 0, None])
+        else:
+            after_value()
     if issues:
         raise ConfigError(issues)
 
