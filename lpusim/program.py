@@ -1,7 +1,10 @@
 """The compiled `Program`: the contract between the compiler and the simulator.
 
 A Program is a static schedule. Every `Instr` sits on one functional-unit queue of one chip at a
-fixed issue cycle; every `Transfer` occupies the links of its route at fixed cycles. Time
+fixed issue cycle; every `Transfer` occupies the links of its route at fixed cycles. `deps` must
+have arrived before an item issues; `stream` deps (a subset) are consumed vector by vector as
+they arrive: the item may issue once their first vector is there (`ready - busy`) and cannot
+finish before their last one (its `busy` covers the wait). Time
 fields are integer cycles of the chip clock. The result of an instruction is available at
 `issue + duration + transit + fill` (busy cycles on the unit, stream transit to and from SRAM,
 pipeline fill and instruction ripple); a transfer's data arrive at `issue + serialisation +
@@ -34,6 +37,11 @@ class Instr:
     fill: int
     category: str
     deps: tuple[int, ...]
+    stream: tuple[int, ...] = ()
+
+    @property
+    def busy(self) -> int:
+        return self.duration
 
     @property
     def end(self) -> int:
@@ -57,6 +65,11 @@ class Transfer:
     issue: int
     serialisation: int
     deps: tuple[int, ...]
+    stream: tuple[int, ...] = ()
+
+    @property
+    def busy(self) -> int:
+        return self.serialisation
 
     @property
     def ready(self) -> int:
@@ -76,6 +89,11 @@ class Link:
 
 def _row(obj: Any) -> dict[str, Any]:
     return {name: getattr(obj, name) for name in obj.__slots__}
+
+
+def stream_release(producer: Instr | Transfer) -> int:
+    """When a streaming consumer may start: the producer's first vector is out."""
+    return producer.ready - producer.busy
 
 
 @dataclass(frozen=True)
@@ -117,11 +135,14 @@ class Program:
     def from_dict(d: dict[str, Any]) -> Program:
         return Program(
             name=d["name"], clock_hz=d["clock_hz"], chips=tuple(d["chips"]),
-            instructions=tuple(Instr(**{**i, "deps": tuple(i["deps"])})
+            instructions=tuple(Instr(**{**i, "deps": tuple(i["deps"]),
+                                        "stream": tuple(i.get("stream", ()))})
                                for i in d["instructions"]),
             transfers=tuple(Transfer(**{**t, "route": tuple(t["route"]),
                                         "hop_latency": tuple(t["hop_latency"]),
-                                        "deps": tuple(t["deps"])}) for t in d["transfers"]),
+                                        "deps": tuple(t["deps"]),
+                                        "stream": tuple(t.get("stream", ()))})
+                            for t in d["transfers"]),
             links=tuple(Link(**x) for x in d["links"]),
             sram_capacity_bytes=d["sram_capacity_bytes"],
             sram_bytes={int(k): v for k, v in d["sram_bytes"].items()},

@@ -71,11 +71,13 @@ def test_eight_chip_all_reduce_hand_computed():
                     pl=None, meta={})
     verify_program(prog)
     ready_at = {i.id: i.ready for i in prog.instructions}
-    # chunk 2048 B: ser ceil(2048*9e8/14.55e9) = 127; hop 216
-    # producer ready 1; reduce-scatter arrives 1+127+216 = 344; reduce of 7 x 1024 fp16
-    # elements: 7168*2 B = 45 vectors / 16 ALUs = 3 cycles + latency 4 + ripple 20 + transit 27
-    # -> 344 + 3 + 27 + 24 = 398; all-gather arrives 398 + 127 + 216 = 741; assemble 1 cycle
-    assert all(ready_at[out[c]] == 742 for c in range(8))
+    # chunk 2048 B: ser ceil(2048*9e8/14.55e9) = 127; hop 216. Producers ready at 1.
+    # reduce-scatter: issue 1, first vector lands at 1+216 = 217, last at 344.
+    # reduce (streams its inputs): 7 x 1024 fp16 = 45 vectors / 16 ALUs = 3 cycles, but it
+    # issues at 217 and lasts until the last vector, 127 cycles; ready 344 + transit 27 +
+    # fill (4 + ripple 20) = 395. all-gather (streams the reduce): issue 395 - 127 = 268,
+    # ready 268 + 127 + 216 = 611; assemble 1 cycle -> 612 (742 without streaming)
+    assert all(ready_at[out[c]] == 612 for c in range(8))
 
 
 def test_70b_on_576_chips_compiles_and_verifies():

@@ -134,3 +134,34 @@ def test_cli_bad_input_exit_2_no_traceback_no_file(tmp_path):
     assert r.stderr.startswith("lpusim: error: command line: --model: no model file or name "
                                "'nope'")
     assert not out.exists()
+
+
+def stream_program(issue: int, duration: int) -> Program:
+    # transfer 0->1 of 20 cycles + 5 hop latency (ready 25, first vector at 5); chip 1's VXM
+    # consumes it as a stream
+    from lpusim.program import Link
+    return Program(
+        name="stream", clock_hz=1_000_000_000, chips=(0, 1),
+        instructions=(Instr(1, 1, "vxm", "r", 0, issue, duration, 0, 1, "compute_vxm", (0,),
+                            (0,)),),
+        transfers=(Transfer(0, 0, 1, (0,), (5,), 100, "t", 0, 0, 20, ()),),
+        links=(Link(0, 0, 1, "local"),), sram_capacity_bytes=0)
+
+
+def test_streamed_operand_may_start_at_its_first_vector():
+    res = simulate(stream_program(5, 20))
+    assert res.latency_cycles == 5 + 20 + 1
+    bd = critical_path(res)
+    # the path: the hop latency to the first vector, then the consumer's (stretched) work
+    assert bd["link_latency"] == 5 and bd["compute_vxm"] == 20 and bd["pipeline_fill"] == 1
+    assert sum(bd.values()) == res.latency_cycles
+
+
+@pytest.mark.parametrize("issue,duration,why", [
+    (4, 21, "operand 0 arrives at cycle 5"),
+    (5, 19, "ends at cycle 24 before streamed operand 0 ends at 25"),
+])
+def test_streamed_operand_violations(issue, duration, why):
+    with pytest.raises(ScheduleViolation) as e:
+        simulate(stream_program(issue, duration))
+    assert why in str(e.value)

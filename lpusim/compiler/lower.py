@@ -137,3 +137,4 @@ class Task:
     nbytes: int = 0
     serialisation: int = 0
     hop_latency: tuple[int, ...] = field(default_factory=tuple)
+    stream: tuple[int, ...] = ()    # deps consumed vector by vector as they arrive

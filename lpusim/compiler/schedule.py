@@ -48,17 +48,18 @@ class Lowerer:
         self.block_index = {b: i for i, b in enumerate(graph.blocks)}
 
     # primitives ------------------------------------------------------------------------
-    def instr(self, chip: int, op: str, block: int, cost: Cost, deps: tuple[int, ...]) -> int:
-        self.tasks.append(Task("instr", chip, op, block, deps, cost=cost))
+    def instr(self, chip: int, op: str, block: int, cost: Cost, deps: tuple[int, ...],
+              stream: tuple[int, ...] = ()) -> int:
+        self.tasks.append(Task("instr", chip, op, block, deps, cost=cost, stream=stream))
         return len(self.tasks) - 1
 
     def transfer(self, src: int, dst: int, route: list[int], nbytes: int, op: str, block: int,
-                 deps: tuple[int, ...]) -> int:
+                 deps: tuple[int, ...], stream: tuple[int, ...] = ()) -> int:
         lat = tuple(self.links.latency[lid] for lid in route)
         self.tasks.append(Task("transfer", src, op, block, deps, dst=dst, route=tuple(route),
                                nbytes=nbytes,
                                serialisation=serialisation_cycles(nbytes, self.bw, self.clock),
-                               hop_latency=lat))
+                               hop_latency=lat, stream=stream))
         return len(self.tasks) - 1
 
     def direct(self, a: int, b: int) -> list[int]:
@@ -81,15 +82,17 @@ class Lowerer:
                 if a != b:
                     rs[b].append(self.transfer(a, b, self.direct(a, b), chunk,
                                                f"{name}.reduce_scatter", block, (ready[a],)))
+        # the reduction adds vectors as they arrive, and sends each reduced vector on at once
         red = {c: self.instr(c, f"{name}.reduce", block,
                              vxm_cost(self.chip, elems * (tp - 1), 1, act),
-                             (ready[c], *rs[c])) for c in chips}
+                             (ready[c], *rs[c]), stream=tuple(rs[c])) for c in chips}
         ag: dict[int, list[int]] = {c: [] for c in chips}
         for a in chips:
             for b in chips:
                 if a != b:
                     ag[b].append(self.transfer(a, b, self.direct(a, b), chunk,
-                                               f"{name}.all_gather", block, (red[a],)))
+                                               f"{name}.all_gather", block, (red[a],),
+                                               stream=(red[a],)))
         # a chip's full result: its own reduced chunk plus every peer's
         return {c: self.instr(c, f"{name}.assemble", block,
                               Cost("icu", 1, 0, 0, "synchronisation"), (red[c], *ag[c]))
@@ -125,8 +128,9 @@ class Lowerer:
                 landed[b] = self.transfer(a, b, route, piece, f"stage{s}.handoff", b0, dep)
             for c in chips:
                 got = [landed[c]] if c in landed else []
+                # forwarded vector by vector as the piece lands
                 got += [self.transfer(d, c, self.direct(d, c), piece,
-                                      f"stage{s}.handoff_gather", b0, (t,))
+                                      f"stage{s}.handoff_gather", b0, (t,), stream=(t,))
                         for d, t in landed.items() if d != c]
                 have[c] = tuple(got)
         sync = {c: self.instr(c, f"stage{s}.deskew", b0,
@@ -269,34 +273,46 @@ def schedule(tasks: list[Task], *, name: str, system: SystemSpec, links: LinkGra
              chips: tuple[int, ...], pl: Placement | None, meta: dict[str, object]) -> Program:
     """Assign every task its issue cycle (ASAP, in-order queues, no link oversubscription)."""
     ready: list[int] = [0] * len(tasks)
+    busy: list[int] = [0] * len(tasks)
     unit_free: dict[tuple[int, str], int] = {}
     link_free: dict[int, int] = {}
     instrs: list[Instr] = []
     transfers: list[Transfer] = []
     for i, t in enumerate(tasks):
-        deps = t.deps
-        start = max([ready[d] for d in deps]) if deps else 0
+        deps, stream = t.deps, t.stream
+        if stream:
+            ss = set(stream)
+            start = max([ready[d] for d in deps if d not in ss]
+                        + [ready[d] - busy[d] for d in stream])
+            last = max(ready[d] for d in stream)
+        else:
+            start = max([ready[d] for d in deps]) if deps else 0
+            last = 0
         if t.kind == "instr":
             c = t.cost
             assert c is not None
             key = (t.chip, c.unit)
             start = max(start, unit_free.get(key, 0))
-            unit_free[key] = start + c.duration
-            ready[i] = start + c.duration + c.transit + c.fill
-            instrs.append(Instr(i, t.chip, c.unit, t.op, t.block, start, c.duration, c.transit,
-                                c.fill, c.category, t.deps))
+            dur = max(c.duration, last - start)     # a streaming op lasts until its input ends
+            unit_free[key] = start + dur
+            busy[i] = dur
+            ready[i] = start + dur + c.transit + c.fill
+            instrs.append(Instr(i, t.chip, c.unit, t.op, t.block, start, dur, c.transit,
+                                c.fill, c.category, t.deps, stream))
         else:
             off = 0
             for lid, lat in zip(t.route, t.hop_latency, strict=True):
                 start = max(start, link_free.get(lid, 0) - off)
                 off += lat
+            ser = max(t.serialisation, last - start)
             off = 0
             for lid, lat in zip(t.route, t.hop_latency, strict=True):
-                link_free[lid] = start + off + t.serialisation
+                link_free[lid] = start + off + ser
                 off += lat
-            ready[i] = start + t.serialisation + off
+            busy[i] = ser
+            ready[i] = start + ser + off
             transfers.append(Transfer(i, t.chip, t.dst, t.route, t.hop_latency, t.nbytes, t.op,
-                                      t.block, start, t.serialisation, t.deps))
+                                      t.block, start, ser, t.deps, stream))
     used = sorted({lid for t in transfers for lid in t.route})
     sram = pl.chip_sram() if pl is not None else {}
     mine = set(chips)

@@ -2,7 +2,8 @@
 
 Checks that no functional-unit queue runs two instructions at once, that no link carries two
 transfers at once (on any hop), that every instruction and transfer issues only after all of
-its operands have arrived, and that no chip's SRAM is over capacity. Raises `CompileError`
+its operands have arrived (for streamed operands: their first vector, and it does not end
+before their last), and that no chip's SRAM is over capacity. Raises `CompileError`
 (pass 'verify') naming the first problem found.
 """
 
@@ -15,24 +16,24 @@ from lpusim.program import Program
 def verify_program(prog: Program) -> None:
     """Raise CompileError('verify', ...) if the static schedule is not valid."""
     ready: dict[int, int] = {}
-    for i in prog.instructions:
-        ready[i.id] = i.ready
-    for t in prog.transfers:
-        ready[t.id] = t.ready
-    for i in prog.instructions:
-        for d in i.deps:
+    first: dict[int, int] = {}          # when an item's first vector is out
+    for x in (*prog.instructions, *prog.transfers):
+        ready[x.id] = x.ready
+        first[x.id] = x.ready - x.busy
+    for x in (*prog.instructions, *prog.transfers):
+        what = (f"instruction {x.id} ({x.op}) on chip {x.chip} {x.unit}" if hasattr(x, "unit")
+                else f"transfer {x.id} ({x.op}) {x.src}->{x.dst}")
+        stream = set(x.stream)
+        for d in x.deps:
             if d not in ready:
-                raise CompileError("verify", f"instruction {i.id} ({i.op}) on chip {i.chip} "
-                                             f"depends on unknown {d}")
-            if ready[d] > i.issue:
-                raise CompileError("verify", f"instruction {i.id} ({i.op}) on chip {i.chip} "
-                                             f"{i.unit} issues at cycle {i.issue} before operand "
-                                             f"{d} arrives at {ready[d]}")
-    for t in prog.transfers:
-        for d in t.deps:
-            if d not in ready or ready[d] > t.issue:
-                raise CompileError("verify", f"transfer {t.id} ({t.op}) {t.src}->{t.dst} issues "
-                                             f"at cycle {t.issue} before operand {d} arrives")
+                raise CompileError("verify", f"{what} depends on unknown {d}")
+            need = first[d] if d in stream else ready[d]
+            if need > x.issue:
+                raise CompileError("verify", f"{what} issues at cycle {x.issue} before operand "
+                                             f"{d} arrives at {need}")
+            if d in stream and x.issue + x.busy < ready[d]:
+                raise CompileError("verify", f"{what} ends at cycle {x.issue + x.busy} before "
+                                             f"its streamed operand {d} ends at {ready[d]}")
     queues: dict[tuple[int, str], list[tuple[int, int, int]]] = {}
     for i in prog.instructions:
         queues.setdefault((i.chip, i.unit), []).append((i.issue, i.end, i.id))

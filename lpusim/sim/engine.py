@@ -47,9 +47,18 @@ def simulate(prog: Program) -> SimResult:
             hops.setdefault(lid, []).append((t.hop_start(h), h, t))
     direct = [t for t in prog.transfers if not t.route]
 
-    def check_operands(deps: tuple[int, ...], now: int, chip: int, unit: str, name: str) -> None:
+    busy = {x.id: x.busy for x in (*prog.instructions, *prog.transfers)}
+
+    def check_operands(deps: tuple[int, ...], now: int, chip: int, unit: str, name: str,
+                       stream: tuple[int, ...] = (), end: int = 0) -> None:
         for d in deps:
             r = ready.get(d)
+            if r is not None and d in stream:
+                if r > end:
+                    raise ScheduleViolation(chip, unit, now, name,
+                                            f"ends at cycle {end} before streamed operand {d} "
+                                            f"ends at {r}")
+                r -= busy[d]                # its first vector
             if r is None or r > now:
                 why = (f"operand {d} not yet produced" if r is None
                        else f"operand {d} arrives at cycle {r}")
@@ -63,7 +72,8 @@ def simulate(prog: Program) -> SimResult:
                 raise ScheduleViolation(key[0], key[1], ins.issue, f"{ins.id}:{ins.op}",
                                         f"unit busy until cycle {max(free, int(env.now))}")
             yield env.timeout(ins.issue - env.now)
-            check_operands(ins.deps, ins.issue, key[0], key[1], f"{ins.id}:{ins.op}")
+            check_operands(ins.deps, ins.issue, key[0], key[1], f"{ins.id}:{ins.op}",
+                           ins.stream, ins.issue + ins.duration)
             start[ins.id] = ins.issue
             ready[ins.id] = ins.issue + ins.duration + ins.transit + ins.fill
             counter[0] += 1
@@ -79,7 +89,8 @@ def simulate(prog: Program) -> SimResult:
                                         f"link busy until cycle {max(free, int(env.now))}")
             yield env.timeout(s - env.now)
             if h == 0:
-                check_operands(t.deps, s, t.src, f"link{lid}", name)
+                check_operands(t.deps, s, t.src, f"link{lid}", name, t.stream,
+                               s + t.serialisation)
                 start[t.id] = s
                 ready[t.id] = t.ready
             elif t.id not in start:
@@ -89,7 +100,8 @@ def simulate(prog: Program) -> SimResult:
 
     def local_proc(t: Transfer):
         yield env.timeout(t.issue - env.now)
-        check_operands(t.deps, t.issue, t.src, "local", f"{t.id}:{t.op}")
+        check_operands(t.deps, t.issue, t.src, "local", f"{t.id}:{t.op}", t.stream,
+                       t.issue + t.serialisation)
         start[t.id] = t.issue
         ready[t.id] = t.ready
         counter[0] += 1

@@ -96,37 +96,41 @@ def critical_path(res: SimResult) -> dict[str, int]:
         return out
     cur = max(items, key=lambda k: (res.ready[k], -k))
     upto = res.ready[cur]   # the cycle up to which `cur` is on the path
+    first = False           # did a streaming consumer release it at its first vector?
     while True:
         x = items[cur]
         s = res.start[cur]
         span = upto - s
         if hasattr(x, "unit"):
-            parts = ((x.category, x.duration), ("data_movement", x.transit),
-                     ("pipeline_fill", x.fill))
+            parts = [(x.category, x.duration), ("data_movement", x.transit),
+                     ("pipeline_fill", x.fill)]
         else:
-            parts = (("link_serialisation", x.serialisation),
-                     ("link_latency", sum(x.hop_latency)))
+            parts = [("link_serialisation", x.serialisation),
+                     ("link_latency", sum(x.hop_latency))]
+        if first:     # up to its first vector: the latencies, not the busy time
+            parts = parts[1:] + parts[:1]
         for cat, cycles in parts:     # the path may cover only the first part(s) of an item
             take = min(cycles, span)
             out[cat] += take
             span -= take
         if span:                      # a link's later hop released the successor
             out["link_latency"] += span
-        best, release = None, 0
+        best, release, first = None, 0, False
         for d in x.deps:
-            r = res.ready[d]
+            streamed = d in x.stream
+            r = res.ready[d] - items[d].busy if streamed else res.ready[d]
             if r > release or best is None:
-                best, release = d, r
+                best, release, first = d, r, streamed
         if hasattr(x, "unit"):
             p = prev_on_queue.get(cur)
             if p is not None:
                 r = res.start[p] + items[p].duration
                 if r > release or best is None:
-                    best, release = p, r
+                    best, release, first = p, r, False
         else:
             lp = link_prev.get(cur)
             if lp is not None and (lp[1] > release or best is None):
-                best, release = lp
+                (best, release), first = lp, False
         if best is None or release <= 0:
             out["idle"] += s
             break
