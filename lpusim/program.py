@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from operator import attrgetter
 from typing import Any
 
 UNITS = ("icu", "mem", "sxm", "mxm", "vxm")
@@ -87,8 +88,24 @@ class Link:
     kind: str               # "local" (inside a node) or "global"
 
 
-def _row(obj: Any) -> dict[str, Any]:
-    return {name: getattr(obj, name) for name in obj.__slots__}
+def _table(cls: type, items: tuple[Any, ...]) -> dict[str, Any]:
+    """Items as a table: the field names once, then one row of values per item (compact,
+    and several times faster to encode than one mapping per item)."""
+    cols = tuple(f.name for f in fields(cls))
+    get = attrgetter(*cols)
+    return {"columns": list(cols), "rows": [get(x) for x in items]}
+
+
+def _untable(cls: type, table: dict[str, Any]) -> tuple[Any, ...]:
+    cols = table["columns"]
+    out = []
+    for row in table["rows"]:
+        kw = dict(zip(cols, row, strict=True))
+        for k in ("deps", "stream", "route", "hop_latency"):
+            if k in kw:
+                kw[k] = tuple(kw[k])
+        out.append(cls(**kw))
+    return tuple(out)
 
 
 def stream_release(producer: Instr | Transfer) -> int:
@@ -112,9 +129,9 @@ class Program:
         # field by field: dataclasses.asdict deep-copies and is far slower on 10^5 items
         return {
             "name": self.name, "clock_hz": self.clock_hz, "chips": list(self.chips),
-            "instructions": [_row(i) for i in self.instructions],
-            "transfers": [_row(t) for t in self.transfers],
-            "links": [_row(lk) for lk in self.links],
+            "instructions": _table(Instr, self.instructions),
+            "transfers": _table(Transfer, self.transfers),
+            "links": _table(Link, self.links),
             "sram_capacity_bytes": self.sram_capacity_bytes,
             "sram_bytes": {str(k): v for k, v in sorted(self.sram_bytes.items())},
             "meta": self.meta,
@@ -135,15 +152,9 @@ class Program:
     def from_dict(d: dict[str, Any]) -> Program:
         return Program(
             name=d["name"], clock_hz=d["clock_hz"], chips=tuple(d["chips"]),
-            instructions=tuple(Instr(**{**i, "deps": tuple(i["deps"]),
-                                        "stream": tuple(i.get("stream", ()))})
-                               for i in d["instructions"]),
-            transfers=tuple(Transfer(**{**t, "route": tuple(t["route"]),
-                                        "hop_latency": tuple(t["hop_latency"]),
-                                        "deps": tuple(t["deps"]),
-                                        "stream": tuple(t.get("stream", ()))})
-                            for t in d["transfers"]),
-            links=tuple(Link(**x) for x in d["links"]),
+            instructions=_untable(Instr, d["instructions"]),
+            transfers=_untable(Transfer, d["transfers"]),
+            links=_untable(Link, d["links"]),
             sram_capacity_bytes=d["sram_capacity_bytes"],
             sram_bytes={int(k): v for k, v in d["sram_bytes"].items()},
             meta=d.get("meta", {}),
