@@ -171,3 +171,16 @@ def test_verifier_rejects_overlapping_transfer(prog, data):
     trs = tuple(moved if t.id == b.id else t for t in prog.transfers)
     with pytest.raises(CompileError, match="oversubscribed|before operand"):
         verify_program(dataclasses.replace(prog, transfers=trs))
+
+
+def test_program_json_round_trip():
+    import json
+
+    from lpusim.program import Program
+    g = build_decode_graph(load("workloads/llama-3.2-1b.yaml"), GraphParams(context=256,
+                                                                             positions=3))
+    prog = compile_program(g, system())
+    back = Program.from_dict(json.loads(prog.to_json()))
+    assert back == prog
+    assert back.content_hash() == prog.content_hash()
+    assert any(i.stream for i in back.instructions)     # streamed operands survive
