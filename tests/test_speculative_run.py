@@ -89,3 +89,21 @@ def test_tree_verification_width_and_acceptance():
     assert s["verify_width"] == 1 + 2 + 4
     assert s["expected_tokens_per_pass"] == pytest.approx(1 + 0.84 + 0.84**2)
     assert s["verify_step_us"] > r.step_latency_us
+
+
+def test_pipelined_drafter_closed_form_and_monte_carlo():
+    base = {"speculation.max_gamma": 8, "speculation.monte_carlo_passes": 100000}
+    seq = api.run(api.load_scenario("llama-3.1-70b-specdec", base))
+    pip = api.run(api.load_scenario("llama-3.1-70b-specdec",
+                                    {**base, "speculation.pipelined": True}))
+    s = pip.speculation
+    assert s["pipelined"] and 0 < s["head_start_probability"] < 1
+    # the head start is the drafting, at most the verification it overlaps
+    assert s["head_start_us"] == pytest.approx(min(s["gamma"] * s["draft_step_us"],
+                                                   s["verify_step_us"] + s["overhead_us"]))
+    assert pip.tokens_per_second > seq.tokens_per_second
+    assert s["monte_carlo_tokens_per_second"] == pytest.approx(s["tokens_per_second"], rel=0.01)
+    # closed form: E / (gamma T_d + T_v + overhead - P(head start) x head start)
+    pass_us = (s["gamma"] * s["draft_step_us"] + s["verify_step_us"] + s["overhead_us"]
+               - s["head_start_probability"] * s["head_start_us"])
+    assert s["tokens_per_second"] == pytest.approx(s["expected_tokens_per_pass"] * 1e6 / pass_us)

@@ -397,6 +397,8 @@ class SpeculationSpec:
     strategy: str = spec_field("enum", "draft", choices=("draft", "heads"))
     draft_model: ModelSpec | None = nested_field(optional=True)
     draft_chips: int | str = spec_field("int_or_auto", "auto", min=1, max=BIG)
+    pipelined: bool = spec_field("bool", False,
+                                 doc="draft: draft the next window during verification")
     gamma: int | str = spec_field("int_or_auto", "auto", min=1, max=256)
     max_gamma: int = spec_field("int", 32, min=1, max=256)
     acceptance: Any = spec_field("scalar_or_str", 0.8)

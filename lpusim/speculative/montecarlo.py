@@ -78,6 +78,8 @@ def simulate_passes(
     overhead_cycles: float = 0,
     *,
     clock_hz: float,
+    head_start_cycles: float = 0,
+    head_start_prob: float = 0,
 ) -> MonteCarloResult:
     """Simulate ``n_passes`` speculative passes of draft length ``gamma``.
 
@@ -86,6 +88,12 @@ def simulate_passes(
     ``gamma * draft_step_cycles + verify_step_cycles + overhead_cycles`` cycles.
     Per-token latency is defined as pass time / tokens committed in that pass, given to each of
     those tokens; p50 and p99 are token-weighted percentiles (inverted CDF, deterministic).
+
+    A pipelined drafter (``head_start_cycles`` > 0) drafts the next window while the target
+    verifies, betting that the whole window is accepted and that its own next token matches
+    the target's bonus token: a pass is ``head_start_cycles`` shorter when the previous pass
+    accepted all ``gamma`` drafts and the bet held (probability ``head_start_prob``, drawn
+    after the prefix lengths so that the other results do not change).
     """
     gamma = _check_count(gamma, "gamma")
     n_passes = _check_count(n_passes, "n_passes", minimum=1)
@@ -106,6 +114,23 @@ def simulate_passes(
     hist = np.bincount(accepted + 1, minlength=gamma + 2)[1:]
     tokens = np.arange(1, gamma + 2)
     total_tokens = int(np.dot(hist, tokens))
+    head = _cost(head_start_cycles, "head_start_cycles")
+    if head > 0 and _cost(head_start_prob, "head_start_prob") > 0:
+        u = rng.random(n_passes)
+        ahead = np.zeros(n_passes, dtype=bool)
+        ahead[1:] = (accepted[:-1] == gamma) & (u[1:] < head_start_prob)
+        per_pass = cycles - ahead * min(head, cycles)
+        per_tokens = accepted + 1
+        return MonteCarloResult(
+            gamma=gamma, n_passes=n_passes, seed=seed, pass_cycles=cycles, clock_hz=clock,
+            histogram=tuple(int(h) for h in hist), total_tokens=total_tokens,
+            mean_tokens_per_pass=total_tokens / n_passes,
+            tokens_per_second=total_tokens * clock / float(per_pass.sum()),
+            p50_token_latency_us=_weighted_percentile(per_pass / clock * 1e6 / per_tokens,
+                                                      per_tokens, 50),
+            p99_token_latency_us=_weighted_percentile(per_pass / clock * 1e6 / per_tokens,
+                                                      per_tokens, 99),
+        )
     pass_us = cycles / clock * 1e6
     latency_us = pass_us / tokens
     weights = hist * tokens

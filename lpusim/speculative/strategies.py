@@ -5,7 +5,11 @@ Step latencies are not assumed: each comes from compiling and simulating a real 
   count is the scenario's `draft_chips` or the fewest whole tensor-parallel groups that hold
   it). A pass is gamma sequential draft steps, then the target verifies gamma+1 positions in
   one step. The drafted tokens travel to the target and the verdict back: two global-hop
-  transfers per pass (`overhead`).
+  transfers per pass (`overhead`). With `pipelined`, the drafter drafts the next window while
+  the target verifies, betting that the whole window is accepted and that its own next token
+  equals the target's bonus token (probability a_(gamma+1)); when the bet holds the next
+  pass is shorter by min(gamma draft steps, the verification and overhead). Expected pass
+  time: gamma*T_draft + T_verify + overhead - S_gamma * a_(gamma+1) * head start.
 - `heads`: Medusa-style heads on the target. Each pass is one target step that verifies the
   previous proposals and computes the next ones; no drafter, no overhead beyond the step.
   Chain verification checks gamma <= K tokens (width gamma+1). Tree verification (`tree_width`
@@ -103,6 +107,24 @@ def draft_chip_count(sc: ScenarioSpec) -> tuple[int, int]:
     return n, tp
 
 
+def _bet(acc: AcceptanceModel, gamma: int) -> float:
+    """P(the drafter's guess of the bonus token is right): a_(gamma+1), or a_gamma when the
+    model cannot say (a trace recorded at length gamma)."""
+    try:
+        return float(acc.position_probs(gamma + 1)[gamma])
+    except ValueError:
+        return float(acc.position_probs(gamma)[gamma - 1])
+
+
+def _head_start(acc: AcceptanceModel, gamma: int, draft_cycles: int, verify_cycles: int,
+                pipelined: bool) -> tuple[int, float]:
+    """(cycles saved when the bet holds, probability a pass gets them)."""
+    if not pipelined or draft_cycles == 0:
+        return 0, 0.0
+    head = min(gamma * draft_cycles, verify_cycles)
+    return head, float(acc.survival(gamma)[gamma - 1]) * _bet(acc, gamma)
+
+
 def evaluate(sc: ScenarioSpec, baseline: StepMetrics) -> dict[str, Any]:
     """Speculative tokens/s and its parts for the scenario's speculation settings."""
     spec = sc.speculation
@@ -160,7 +182,9 @@ def evaluate(sc: ScenarioSpec, baseline: StepMetrics) -> dict[str, Any]:
     for g in gammas:
         width = 1 + tree_nodes(tree, g)
         verify = step(target, sc.chips_used, sc.tp, width, with_heads).latency_cycles
-        pass_cycles = g * draft_cycles + verify + overhead
+        head, p_head = _head_start(acc, g, draft_cycles, verify + overhead, spec.pipelined
+                                   and spec.strategy == "draft")
+        pass_cycles = g * draft_cycles + verify + overhead - p_head * head
         e = acc.expected_tokens(g)
         tps = e * clock / pass_cycles
         curve.append({"gamma": g, "tokens_per_second": tps, "expected_tokens_per_pass": e,
@@ -169,8 +193,11 @@ def evaluate(sc: ScenarioSpec, baseline: StepMetrics) -> dict[str, Any]:
             best = (tps, g, verify)
     assert best is not None
     tps, gamma, verify = best
+    head, p_head = _head_start(acc, gamma, draft_cycles, verify + overhead,
+                               spec.pipelined and spec.strategy == "draft")
     mc = simulate_passes(acc, gamma, spec.monte_carlo_passes, sc.seed, draft_cycles, verify,
-                         overhead, clock_hz=clock)
+                         overhead, clock_hz=clock, head_start_cycles=head,
+                         head_start_prob=_bet(acc, gamma) if head else 0.0)
     us = 1e6 / clock
     return {
         "strategy": spec.strategy,
@@ -185,6 +212,9 @@ def evaluate(sc: ScenarioSpec, baseline: StepMetrics) -> dict[str, Any]:
         "p99_token_latency_us": mc.p99_token_latency_us,
         "draft_model": spec.draft_model.name if spec.draft_model else None,
         "draft_chips": d_chips,
+        "pipelined": bool(spec.pipelined and spec.strategy == "draft"),
+        "head_start_us": head * us,
+        "head_start_probability": p_head,
         "total_chips": sc.chips_used + d_chips,
         "heads": limit if spec.strategy == "heads" else None,
         "draft_step_us": draft_cycles * us,
