@@ -6,9 +6,9 @@ without speculation, 250 output tokens/s per user (Groq, Nov 2024). One number c
 unknown, so the fit is sequential: each named constant, in order, is moved within its
 physically plausible bounds (bisection on the simulated tokens/s, which falls monotonically as a
 latency grows) until the anchor is met or the bound is hit; then the next one is moved. The
-order and bounds are stated in `PARAMETERS`; constants not yet fitted sit at their lower bound,
-so the fit is the same whatever values the system file held before. Every other published
-figure is a prediction.
+order is stated in `parameters`, the bounds (with sources) in the system file's `calibration`
+section; constants not yet fitted sit at their lower bound, so the fit is the same whatever
+values the system file held before. Every other published figure is a prediction.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any
 from lpusim import api
 from lpusim.atomic import write_atomic
 from lpusim.config.load import resolve_ref
+from lpusim.config.specs import SystemSpec
 from lpusim.errors import ConfigError, Issue
 
 ANCHOR_TOKENS_PER_S = 250.0          # Groq, Nov 2024: Llama 3.1 70B, batch 1, no speculation
@@ -36,14 +37,20 @@ class Parameter:
     why: str
 
 
-# The order matters: the better-bounded constant first.
-PARAMETERS = (
-    Parameter("links.global_hop_latency_ps", 240_000, 600_000,
-              "between the HAC-measured local link latency (~240 ns, ISCA 2022) and the "
-              "< 3 us over <= 5 hops system bound (ISCA 2022)"),
-    Parameter("sync.deskew_per_stage_ps", 1000, 100_000_000,
-              "runtime deskew and any other per-stage cost not modelled (1 ns to 100 us)"),
-)
+def parameters(system: SystemSpec) -> tuple[Parameter, ...]:
+    """The constants to fit, in order (the better-bounded first), with the bounds the system
+    file's `calibration` section gives (each with its source there)."""
+    b = system.calibration
+    if b is None:
+        raise ConfigError(Issue(system.name, None, None, "calibration",
+                                "the system has no calibration bounds to fit within"))
+    return (
+        Parameter("links.global_hop_latency_ps", b.global_hop_latency_min_ps,
+                  b.global_hop_latency_max_ps, "global hop latency, within the system file's "
+                  "calibration bounds"),
+        Parameter("sync.deskew_per_stage_ps", b.deskew_min_ps, b.deskew_max_ps,
+                  "runtime deskew and any other per-stage cost not modelled"),
+    )
 
 
 @dataclass(frozen=True)
@@ -77,14 +84,15 @@ def _tps(scenario: str, values: dict[str, int]) -> float:
 
 def calibrate(scenario: str = ANCHOR_SCENARIO,
               target_tokens_per_s: float = ANCHOR_TOKENS_PER_S) -> Calibration:
-    """Fit PARAMETERS in order to the anchor; returns the fit (does not write anything)."""
+    """Fit the parameters in order to the anchor; returns the fit (writes nothing)."""
     sc = api.load_scenario(scenario)
-    current = {p.field: _get(sc.system, p.field) for p in PARAMETERS}
+    params = parameters(sc.system)
+    current = {p.field: _get(sc.system, p.field) for p in params}
     # start every constant at its lower bound, so the fit does not depend on the file's values
-    values = {p.field: p.low_ps for p in PARAMETERS}
+    values = {p.field: p.low_ps for p in params}
     rows = []
     done = False
-    for p in PARAMETERS:
+    for p in params:
         if done:
             rows.append(FitRow(p.field, current[p.field], values[p.field], p.low_ps, p.high_ps,
                                False, p.why))

@@ -57,3 +57,13 @@ def test_sensitivity_directions():
         < clock["tokens_per_second_high"]
     sync = rows["synchronisation (deskew per stage)"]
     assert sync["tokens_per_second_low"] > sync["tokens_per_second_high"]
+
+
+def test_calibration_needs_bounds_in_the_system_file():
+    from lpusim.errors import ConfigError
+    sc = api.load_scenario("llama-3.1-70b-groqrack-576", {"system": "groqnode-8", "chips": 8,
+                                                          "model": "llama-3.2-1b"})
+    with pytest.raises(ConfigError, match="calibration: the system has no calibration bounds"):
+        cal.parameters(sc.system)
+    bounds = cal.parameters(api.load_scenario().system)
+    assert [(p.low_ps, p.high_ps) for p in bounds] == [(240_000, 600_000), (1000, 100_000_000)]

@@ -200,12 +200,31 @@ class SyncSpec:
 
 
 @dataclass(frozen=True, kw_only=True)
+class CalibrationSpec:
+    """Physically plausible bounds for the constants `lpusim calibrate` fits."""
+
+    global_hop_latency_min_ps: int = spec_field("time", max=10**9)
+    global_hop_latency_max_ps: int = spec_field("time", max=10**9)
+    deskew_min_ps: int = spec_field("time", max=10**12)
+    deskew_max_ps: int = spec_field("time", max=10**12)
+
+    def check(self) -> Check:
+        out: Check = []
+        if self.global_hop_latency_min_ps > self.global_hop_latency_max_ps:
+            out.append((("global_hop_latency_min_ps",), "minimum above the maximum"))
+        if self.deskew_min_ps > self.deskew_max_ps:
+            out.append((("deskew_min_ps",), "minimum above the maximum"))
+        return out
+
+
+@dataclass(frozen=True, kw_only=True)
 class SystemSpec:
     name: str = spec_field("str")
     chip: ChipSpec = nested_field()
     topology: TopologySpec = nested_field()
     links: LinkSpec = nested_field()
     sync: SyncSpec = nested_field()
+    calibration: CalibrationSpec | None = nested_field(optional=True)
 
     @property
     def chips(self) -> int:
