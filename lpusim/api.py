@@ -136,14 +136,6 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
-def find_spec(kind: str, ref: str) -> Path:
-    return resolve_ref(kind, ref)
-
-
-def bad_option(flag: str, message: str) -> ConfigError:
-    return ConfigError(Issue("command line", None, None, flag, message))
-
-
 HEADLINE = ("tokens_per_second", "baseline_tokens_per_second", "speedup", "token_latency_us",
             "step_latency_us", "chips", "stages", "sram_bytes_per_chip_max")
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from lpusim.atomic import write_atomic
-from lpusim.config.load import apply_overrides, find, load_scenario
+from lpusim.config.load import find, load_scenario
 from lpusim.config.yamlio import Document, load_document
 from lpusim.errors import CapacityError, ConfigError, Issue, LpusimError
 
@@ -252,8 +252,3 @@ def dask_executor(address: str) -> Executor:
         raise ConfigError(Issue("command line", None, None, "--scheduler",
                                 f"cannot reach a Dask scheduler at {address!r}: {e}")) from None
     return client.get_executor()
-
-
-def apply(data: dict[str, Any], overrides: dict[str, Any], file: str) -> None:
-    """Re-export of the override helper for notebooks building grids by hand."""
-    apply_overrides(data, overrides, file)
