@@ -184,3 +184,19 @@ def test_program_json_round_trip():
     assert back == prog
     assert back.content_hash() == prog.content_hash()
     assert any(i.stream for i in back.instructions)     # streamed operands survive
+
+
+def test_plan_grows_tensor_parallelism_for_405b():
+    from lpusim import api
+    p = api.plan(api.load_model("llama-3.1-405b"), chip())
+    # one 405B layer is 3.19 GB at 8 bits: 399 MB per chip at TP 8 does not fit 226 MB
+    assert p["tensor_parallel"] == 16
+    assert p["min_chips"] == 2048 and p["min_chips"] % 16 == 0
+    assert p["sram_bytes_per_chip_max"] <= p["usable_sram_bytes_per_chip"]
+
+
+def test_bigger_sram_halves_the_70b_chip_count():
+    from lpusim import api
+    p1 = api.plan(api.load_model("llama-3.1-70b"), chip())
+    p2 = api.plan(api.load_model("llama-3.1-70b"), api.load_chip("groq3-lp30"))
+    assert p1["min_chips"] == 336 and p2["min_chips"] == 168
