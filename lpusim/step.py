@@ -28,6 +28,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from lpusim.atomic import write_atomic
 from lpusim.compiler import compile_pipeline, compile_program
 from lpusim.config.specs import ModelSpec, PrecisionSpec, SystemSpec
 from lpusim.errors import CompileError
@@ -103,7 +104,7 @@ def _disk_load(path: Path) -> StepMetrics | None:
 
 
 def _disk_store(path: Path, m: StepMetrics) -> None:
-    """Best effort, atomic (write a temporary file, then rename); never raises."""
+    """Best effort, atomic (lpusim.atomic.write_atomic); never raises."""
     try:
         text = json.dumps(dataclasses.asdict(m))      # key order kept: outputs list it
         exact = StepMetrics(**json.loads(text)) == m
@@ -111,14 +112,8 @@ def _disk_store(path: Path, m: StepMetrics) -> None:
         return
     if not exact:                                     # not exactly representable in JSON
         return
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except OSError:
-        with suppress(OSError):
-            tmp.unlink()
+    with suppress(OSError):
+        write_atomic(path, text)
 
 
 def _step(model: ModelSpec, system: SystemSpec, *, chips: int, tp: int, positions: int,
