@@ -30,7 +30,7 @@ from lpusim.runner import (
 )
 
 __all__ = ["DEFAULT_SCENARIO", "RunResult", "assumptions", "baseline_step", "compare",
-           "describe", "load_scenario", "load_scenario_data", "plan", "plot_breakdown",
+           "describe", "load_scenario", "plan", "plot_breakdown",
            "plot_gamma_curve", "report", "run", "sweep", "to_frame", "load_model", "load_chip",
            "load_system", "acceptance", "acceptance_presets", "textbook_optimum"]
 
@@ -38,12 +38,6 @@ __all__ = ["DEFAULT_SCENARIO", "RunResult", "assumptions", "baseline_step", "com
 def run(scenario: ScenarioSpec | str | os.PathLike[str] = DEFAULT_SCENARIO) -> RunResult:
     """Simulate a scenario (file, shipped name or loaded spec): baseline and speculation."""
     return run_scenario(scenario)
-
-
-def load_scenario_data(path: str | os.PathLike[str], data: dict[str, Any]) -> ScenarioSpec:
-    """A scenario from already-read (and edited) data, as if it were the file at `path`."""
-    from lpusim.config.load import load_data
-    return load_data(path, data, "scenario")
 
 
 def describe_scenario(sc: ScenarioSpec) -> dict[str, Any]:

@@ -223,29 +223,6 @@ def load(path: str | os.PathLike[str], expect: str | None = None,
     return _Loader(overrides).load_doc(Path(path), expect, "")
 
 
-def load_data(path: str | os.PathLike[str], data: dict[str, Any], expect: str) -> Any:
-    """Build a spec from data already read from `path` (e.g. edited by CLI flags). Positions
-    are those of the file where the key is unchanged."""
-    doc = load_document(path)
-    doc.overridden = _changed(doc.data, data)
-    doc.data = data
-    return _Loader(None).build_doc(doc, expect, "")
-
-
-def _changed(old: Any, new: Any, path: tuple[str, ...] = ()) -> set[tuple[str, ...]]:
-    """Paths of the values of `new` that are not those of `old` (added or different)."""
-    if isinstance(new, dict) and isinstance(old, dict):
-        out: set[tuple[str, ...]] = set()
-        for k, v in new.items():
-            if k not in old:
-                out.add((*path, k))
-            else:
-                out |= _changed(old[k], v, (*path, k))
-        return out
-    same = type(old) is type(new) and old == new
-    return set() if same else {path}
-
-
 def load_chip(path: str | os.PathLike[str]) -> ChipSpec:
     return load(path, "chip")
 

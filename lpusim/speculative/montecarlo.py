@@ -114,26 +114,18 @@ def simulate_passes(
     hist = np.bincount(accepted + 1, minlength=gamma + 2)[1:]
     tokens = np.arange(1, gamma + 2)
     total_tokens = int(np.dot(hist, tokens))
+    # per pass: its time, and the tokens it commits (each token gets time / tokens)
+    per_tokens = accepted + 1
+    per_pass = np.full(n_passes, cycles, dtype=float)
+    total_cycles = n_passes * cycles
     head = _cost(head_start_cycles, "head_start_cycles")
     if head > 0 and _cost(head_start_prob, "head_start_prob") > 0:
         u = rng.random(n_passes)
         ahead = np.zeros(n_passes, dtype=bool)
         ahead[1:] = (accepted[:-1] == gamma) & (u[1:] < head_start_prob)
-        per_pass = cycles - ahead * min(head, cycles)
-        per_tokens = accepted + 1
-        return MonteCarloResult(
-            gamma=gamma, n_passes=n_passes, seed=seed, pass_cycles=cycles, clock_hz=clock,
-            histogram=tuple(int(h) for h in hist), total_tokens=total_tokens,
-            mean_tokens_per_pass=total_tokens / n_passes,
-            tokens_per_second=total_tokens * clock / float(per_pass.sum()),
-            p50_token_latency_us=_weighted_percentile(per_pass / clock * 1e6 / per_tokens,
-                                                      per_tokens, 50),
-            p99_token_latency_us=_weighted_percentile(per_pass / clock * 1e6 / per_tokens,
-                                                      per_tokens, 99),
-        )
-    pass_us = cycles / clock * 1e6
-    latency_us = pass_us / tokens
-    weights = hist * tokens
+        per_pass -= ahead * min(head, cycles)
+        total_cycles -= int(ahead.sum()) * min(head, cycles)
+    latency_us = per_pass / clock * 1e6 / per_tokens
     return MonteCarloResult(
         gamma=gamma,
         n_passes=n_passes,
@@ -143,8 +135,7 @@ def simulate_passes(
         histogram=tuple(int(h) for h in hist),
         total_tokens=total_tokens,
         mean_tokens_per_pass=total_tokens / n_passes,
-        tokens_per_second=total_tokens * clock / (n_passes * cycles),
-        p50_token_latency_us=_weighted_percentile(latency_us, weights, 50),
-        p99_token_latency_us=_weighted_percentile(latency_us, weights, 99),
+        tokens_per_second=total_tokens * clock / total_cycles,
+        p50_token_latency_us=_weighted_percentile(latency_us, per_tokens, 50),
+        p99_token_latency_us=_weighted_percentile(latency_us, per_tokens, 99),
     )
-
