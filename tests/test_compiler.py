@@ -71,13 +71,14 @@ def test_eight_chip_all_reduce_hand_computed():
                     pl=None, meta={})
     verify_program(prog)
     ready_at = {i.id: i.ready for i in prog.instructions}
-    # chunk 2048 B: ser ceil(2048*9e8/14.55e9) = 127; hop 216. Producers ready at 1.
-    # reduce-scatter: issue 1, first vector lands at 1+216 = 217, last at 344.
-    # reduce (streams its inputs): 7 x 1024 fp16 = 45 vectors / 16 ALUs = 3 cycles, but it
-    # issues at 217 and lasts until the last vector, 127 cycles; ready 344 + transit 27 +
-    # fill (4 + ripple 20) = 395. all-gather (streams the reduce): issue 395 - 127 = 268,
-    # ready 268 + 127 + 216 = 611; assemble 1 cycle -> 612 (742 without streaming)
-    assert all(ready_at[out[c]] == 612 for c in range(8))
+    # chunk 2048 B: ser ceil(2048*9e8/14.55e9) = 127; hop 216. Producers run 0..1.
+    # reduce-scatter (streams the producer): issue 0, first vector lands at 216, last at 343.
+    # reduce (streams its inputs): 7 x 1024 fp16 = 7168 elements / 320 lanes = 23 vectors
+    # / 16 ALUs = 2 cycles, but it issues at 216 and lasts until the last vector, 127 cycles;
+    # ready 343 + transit 27 + fill (4 + ripple 20) = 394. all-gather (streams the reduce):
+    # issue 394 - 127 = 267, ready 267 + 127 + 216 = 610; assemble 1 cycle -> 611 (742
+    # without streaming)
+    assert all(ready_at[out[c]] == 611 for c in range(8))
 
 
 def test_70b_on_576_chips_compiles_and_verifies():

@@ -152,8 +152,10 @@ def test_streamed_operand_may_start_at_its_first_vector():
     res = simulate(stream_program(5, 20))
     assert res.latency_cycles == 5 + 20 + 1
     bd = critical_path(res)
-    # the path: the hop latency to the first vector, then the consumer's (stretched) work
-    assert bd["link_latency"] == 5 and bd["compute_vxm"] == 20 and bd["pipeline_fill"] == 1
+    # the consumer ends with its operand, so the path is the whole transfer, then the
+    # consumer's fill after the last vector
+    assert bd["link_serialisation"] == 20 and bd["link_latency"] == 5
+    assert bd["pipeline_fill"] == 1 and bd["compute_vxm"] == 0
     assert sum(bd.values()) == res.latency_cycles
 
 

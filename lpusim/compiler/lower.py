@@ -4,10 +4,15 @@ Costs come from the chip spec only:
 - MXM (matmul, attention): a shard is `mats` x ceil(k/rows) x ceil(n/cols) weight tiles spread
   over the planes. Per plane the first tile is loaded (tile bytes over `weight_load_streams`
   streams of one vector per cycle), then each tile costs max(load of the next tile, install +
-  m activation vectors x the precision slowdown): loading overlaps compute. The MEM slices must
+  m activation vectors x the precision slowdown): loading overlaps compute. The slowdown
+  applies when either operand is 16 bits or wider (FP16 activations against INT8 weights
+  need the FP16 datapath); 8-bit formats (INT8, FP8 stored as block floating point) run on the
+  INT8 array. The MEM slices must
   also supply the tile bytes; the busier of the two bounds the op.
-- VXM: vectors of the op's elements x ALU ops per element over the ALUs per lane, plus the
-  transcendental issue interval per vector of values needing exp/rsqrt/sigmoid.
+- VXM: one element per lane per ALU op for any width up to 32 bits (INT8 on one byte stream,
+  FP16/FP32 on stream groups of two or four, ISCA 2020), so an op costs ceil(elements / lanes)
+  vectors x ALU ops per element over the ALUs per lane, plus the transcendental issue interval
+  per vector of values needing exp/rsqrt/sigmoid.
 - MEM (embedding gather, KV append): vectors spread over the slices; SXM reshapes the new K/V
   into the layout the MXM reads.
 - Every instruction pays stream transit (slices crossed x cycles per slice, plus the SRAM read
@@ -41,11 +46,15 @@ class Cost:
     category: str
 
 
-def mxm_cost(chip: ChipSpec, mats: int, m: int, k: int, n: int, in_dtype: str) -> Cost:
+def mxm_cost(chip: ChipSpec, mats: int, m: int, k: int, n: int, in_dtype: str,
+             stream_dtype: str | None = None) -> Cost:
+    """`in_dtype`: the stationary operand (weights, or K/V); `stream_dtype`: the activations
+    streamed through it. The array runs at the FP16 rate if either is 16 bits or wider."""
     x = chip.mxm
     tiles = mats * ceil_div(k, x.rows) * ceil_div(n, x.cols)
     per_plane = ceil_div(tiles, x.planes)
-    slow = x.fp16_slowdown if DTYPE_BITS[in_dtype] >= _HALF_RATE else 1
+    bits = max(DTYPE_BITS[in_dtype], DTYPE_BITS[stream_dtype or in_dtype])
+    slow = x.fp16_slowdown if bits >= _HALF_RATE else 1
     tile_bytes = dtype_bytes(in_dtype, x.rows * x.cols)
     load = ceil_div(tile_bytes, x.weight_load_streams * chip.vector_bytes)
     step = max(load, x.install_cycles + m * slow)
@@ -58,11 +67,15 @@ def mxm_cost(chip: ChipSpec, mats: int, m: int, k: int, n: int, in_dtype: str) -
 
 def vxm_cost(chip: ChipSpec, elements: int, ops_per_element: int, dtype: str,
              transcendentals: int = 0) -> Cost:
-    vectors = ceil_div(dtype_bytes(dtype, elements), chip.vector_bytes)
+    # one element per lane per ALU op whatever its width up to 32 bits (wider operands are
+    # stream groups of byte streams); 64-bit values take two
+    lanes = chip.lanes
+    words = ceil_div(DTYPE_BITS[dtype], 32)
+    vectors = ceil_div(elements * words, lanes)
     alus = chip.vxm.alus_per_lane
     busy = ceil_div(vectors * ops_per_element, alus)
     if transcendentals:
-        t_vectors = ceil_div(dtype_bytes(dtype, transcendentals), chip.vector_bytes)
+        t_vectors = ceil_div(transcendentals * words, lanes)
         busy += ceil_div(t_vectors * chip.vxm.transcendental_cycles, alus)
     return Cost("vxm", max(busy, 1), _transit(chip, chip.streams.slices_mem_to_vxm),
                 chip.vxm.op_latency_cycles + chip.icu.ripple_cycles, "compute_vxm")
@@ -99,14 +112,14 @@ def op_costs(op: Op, chip: ChipSpec, tp: int, graph: DecodeGraph) -> list[tuple[
             n = ceil_div(n, tp)
         elif op.parallel == "row":
             k = ceil_div(k, tp)
-        return [("", mxm_cost(chip, mats, m, k, n, op.in_dtype))]
+        return [("", mxm_cost(chip, mats, m, k, n, op.in_dtype, act))]
     if op.kind in ("attn_scores", "attn_values"):
         kvc = ceil_div(op.kv_heads, tp)
         hc = ceil_div(op.heads, tp)
         positions = op.m // (op.heads // op.kv_heads)
         m = positions * ceil_div(hc, kvc)
         mats = graph.params.batch * kvc
-        return [("", mxm_cost(chip, mats, m, op.k, op.n, op.in_dtype))]
+        return [("", mxm_cost(chip, mats, m, op.k, op.n, op.in_dtype, act))]
     if op.kind == "embedding":
         if not op.inputs:   # the token ids themselves: nothing to run
             return []

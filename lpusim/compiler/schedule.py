@@ -80,12 +80,16 @@ class Lowerer:
         for a in chips:
             for b in chips:
                 if a != b:
+                    # each peer's chunk leaves as the producer emits it (the compiler orders
+                    # output column blocks round-robin over the peers), so the scatter
+                    # overlaps the matmul that makes the partial sums
                     rs[b].append(self.transfer(a, b, self.direct(a, b), chunk,
-                                               f"{name}.reduce_scatter", block, (ready[a],)))
+                                               f"{name}.reduce_scatter", block, (ready[a],),
+                                               stream=(ready[a],)))
         # the reduction adds vectors as they arrive, and sends each reduced vector on at once
         red = {c: self.instr(c, f"{name}.reduce", block,
                              vxm_cost(self.chip, elems * (tp - 1), 1, act),
-                             (ready[c], *rs[c]), stream=tuple(rs[c])) for c in chips}
+                             (ready[c], *rs[c]), stream=(ready[c], *rs[c])) for c in chips}
         ag: dict[int, list[int]] = {c: [] for c in chips}
         for a in chips:
             for b in chips:

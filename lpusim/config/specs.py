@@ -405,9 +405,11 @@ class ModelSpec:
 
 @dataclass(frozen=True, kw_only=True)
 class PrecisionSpec:
+    # defaults: Groq's TruePoint numerics (groq.com blog "Inside the LPU", 2025): 8-bit
+    # weights, FP8 storage of activations (and so of the KV cache), FP32 attention logits
     weights: str = spec_field("enum", "int8", choices=DTYPES)
-    activations: str = spec_field("enum", "fp16", choices=DTYPES)
-    kv: str = spec_field("enum", "fp16", choices=DTYPES)
+    activations: str = spec_field("enum", "fp8", choices=DTYPES)
+    kv: str = spec_field("enum", "fp8", choices=DTYPES)
     logits: str = spec_field("enum", "fp32", choices=DTYPES)
 
 

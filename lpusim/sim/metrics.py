@@ -66,6 +66,12 @@ class StepMetrics:
         return d
 
 
+def _latencies(x: Any) -> list[tuple[str, int]]:
+    if hasattr(x, "unit"):
+        return [("data_movement", x.transit), ("pipeline_fill", x.fill)]
+    return [("link_latency", sum(x.hop_latency))]
+
+
 def critical_path(res: SimResult) -> dict[str, int]:
     """Cycles per breakdown category along the critical path of a simulated program."""
     prog = res.program
@@ -100,6 +106,18 @@ def critical_path(res: SimResult) -> dict[str, int]:
     while True:
         x = items[cur]
         s = res.start[cur]
+        if not first and x.stream and x.busy > 0:
+            # a streaming item stretched to its producer's end: the producer is the path,
+            # the item adds only its own latency after the last vector
+            d_end = max(x.stream, key=lambda d: (res.ready[d], -d))
+            if s + x.busy == res.ready[d_end]:
+                tail = upto - res.ready[d_end]
+                for cat, cycles in (_latencies(x) + [("link_latency", tail)]):
+                    take = min(cycles, tail)
+                    out[cat] += take
+                    tail -= take
+                cur, upto = d_end, res.ready[d_end]
+                continue
         span = upto - s
         if hasattr(x, "unit"):
             parts = [(x.category, x.duration), ("data_movement", x.transit),
