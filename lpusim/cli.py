@@ -151,7 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--fidelity", choices=("fast", "full"))
             p.add_argument("--draft", help="speculate with this draft model (name or file)")
             p.add_argument("--heads", type=int, help="speculate with K Medusa-style heads")
-            p.add_argument("--gamma", help="draft length, or 'auto'")
+            p.add_argument("--strategy", choices=("draft", "async", "heads"),
+                           help="draft: draft gamma then verify; async: draft without "
+                                "waiting, verify windows of gamma as they are drafted")
+            p.add_argument("--gamma", help="draft length (async: window), or 'auto'")
             p.add_argument("--acceptance", help="constant, preset name, list, mix or file")
             p.add_argument("-o", "--output", help="directory for the scenario and result")
             _format_arg(p)
@@ -208,6 +211,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     if getattr(args, "heads", None) is not None:
         spec["strategy"] = "heads"
         spec["heads"] = args.heads
+    if getattr(args, "strategy", None) is not None:
+        spec["strategy"] = args.strategy
     if getattr(args, "gamma", None) is not None:
         g = args.gamma
         spec["gamma"] = g if g == "auto" else _int_flag("--gamma", g, auto=True)

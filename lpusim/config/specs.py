@@ -415,7 +415,10 @@ class PrecisionSpec:
 
 @dataclass(frozen=True, kw_only=True)
 class SpeculationSpec:
-    strategy: str = spec_field("enum", "draft", choices=("draft", "heads"))
+    strategy: str = spec_field("enum", "draft", choices=("draft", "async", "heads"),
+                               doc="draft: draft gamma, then verify; async: draft without "
+                                   "waiting, verify windows of gamma as they are drafted; "
+                                   "heads: Medusa-style heads on the target")
     draft_model: ModelSpec | None = nested_field(optional=True)
     draft_chips: int | str = spec_field("int_or_auto", "auto", min=1, max=BIG)
     pipelined: bool = spec_field("bool", False,
@@ -468,10 +471,10 @@ class ScenarioSpec:
         if self.context > self.model.max_context:
             out.append((("context",), f"context {self.context} exceeds the model's "
                                       f"max_context {self.model.max_context}"))
-        if self.speculation is not None and self.speculation.strategy == "draft" \
+        if self.speculation is not None and self.speculation.strategy in ("draft", "async") \
                 and self.speculation.draft_model is None:
             out.append((("speculation", "draft_model"),
-                        "strategy 'draft' needs a draft_model"))
+                        f"strategy '{self.speculation.strategy}' needs a draft_model"))
         return out
 
     @property

@@ -38,6 +38,9 @@ class StepMetrics:
     events: int
     fidelity: str
     program_hash: str = ""
+    # the least spacing at which a second run of the same program could start without any unit
+    # queue or link serving both: the widest span over which one resource is in use
+    initiation_interval_cycles: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -165,6 +168,40 @@ def _busy(prog: Program) -> tuple[dict[str, int], int, int]:
     return units, link_busy, len(prog.links)
 
 
+def initiation_interval(prog: Program) -> int:
+    """Cycles from the first to the last busy cycle of the most widely used resource (a chip's
+    unit queue or a link) of `prog`: runs spaced at least this far apart never collide.
+
+    Spans are taken per pipeline stage (a stage's work and the hand-off into it), as in fast
+    fidelity: a route that borrows a link of another stage's node, and the token return, are
+    assumed to be moved by the compiler to one of the Dragonfly's spare paths when two runs
+    would meet there."""
+    stages = prog.meta.get("stages") or [[]]
+    stage_of = [s for s, blocks in enumerate(stages) for _ in blocks]
+
+    def st(block: int) -> int:
+        return stage_of[block] if 0 <= block < len(stage_of) else -1
+
+    lo: dict[tuple, int] = {}
+    hi: dict[tuple, int] = {}
+    spans: list[tuple[tuple, int, int]] = [
+        (("u", i.chip, i.unit, st(i.block)), i.issue, i.issue + i.duration)
+        for i in prog.instructions]
+    for t in prog.transfers:
+        if t.op == "token_return":
+            spans.append((("return", t.id), 0, t.serialisation))
+            continue
+        for h, lid in enumerate(t.route):
+            s0 = t.hop_start(h)
+            spans.append((("l", lid, st(t.block)), s0, s0 + t.serialisation))
+    for key, a, b in spans:
+        if key not in lo or a < lo[key]:
+            lo[key] = a
+        if key not in hi or b > hi[key]:
+            hi[key] = b
+    return max((hi[k] - lo[k] for k in lo), default=0)
+
+
 def _sram(sram: dict[int, dict[str, int]]) -> tuple[int, dict[str, int]]:
     if not sram:
         return 0, {}
@@ -183,7 +220,8 @@ def metrics_full(prog: Program) -> StepMetrics:
         link_busy_cycles=link_busy, links_used=nlinks, sram_bytes_per_chip_max=smax,
         sram_bytes_by_category=scat, sram_capacity_bytes=prog.sram_capacity_bytes,
         instructions=len(prog.instructions), transfers=len(prog.transfers),
-        events=res.events, fidelity="full", program_hash=prog.content_hash())
+        events=res.events, fidelity="full", program_hash=prog.content_hash(),
+        initiation_interval_cycles=initiation_interval(prog))
 
 
 def metrics_pipeline(pp: PipelineProgram) -> StepMetrics:
@@ -212,7 +250,9 @@ def metrics_pipeline(pp: PipelineProgram) -> StepMetrics:
         instrs += len(res.program.instructions)
         transfers += len(res.program.transfers)
         events += res.events
+    interval = max((initiation_interval(pp.templates[k]) for k in pp.templates), default=0)
     for h in pp.handoffs:
+        interval = max(interval, h.serialisation)
         latency += h.cycles
         breakdown["link_serialisation"] += h.serialisation
         breakdown["link_latency"] += sum(h.hop_latency)
@@ -229,4 +269,5 @@ def metrics_pipeline(pp: PipelineProgram) -> StepMetrics:
         breakdown_cycles=breakdown, unit_busy_cycles=units, link_busy_cycles=link_busy,
         links_used=n_links, sram_bytes_per_chip_max=smax, sram_bytes_by_category=scat,
         sram_capacity_bytes=pp.sram_capacity_bytes, instructions=instrs, transfers=transfers,
-        events=events, fidelity="fast", program_hash=pp.content_hash())
+        events=events, fidelity="fast", program_hash=pp.content_hash(),
+        initiation_interval_cycles=interval)

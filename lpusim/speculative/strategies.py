@@ -37,6 +37,12 @@ from lpusim.errors import CapacityError, ConfigError, Issue
 from lpusim.graph import GraphParams, build_decode_graph
 from lpusim.sim import StepMetrics
 from lpusim.speculative.acceptance import AcceptanceModel, MixtureAcceptance, parse_acceptance
+from lpusim.speculative.asynchronous import (
+    AsyncResult,
+    break_even_async,
+    evaluate_async,
+    simulate_async,
+)
 from lpusim.speculative.montecarlo import simulate_passes
 from lpusim.speculative.theory import break_even_acceptance
 from lpusim.step import step_metrics
@@ -137,7 +143,7 @@ def evaluate(sc: ScenarioSpec, baseline: StepMetrics) -> dict[str, Any]:
                             batch=sc.batch, context=sc.context, precision=sc.precision,
                             with_heads=heads, fidelity=sc.fidelity)
 
-    if spec.strategy == "draft":
+    if spec.strategy in ("draft", "async"):
         assert spec.draft_model is not None
         d_chips, d_tp = draft_chip_count(sc)
         draft = step(spec.draft_model, d_chips, d_tp, 1, False)
@@ -176,6 +182,8 @@ def evaluate(sc: ScenarioSpec, baseline: StepMetrics) -> dict[str, Any]:
                                     f"gamma {g} exceeds what this strategy allows ({limit})"))
         gammas = range(g, g + 1)
     base_cycles = baseline.latency_cycles
+    if spec.strategy == "async":
+        return _evaluate_async(sc, acc, gammas, draft, d_chips, overhead, baseline, step)
     best: tuple[float, int, int] | None = None
     curve = []
     tree = spec.tree_width if spec.strategy == "heads" and spec.tree_width else 1
@@ -231,4 +239,74 @@ def evaluate(sc: ScenarioSpec, baseline: StepMetrics) -> dict[str, Any]:
         "monte_carlo_passes": spec.monte_carlo_passes,
         "seed": sc.seed,
         "gamma_curve": curve,
+    }
+
+
+def _evaluate_async(sc: ScenarioSpec, acc: AcceptanceModel, windows: range,
+                    draft: StepMetrics, d_chips: int, overhead: int, baseline: StepMetrics,
+                    step: Any) -> dict[str, Any]:
+    """Continuous asynchronous speculation (`asynchronous.py`): `gamma` is the window, the
+    number of drafted tokens each target run checks (its width)."""
+    spec = sc.speculation
+    assert spec is not None and spec.draft_model is not None
+    clock = sc.system.chip.clock_hz
+    d = draft.latency_cycles
+    best: tuple[float, int, StepMetrics, AsyncResult] | None = None
+    curve = []
+    for k in windows:
+        v = step(sc.model, sc.chips_used, sc.tp, k, False)
+        r = evaluate_async(acc, k, d, v.latency_cycles, overhead, v.initiation_interval_cycles,
+                           clock_hz=clock)
+        curve.append({"gamma": k, "tokens_per_second": r.tokens_per_second,
+                      "expected_tokens_per_pass": r.tokens_per_run, "verify_width": k,
+                      "verify_step_cycles": v.latency_cycles})
+        if best is None or r.tokens_per_second > best[0] * (1 + 1e-12):
+            best = (r.tokens_per_second, k, v, r)
+    assert best is not None
+    tps, k, v, r = best
+    mc = simulate_async(acc, k, spec.monte_carlo_passes, sc.seed, d, v.latency_cycles,
+                        overhead, v.initiation_interval_cycles, clock_hz=clock)
+    us = 1e6 / clock
+    base = baseline.latency_cycles
+    return {
+        "strategy": "async",
+        "gamma": k,
+        "gamma_search": "auto" if spec.gamma == "auto" else "fixed",
+        "expected_tokens_per_pass": r.tokens_per_run,
+        "tokens_per_second": tps,
+        "monte_carlo_tokens_per_second": mc.tokens_per_second,
+        "monte_carlo_mean_tokens_per_pass": mc.mean_tokens_per_run,
+        "tokens_per_pass_histogram": list(mc.histogram),
+        "p50_token_latency_us": mc.p50_token_latency_us,
+        "p99_token_latency_us": mc.p99_token_latency_us,
+        "draft_model": spec.draft_model.name,
+        "draft_chips": d_chips,
+        "pipelined": True,
+        "head_start_us": 0.0,
+        "head_start_probability": 0.0,
+        "total_chips": sc.chips_used + d_chips,
+        "heads": None,
+        "draft_step_us": d * us,
+        "verify_width": k,
+        "tree_width": None,
+        "verify_step_us": v.latency_cycles * us,
+        "baseline_step_us": base * us,
+        "overhead_us": overhead * us,
+        "cost_ratio": d / base,
+        "verify_cost_ratio": v.latency_cycles / base,
+        "break_even_acceptance": break_even_async(k, d, v.latency_cycles, overhead,
+                                                  v.initiation_interval_cycles, base),
+        "acceptance": acc.describe(),
+        "monte_carlo_passes": spec.monte_carlo_passes,
+        "seed": sc.seed,
+        "gamma_curve": curve,
+        "async": {
+            "initiation_interval_us": v.initiation_interval_cycles * us,
+            "runs_in_flight": v.latency_cycles / max(1.0, r.cycle_cycles / max(
+                1.0, r.launched_per_cycle)),
+            "tokens_per_cycle": r.tokens_per_cycle,
+            "cycle_us": r.cycle_cycles * us,
+            "runs_launched_per_token": r.launched_per_cycle / r.tokens_per_cycle,
+            "horizon": r.horizon,
+        },
     }
