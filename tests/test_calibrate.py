@@ -45,6 +45,15 @@ def test_validation_table_rows():
     rows = cal.validate_published()
     assert rows[0]["use"] == "fit" and abs(rows[0]["error_percent"]) < 5
     assert all(r["use"] != "fit" for r in rows[1:])
+    implied = {r["figure"]: r["predicted"] for r in rows if r["use"] == "inference"}
+    assert len(implied) == 2 and all(0 < a < 1 for a in implied.values())
+    # overlapping drafting with verification needs a lower acceptance for the same speed
+    seq, asy = (implied[k] for k in sorted(implied, key=lambda k: "async" in k))
+    assert asy < seq
+    pred = [r for r in rows if r["use"] == "prediction" and r["published"] == 1660.0]
+    assert len(pred) == 2
+    # the implied acceptance brackets the scenario's: one strategy under, one over
+    assert min(r["error_percent"] for r in pred) < 0 < max(r["error_percent"] for r in pred)
     dragonfly = next(r for r in rows if "Dragonfly" in r["figure"])
     assert dragonfly["use"].endswith("holds")
 
