@@ -95,11 +95,18 @@ def _greedy(sizes: list[dict[str, int]], cap: int) -> list[tuple[int, int]] | No
     lo = 0
     n = len(sizes)
     while lo < n:
-        hi = lo + 1
-        if _stage_total(sizes, lo, hi) > cap:
+        # grow the stage block by block, keeping its running total (= _stage_total(lo, hi))
+        w = sizes[lo]["weights"] + sizes[lo]["kv_cache"]
+        a = sizes[lo]["activations"]
+        if w + a > cap:
             return None
-        while hi < n and _stage_total(sizes, lo, hi + 1) <= cap:
-            hi += 1
+        hi = lo + 1
+        while hi < n:
+            w2 = w + sizes[hi]["weights"] + sizes[hi]["kv_cache"]
+            a2 = max(a, sizes[hi]["activations"])
+            if w2 + a2 > cap:
+                break
+            w, a, hi = w2, a2, hi + 1
         out.append((lo, hi))
         lo = hi
     return out

@@ -184,22 +184,28 @@ def initiation_interval(prog: Program) -> int:
 
     lo: dict[tuple, int] = {}
     hi: dict[tuple, int] = {}
-    spans: list[tuple[tuple, int, int]] = [
-        (("u", i.chip, i.unit, st(i.block)), i.issue, i.issue + i.duration)
-        for i in prog.instructions]
+
+    def use(key: tuple, a: int, b: int) -> None:
+        if key in lo:
+            if a < lo[key]:
+                lo[key] = a
+            if b > hi[key]:
+                hi[key] = b
+        else:
+            lo[key], hi[key] = a, b
+
+    for i in prog.instructions:
+        use((i.chip, i.unit, st(i.block)), i.issue, i.issue + i.duration)
+    ret = 0
     for t in prog.transfers:
         if t.op == "token_return":
-            spans.append((("return", t.id), 0, t.serialisation))
+            ret = max(ret, t.serialisation)
             continue
-        for h, lid in enumerate(t.route):
-            s0 = t.hop_start(h)
-            spans.append((("l", lid, st(t.block)), s0, s0 + t.serialisation))
-    for key, a, b in spans:
-        if key not in lo or a < lo[key]:
-            lo[key] = a
-        if key not in hi or b > hi[key]:
-            hi[key] = b
-    return max((hi[k] - lo[k] for k in lo), default=0)
+        s0, stage = t.issue, st(t.block)
+        for lid, lat in zip(t.route, t.hop_latency, strict=True):
+            use((lid, stage), s0, s0 + t.serialisation)
+            s0 += lat
+    return max(ret, max((hi[k] - lo[k] for k in lo), default=0))
 
 
 def _sram(sram: dict[int, dict[str, int]]) -> tuple[int, dict[str, int]]:

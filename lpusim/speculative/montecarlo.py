@@ -114,18 +114,22 @@ def simulate_passes(
     hist = np.bincount(accepted + 1, minlength=gamma + 2)[1:]
     tokens = np.arange(1, gamma + 2)
     total_tokens = int(np.dot(hist, tokens))
-    # per pass: its time, and the tokens it commits (each token gets time / tokens)
+    # per pass: its time, and the tokens it commits (each token gets time / tokens); a pass
+    # is short or not and commits 1..gamma+1 tokens, so tokens are weighed per such pair
     per_tokens = accepted + 1
-    per_pass = np.full(n_passes, cycles, dtype=float)
+    ahead = np.zeros(n_passes, dtype=np.int64)
     total_cycles = n_passes * cycles
     head = _cost(head_start_cycles, "head_start_cycles")
+    saved = min(head, cycles)
     if head > 0 and _cost(head_start_prob, "head_start_prob") > 0:
         u = rng.random(n_passes)
-        ahead = np.zeros(n_passes, dtype=bool)
         ahead[1:] = (accepted[:-1] == gamma) & (u[1:] < head_start_prob)
-        per_pass -= ahead * min(head, cycles)
-        total_cycles -= int(ahead.sum()) * min(head, cycles)
-    latency_us = per_pass / clock * 1e6 / per_tokens
+        total_cycles -= int(ahead.sum()) * saved
+    pairs = np.bincount(ahead * (gamma + 2) + per_tokens, weights=per_tokens,
+                        minlength=2 * (gamma + 2)).astype(np.int64).reshape(2, gamma + 2)
+    short, k = np.nonzero(pairs)
+    weight = pairs[short, k]
+    latency_us = (cycles - short * saved) / clock * 1e6 / k
     return MonteCarloResult(
         gamma=gamma,
         n_passes=n_passes,
@@ -136,6 +140,6 @@ def simulate_passes(
         total_tokens=total_tokens,
         mean_tokens_per_pass=total_tokens / n_passes,
         tokens_per_second=total_tokens * clock / total_cycles,
-        p50_token_latency_us=_weighted_percentile(latency_us, per_tokens, 50),
-        p99_token_latency_us=_weighted_percentile(latency_us, per_tokens, 99),
+        p50_token_latency_us=_weighted_percentile(latency_us, weight, 50),
+        p99_token_latency_us=_weighted_percentile(latency_us, weight, 99),
     )
