@@ -107,3 +107,16 @@ def test_pipelined_drafter_closed_form_and_monte_carlo():
     pass_us = (s["gamma"] * s["draft_step_us"] + s["verify_step_us"] + s["overhead_us"]
                - s["head_start_probability"] * s["head_start_us"])
     assert s["tokens_per_second"] == pytest.approx(s["expected_tokens_per_pass"] * 1e6 / pass_us)
+
+
+def test_verifying_17_positions_costs_little_more_than_one_token():
+    # the weights are read once whatever the width: 17 positions cost ~1.2x one token on the
+    # calibrated default system, and the extra is attention/softmax and link traffic
+    from lpusim.runner import baseline_step, load_scenario
+    sc = load_scenario("llama-3.1-70b-specdec")
+    one, wide = baseline_step(sc, 1), baseline_step(sc, 17)
+    assert 1.0 < wide.latency_cycles / one.latency_cycles < 1.25
+    grew = {k: wide.breakdown_cycles[k] - one.breakdown_cycles[k] for k in one.breakdown_cycles}
+    assert grew["synchronisation"] == 0
+    assert grew["compute_mxm"] < 0.15 * one.breakdown_cycles["compute_mxm"]
+    assert max(grew, key=grew.get) in ("link_serialisation", "compute_vxm")

@@ -179,3 +179,20 @@ def test_killed_report_leaves_no_corrupt_file(serial, tmp_path):
             assert data.rstrip().endswith(b"</html>")
         elif p.suffix == ".json":
             json.loads(data)
+
+
+def test_speedup_plot_has_one_line_per_strategy(tmp_path):
+    from lpusim.report.plots import speedup_vs_acceptance
+
+    def row(strategy, a, speedup):
+        return {"overrides": {"speculation.strategy": strategy, "speculation.acceptance": a},
+                "speedup": speedup,
+                "speculation": {"strategy": strategy, "gamma": 3, "gamma_search": "auto",
+                                "acceptance": {"kind": "constant", "a": a}}}
+
+    rows = [row(s, a, sp) for s, base in (("draft", 1.0), ("async", 2.0))
+            for a, sp in ((0.8, base), (0.9, base + 1))]
+    out = speedup_vs_acceptance(rows, tmp_path)
+    assert out is not None
+    assert out["series"] == {"async, gamma=auto": {"acceptance": [0.8, 0.9], "speedup": [2.0, 3.0]},
+                             "draft, gamma=auto": {"acceptance": [0.8, 0.9], "speedup": [1.0, 2.0]}}

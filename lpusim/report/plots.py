@@ -91,10 +91,12 @@ def _acc_label(acc: dict[str, Any]) -> str:
 
 
 def speedup_vs_acceptance(rows: list[dict[str, Any]], outdir: Path) -> dict[str, Any] | None:
-    """Speedup against constant acceptance, one line per gamma; other swept axes are held at
-    the values of the first point."""
+    """Speedup against constant acceptance, one line per gamma (and per strategy when several
+    were swept); other swept axes are held at the values of the first point."""
+    lines = ("speculation.acceptance", "speculation.gamma", "speculation.strategy")
     held = {k: v for k, v in (rows[0].get("overrides") or {}).items()
-            if k not in ("speculation.acceptance", "speculation.gamma")} if rows else {}
+            if k not in lines} if rows else {}
+    strategies = {(r.get("speculation") or {}).get("strategy") for r in rows} - {None}
     pts: dict[Any, list[tuple[float, float]]] = {}
     for r in rows:
         if any(r.get("overrides", {}).get(k) != v for k, v in held.items()):
@@ -102,7 +104,9 @@ def speedup_vs_acceptance(rows: list[dict[str, Any]], outdir: Path) -> dict[str,
         s = r.get("speculation")
         if not s or s["acceptance"].get("kind") != "constant":
             continue
-        key = s["gamma"] if s.get("gamma_search") == "fixed" else "auto"
+        key: Any = s["gamma"] if s.get("gamma_search") == "fixed" else "auto"
+        if len(strategies) > 1:
+            key = f"{s['strategy']}, gamma={key}"
         pts.setdefault(key, []).append((s["acceptance"]["a"], r["speedup"]))
     pts = {k: sorted(v) for k, v in pts.items() if len({a for a, _ in v}) > 1}
     if not pts:
@@ -113,7 +117,7 @@ def speedup_vs_acceptance(rows: list[dict[str, Any]], outdir: Path) -> dict[str,
     for k in sorted(pts, key=lambda x: (isinstance(x, str), x)):
         a = [p[0] for p in pts[k]]
         sp = [p[1] for p in pts[k]]
-        ax.plot(a, sp, marker="o", ms=3, label=f"gamma={k}")
+        ax.plot(a, sp, marker="o", ms=3, label=k if len(strategies) > 1 else f"gamma={k}")
         series[str(k)] = {"acceptance": a, "speedup": sp}
     ax.axhline(1, color="gray", ls="--", lw=0.8)
     ax.set_xlabel("acceptance probability per drafted token")

@@ -169,8 +169,13 @@ def simulate_async(model: AcceptanceModel, window: int, n_cycles: int, seed: int
     cycles_past = np.cumsum(np.bincount(last, minlength=runs)[::-1])[::-1]   # last >= w
     n_full = np.concatenate((cycles_past[1:], [0]))                          # last > w
     us = 1e6 / clock
-    values = np.concatenate((gaps / window * us, gaps[last] / in_last * us))
-    weights = np.concatenate((n_full * window, in_last)).astype(np.int64)
+    # the cycle-ending runs, weighed once per (run, tokens) pair rather than once per cycle
+    pair = np.bincount(last * (window + 1) + in_last, weights=in_last,
+                       minlength=runs * (window + 1)).astype(np.int64)
+    idx = np.flatnonzero(pair)
+    end_run, end_tokens = idx // (window + 1), idx % (window + 1)
+    values = np.concatenate((gaps / window * us, gaps[end_run] / end_tokens * us))
+    weights = np.concatenate((n_full * window, pair[idx])).astype(np.int64)
     keep = weights > 0
     return AsyncMonteCarlo(
         n_cycles=n_cycles, seed=seed,
