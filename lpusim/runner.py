@@ -51,6 +51,11 @@ class RunResult:
     speedup: float = 1.0
     speculation: dict[str, Any] | None = None
     assumptions: dict[str, Any] = field(default_factory=dict)
+    # serving many users without speculation: independent decode steps interleaved in the
+    # static pipeline, spaced by its initiation interval, each with its own KV cache
+    interleaved_steps: int = 1
+    interleaved_limit: str = ""          # "pipeline" (initiation interval) or "sram" (KV)
+    system_tokens_per_second: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -95,7 +100,20 @@ def run_scenario(scenario: ScenarioSpec | str | os.PathLike[str] = DEFAULT_SCENA
         sram_bytes_by_category=m.sram_bytes_by_category, breakdown_us=m.breakdown_us,
         unit_utilisation=m.unit_utilisation, link_utilisation=m.link_utilisation,
         program_hash=m.program_hash, baseline_tokens_per_second=base_tps, speedup=speedup,
-        speculation=spec, assumptions=assumptions(sysx))
+        speculation=spec, assumptions=assumptions(sysx), **interleaving(m, sc.batch))
+
+
+def interleaving(m: StepMetrics, batch: int) -> dict[str, Any]:
+    """How many independent decode steps (users, or batches of `batch`) the pipeline can carry
+    at once without speculation, what limits it, and the tokens/s of all of them together:
+    steps spaced by the initiation interval never share a unit or link, so each keeps the
+    single-user step time; each needs its own KV cache in SRAM."""
+    by_pipe = max(1, m.latency_cycles // max(1, m.initiation_interval_cycles))
+    by_sram = m.kv_slots if m.kv_slots > 0 else by_pipe
+    n = max(1, min(by_pipe, by_sram))
+    return {"interleaved_steps": n,
+            "interleaved_limit": "pipeline" if by_pipe <= by_sram else "sram",
+            "system_tokens_per_second": n * batch * 1e6 / m.latency_us}
 
 
 def assumptions(system: SystemSpec) -> dict[str, Any]:

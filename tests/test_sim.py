@@ -167,3 +167,30 @@ def test_streamed_operand_violations(issue, duration, why):
     with pytest.raises(ScheduleViolation) as e:
         simulate(stream_program(issue, duration))
     assert why in str(e.value)
+
+
+def test_kv_slots_hand_computed():
+    from lpusim.sim.metrics import kv_slots
+    cap = 100
+    sram = {0: {"weights": 60, "kv_cache": 10, "activations": 5},   # (100 - 65) // 10 = 3
+            1: {"weights": 40, "kv_cache": 20, "activations": 5},   # (100 - 45) // 20 = 2
+            2: {"weights": 90, "kv_cache": 0, "activations": 5}}    # no KV: no limit
+    assert kv_slots(sram, cap) == 2
+    assert kv_slots({0: {"weights": 1}}, cap) == 0
+
+
+def test_interleaved_serving_is_limited_by_pipeline_or_sram():
+    from lpusim import api
+    short = api.run(api.load_scenario("llama-3.1-70b-groqrack-576", {"context": 1024}))
+    big = api.run(api.load_scenario("llama-3.1-70b-groqrack-576", {
+        "context": 1024, "system.chip.mem.slice_capacity_bytes": "5MiB"}))
+    assert short.interleaved_limit == "sram" and big.interleaved_limit == "pipeline"
+    assert short.interleaved_steps < big.interleaved_steps
+    # every interleaved step keeps the single-user step time
+    for r in (short, big):
+        assert r.system_tokens_per_second == pytest.approx(
+            r.interleaved_steps * r.baseline_tokens_per_second)
+    # the pipeline bound: steps spaced by the widest per-stage resource span
+    from lpusim.runner import baseline_step
+    m = baseline_step(api.load_scenario("llama-3.1-70b-groqrack-576", {"context": 1024}))
+    assert big.interleaved_steps == m.latency_cycles // m.initiation_interval_cycles

@@ -41,6 +41,9 @@ class StepMetrics:
     # the least spacing at which a second run of the same program could start without any unit
     # queue or link serving both: the widest span over which one resource is in use
     initiation_interval_cycles: int = 0
+    # how many such steps' KV caches fit next to the weights on the fullest-by-KV chip
+    # (0: the model keeps no KV cache)
+    kv_slots: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -208,6 +211,14 @@ def initiation_interval(prog: Program) -> int:
     return max(ret, max((hi[k] - lo[k] for k in lo), default=0))
 
 
+def kv_slots(sram: dict[int, dict[str, int]], capacity: int) -> int:
+    """Independent KV caches (one per step in flight) that fit on every chip beside its
+    weights and buffers: min over chips of (capacity - other bytes) // KV bytes."""
+    slots = [(capacity - (sum(c.values()) - c.get("kv_cache", 0))) // c["kv_cache"]
+             for c in sram.values() if c.get("kv_cache", 0) > 0]
+    return max(0, min(slots)) if slots else 0
+
+
 def _sram(sram: dict[int, dict[str, int]]) -> tuple[int, dict[str, int]]:
     if not sram:
         return 0, {}
@@ -227,7 +238,8 @@ def metrics_full(prog: Program) -> StepMetrics:
         sram_bytes_by_category=scat, sram_capacity_bytes=prog.sram_capacity_bytes,
         instructions=len(prog.instructions), transfers=len(prog.transfers),
         events=res.events, fidelity="full", program_hash=prog.content_hash(),
-        initiation_interval_cycles=initiation_interval(prog))
+        initiation_interval_cycles=initiation_interval(prog),
+        kv_slots=kv_slots(prog.sram_bytes, prog.sram_capacity_bytes))
 
 
 def metrics_pipeline(pp: PipelineProgram) -> StepMetrics:
@@ -276,4 +288,5 @@ def metrics_pipeline(pp: PipelineProgram) -> StepMetrics:
         links_used=n_links, sram_bytes_per_chip_max=smax, sram_bytes_by_category=scat,
         sram_capacity_bytes=pp.sram_capacity_bytes, instructions=instrs, transfers=transfers,
         events=events, fidelity="fast", program_hash=pp.content_hash(),
-        initiation_interval_cycles=interval)
+        initiation_interval_cycles=interval,
+        kv_slots=kv_slots(pp.sram_bytes, pp.sram_capacity_bytes))
