@@ -120,3 +120,28 @@ def test_verifying_17_positions_costs_little_more_than_one_token():
     assert grew["synchronisation"] == 0
     assert grew["compute_mxm"] < 0.15 * one.breakdown_cycles["compute_mxm"]
     assert max(grew, key=grew.get) in ("link_serialisation", "compute_vxm")
+
+
+@pytest.mark.parametrize("strategy", ["draft", "async"])
+def test_pruned_gamma_search_finds_the_exhaustive_optimum(strategy):
+    # the search stops early on a bound; evaluating every gamma one by one agrees
+    base = {"speculation.strategy": strategy, "speculation.max_gamma": 20,
+            "speculation.monte_carlo_passes": 100}
+    for a in (0.6, 0.9):
+        auto = api.run(api.load_scenario("llama-3.1-70b-specdec",
+                                         {**base, "speculation.acceptance": a}))
+        each = [api.run(api.load_scenario("llama-3.1-70b-specdec", {
+            **base, "speculation.acceptance": a, "speculation.gamma": g})).tokens_per_second
+            for g in range(1, 21)]
+        assert auto.speculation["gamma"] == 1 + each.index(max(each))
+        assert auto.tokens_per_second == max(each)
+
+
+def test_verification_never_gets_cheaper_with_width():
+    # what the early stop of the gamma search rests on
+    from lpusim.runner import baseline_step, load_scenario
+    for name, ov in (("llama-3.1-70b-specdec", {}),
+                     ("llama-3.1-70b-groqrack-576", {"model": "llama-3.2-1b", "chips": 8})):
+        sc = load_scenario(name, ov)
+        lat = [baseline_step(sc, w).latency_cycles for w in range(1, 22)]
+        assert all(a <= b for a, b in zip(lat, lat[1:], strict=False)), lat
