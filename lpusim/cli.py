@@ -101,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="draft step time / target step time (c)")
     p.add_argument("--gamma", help="draft length (default: the optimum)")
     p.add_argument("--max-gamma", type=int, default=64)
+    p.add_argument("--pipeline-stages", type=int,
+                   help="also the speedup of asynchronous speculation (window 1) on a target "
+                        "pipeline of this many equal stages")
     _format_arg(p)
 
     p = sub.add_parser("sweep", help="run a parameter grid in parallel, one JSON line per point")
@@ -352,9 +355,19 @@ def cmd_speculate(args: argparse.Namespace) -> int:
         s = speedup(acc, g, c)
     except ValueError as err:
         raise ConfigError(Issue("command line", None, None, "--gamma", str(err))) from None
-    emit({"acceptance": acc.describe(), "cost_ratio": c, "gamma": g,
-          "expected_tokens_per_pass": e, "speedup": s, "optimal_gamma": best_g,
-          "optimal_speedup": best_s}, args.format)
+    out = {"acceptance": acc.describe(), "cost_ratio": c, "gamma": g,
+           "expected_tokens_per_pass": e, "speedup": s, "optimal_gamma": best_g,
+           "optimal_speedup": best_s}
+    if args.pipeline_stages is not None:
+        from lpusim.speculative.asynchronous import evaluate_async
+        stages = args.pipeline_stages
+        if not 1 <= stages <= 10**6:
+            raise ConfigError(Issue("command line", None, None, "--pipeline-stages",
+                                    f"must be between 1 and 1000000, got {stages}"))
+        # one target step = 1; a run of window 1 costs one step; runs at least 1/stages apart
+        r = evaluate_async(acc, 1, c, 1.0, 0.0, 1.0 / stages, clock_hz=1.0)
+        out.update({"pipeline_stages": stages, "async_speedup": r.tokens_per_second})
+    emit(out, args.format)
     return 0
 
 

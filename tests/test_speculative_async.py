@@ -147,3 +147,21 @@ def test_async_histogram_counts_runs():
     assert sum(m.histogram) >= 10_000
     tokens = np.dot(m.histogram, [1, 2])
     assert m.mean_tokens_per_run == pytest.approx(tokens / sum(m.histogram))
+
+
+def test_cli_speculate_async_textbook():
+    import json
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-m", "lpusim.cli", "speculate", "--acceptance", "0.9",
+                          "--cost-ratio", "0.03", "--pipeline-stages", "72", "--format", "json"],
+                         capture_output=True, text=True, check=True).stdout
+    d = json.loads(out)
+    # window 1, drafter slower than a stage: 1 / ((1 - a) + a c) target steps per token
+    assert d["async_speedup"] == pytest.approx(1 / (0.1 + 0.9 * 0.03), rel=1e-9)
+    assert d["gamma"] == 16 and d["async_speedup"] > d["speedup"]
+    # a drafter faster than a stage is throttled by the pipeline: at a = 1, one token a stage
+    out = subprocess.run([sys.executable, "-m", "lpusim.cli", "speculate", "--acceptance", "1",
+                          "--cost-ratio", "0", "--pipeline-stages", "10", "--format", "json"],
+                         capture_output=True, text=True, check=True).stdout
+    assert json.loads(out)["async_speedup"] == pytest.approx(10, rel=0.01)
