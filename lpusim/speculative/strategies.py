@@ -10,6 +10,10 @@ Step latencies are not assumed: each comes from compiling and simulating a real 
   equals the target's bonus token (probability a_(gamma+1)); when the bet holds the next
   pass is shorter by min(gamma draft steps, the verification and overhead). Expected pass
   time: gamma*T_draft + T_verify + overhead - S_gamma * a_(gamma+1) * head start.
+- `async`: the same drafter, never waiting for a verdict: every `gamma` drafted tokens enter
+  the target as one run of width gamma while earlier runs are still in its pipeline, spaced by
+  the target step's initiation interval; a rejection cancels the runs behind it
+  (`asynchronous.py`, PipeInfer-style continuous asynchronous speculation).
 - `heads`: Medusa-style heads on the target. Each pass is one target step that verifies the
   previous proposals and computes the next ones; no drafter, no overhead beyond the step.
   Chain verification checks gamma <= K tokens (width gamma+1). Tree verification (`tree_width`
@@ -324,8 +328,8 @@ def _evaluate_async(sc: ScenarioSpec, acc: AcceptanceModel, windows: range,
         "gamma_curve": curve,
         "async": {
             "initiation_interval_us": v.initiation_interval_cycles * us,
-            "runs_in_flight": v.latency_cycles / max(1.0, r.cycle_cycles / max(
-                1.0, r.launched_per_cycle)),
+            # one step's latency over the mean spacing of launches
+            "runs_in_flight": v.latency_cycles * r.launched_per_cycle / r.cycle_cycles,
             "tokens_per_cycle": r.tokens_per_cycle,
             "cycle_us": r.cycle_cycles * us,
             "runs_launched_per_token": r.launched_per_cycle / r.tokens_per_cycle,
