@@ -86,6 +86,8 @@ def test_fast_and_full_fidelity_agree_exactly(model, sysname, chips, positions):
     assert fast.latency_cycles == full.latency_cycles
     assert fast.breakdown_cycles == full.breakdown_cycles
     assert sum(full.breakdown_cycles.values()) == full.latency_cycles
+    assert fast.initiation_interval_cycles == full.initiation_interval_cycles > 0
+    assert fast.kv_slots == full.kv_slots >= 1
 
 
 def test_more_link_bandwidth_never_slower():
