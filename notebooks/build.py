@@ -150,6 +150,13 @@ for ctx in (2048, 8192, 32768, 131072):
     sc = api.load_scenario("llama-3.1-70b-groqrack-576", {"model": m, "chips": p["recommended_chips"]})
     r = api.run(sc)
     print(f"{model.name:16s} on {r.chips:4d} chips: {r.tokens_per_second:6.0f} tokens/s per user, {r.stages} stages")"""),
+(M, """Serving many users. At batch 1 each pipeline stage is busy for only a small slice of a step, so independent users' decode steps can follow each other through the static pipeline, spaced by its initiation interval. Each needs its own KV cache, and on an SRAM-only machine that is the binding limit at long contexts. lpusim reports how many fit, what limits them, and their total tokens/s (without speculation)."""),
+(C, """for ctx in (1024, 4096, 8192):
+    for label, slice_bytes in (("230 MB", "2.5MiB"), ("2x SRAM", "5MiB")):
+        r = api.run(api.load_scenario("llama-3.1-70b-groqrack-576",
+                                      {"context": ctx, "system.chip.mem.slice_capacity_bytes": slice_bytes}))
+        print(f"context {ctx:5d}, {label:8s}: {r.interleaved_steps:3d} users at {r.tokens_per_second:.0f} tokens/s each "
+              f"(limit: {r.interleaved_limit}), {r.system_tokens_per_second:8,.0f} tokens/s in total")"""),
 (M, """Llama 3.1 405B needs 2,048 chips at tensor parallelism 16; `workloads/scenarios/llama-3.1-405b-groqrack-2304.yaml` runs it (about 15 s, because a stage spanning two nodes is simulated in full)."""),
 ], "notebooks/03_capacity_planning.ipynb")
 
