@@ -157,7 +157,7 @@ for ctx in (2048, 8192, 32768, 131072):
                                       {"context": ctx, "system.chip.mem.slice_capacity_bytes": slice_bytes}))
         print(f"context {ctx:5d}, {label:8s}: {r.interleaved_steps:3d} users at {r.tokens_per_second:.0f} tokens/s each "
               f"(limit: {r.interleaved_limit}), {r.system_tokens_per_second:8,.0f} tokens/s in total")"""),
-(M, """Llama 3.1 405B needs 2,048 chips at tensor parallelism 16; `workloads/scenarios/llama-3.1-405b-groqrack-2304.yaml` runs it (about 15 s, because a stage spanning two nodes is simulated in full)."""),
+(M, """Llama 3.1 405B needs 2,048 chips at tensor parallelism 16; `workloads/scenarios/llama-3.1-405b-groqrack-2304.yaml` runs it (a few seconds a step, because stages spanning two nodes end at slightly different times on different chips and are simulated in full; their all-reduces are hierarchical: inside each node, then one exchange between the nodes)."""),
 ], "notebooks/03_capacity_planning.ipynb")
 
 nb([

@@ -201,3 +201,38 @@ def test_bigger_sram_halves_the_70b_chip_count():
     p1 = api.plan(api.load_model("llama-3.1-70b"), chip())
     p2 = api.plan(api.load_model("llama-3.1-70b"), api.load_chip("groq3-lp30"))
     assert p1["min_chips"] == 336 and p2["min_chips"] == 168
+
+
+def test_all_reduce_across_two_nodes_is_hierarchical():
+    s = system("groqrack-576")
+    m = ModelSpec(name="t", layers=1, hidden_size=8192, ffn_size=8192, heads=64, kv_heads=8,
+                  head_dim=128, vocab_size=1000, max_context=16)
+    g = build_decode_graph(m, GraphParams(context=1))
+    pl = place(g, s.chip, 16, 16)
+    links = build_link_graph(s, 16)
+    lw = Lowerer(g, s, pl, links)
+    for c in range(16):
+        lw.instr(c, "p", 0, Cost("mxm", 1, 0, 0, "compute_mxm"), ())
+    nbytes = 16384
+    out = lw.all_reduce(tuple(range(16)), {c: c for c in range(16)}, nbytes, "ar", 0)
+    prog = schedule(lw.tasks, name="ar", system=s, links=links, chips=tuple(range(16)),
+                    pl=None, meta={})
+    verify_program(prog)
+    # only the exchange crosses between the nodes: each chip's reduced eighth, once each way
+    glob = {lk.id for lk in links.links if lk.kind == "global"}
+    crossing = [t for t in prog.transfers if glob & set(t.route)]
+    assert {t.op for t in crossing} == {"ar.exchange"}
+    assert sum(t.nbytes for t in crossing) == 16 * (nbytes // 8)
+    # every chip's result depends on every chip's partial sum
+    deps = {t.id: set(t.deps) for t in (*prog.instructions, *prog.transfers)}
+
+    def ancestors(i, seen=None):
+        seen = set() if seen is None else seen
+        for d in deps[i]:
+            if d not in seen:
+                seen.add(d)
+                ancestors(d, seen)
+        return seen
+
+    for c in range(16):
+        assert set(range(16)) <= ancestors(out[c]) | {out[c]}

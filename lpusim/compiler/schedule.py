@@ -69,13 +69,53 @@ class Lowerer:
 
     def all_reduce(self, chips: tuple[int, ...], ready: dict[int, int], nbytes: int, name: str,
                    block: int) -> dict[int, int]:
-        """Reduce-scatter + all-gather over the direct links; returns chip -> ready task."""
-        tp = len(chips)
-        if tp == 1:
+        """Reduce-scatter + all-gather over the direct links; returns chip -> ready task.
+
+        A group spanning several nodes of equal size m is reduced hierarchically: a
+        reduce-scatter inside each node (chunks of 1/m), an exchange of each reduced chunk with
+        the chips holding the same chunk in the other nodes, then an all-gather inside each
+        node. Only 1/m of the tensor per chip crosses between nodes, instead of every chip's
+        share for every chip of the other nodes."""
+        if len(chips) == 1:
             return dict(ready)
-        chunk = ceil_div(nbytes, tp)
+        nodes: dict[int, list[int]] = {}
+        for c in chips:
+            nodes.setdefault(self.links.node_of(c), []).append(c)
+        groups = [tuple(g) for _n, g in sorted(nodes.items())]
+        if len(groups) == 1 or len({len(g) for g in groups}) != 1:
+            groups = [tuple(chips)]
+        m = len(groups[0])
+        chunk = ceil_div(nbytes, m)
+        red: dict[int, int] = {}
+        for g in groups:
+            red.update(self._reduce_scatter(g, ready, chunk, f"{name}.reduce_scatter",
+                                            f"{name}.reduce", block))
+        if len(groups) > 1:
+            act = self.g.params.precision.activations
+            elems = max(1, chunk // max(1, dtype_bytes(act, 1)))
+            for i in range(m):
+                peers = [g[i] for g in groups]
+                got = {c: [self.transfer(d, c, self.direct(d, c), chunk, f"{name}.exchange",
+                                         block, (red[d],), stream=(red[d],))
+                           for d in peers if d != c] for c in peers}
+                for c in peers:
+                    red[c] = self.instr(c, f"{name}.combine", block,
+                                        vxm_cost(self.chip, elems * (len(peers) - 1), 1, act),
+                                        (red[c], *got[c]), stream=(red[c], *got[c]))
+        out: dict[int, int] = {}
+        for g in groups:
+            out.update(self._all_gather(g, red, chunk, f"{name}.all_gather", f"{name}.assemble",
+                                        block))
+        return out
+
+    def _reduce_scatter(self, chips: tuple[int, ...], ready: dict[int, int], chunk: int,
+                        xname: str, rname: str, block: int) -> dict[int, int]:
+        """Each chip sends its partial of every peer's chunk to that peer, which adds them
+        up: chip -> the task holding its reduced chunk."""
         act = self.g.params.precision.activations
         elems = max(1, chunk // max(1, dtype_bytes(act, 1)))
+        if len(chips) == 1:
+            return {chips[0]: ready[chips[0]]}
         rs: dict[int, list[int]] = {c: [] for c in chips}
         for a in chips:
             for b in chips:
@@ -83,24 +123,25 @@ class Lowerer:
                     # each peer's chunk leaves as the producer emits it (the compiler orders
                     # output column blocks round-robin over the peers), so the scatter
                     # overlaps the matmul that makes the partial sums
-                    rs[b].append(self.transfer(a, b, self.direct(a, b), chunk,
-                                               f"{name}.reduce_scatter", block, (ready[a],),
-                                               stream=(ready[a],)))
+                    rs[b].append(self.transfer(a, b, self.direct(a, b), chunk, xname, block,
+                                               (ready[a],), stream=(ready[a],)))
         # the reduction adds vectors as they arrive, and sends each reduced vector on at once
-        red = {c: self.instr(c, f"{name}.reduce", block,
-                             vxm_cost(self.chip, elems * (tp - 1), 1, act),
-                             (ready[c], *rs[c]), stream=(ready[c], *rs[c])) for c in chips}
+        return {c: self.instr(c, rname, block,
+                              vxm_cost(self.chip, elems * (len(chips) - 1), 1, act),
+                              (ready[c], *rs[c]), stream=(ready[c], *rs[c])) for c in chips}
+
+    def _all_gather(self, chips: tuple[int, ...], red: dict[int, int], chunk: int, xname: str,
+                    aname: str, block: int) -> dict[int, int]:
+        """Every chip sends its reduced chunk to its peers: chip -> the task holding all."""
         ag: dict[int, list[int]] = {c: [] for c in chips}
         for a in chips:
             for b in chips:
                 if a != b:
-                    ag[b].append(self.transfer(a, b, self.direct(a, b), chunk,
-                                               f"{name}.all_gather", block, (red[a],),
-                                               stream=(red[a],)))
+                    ag[b].append(self.transfer(a, b, self.direct(a, b), chunk, xname, block,
+                                               (red[a],), stream=(red[a],)))
         # a chip's full result: its own reduced chunk plus every peer's
-        return {c: self.instr(c, f"{name}.assemble", block,
-                              Cost("icu", 1, 0, 0, "synchronisation"), (red[c], *ag[c]))
-                for c in chips}
+        return {c: self.instr(c, aname, block, Cost("icu", 1, 0, 0, "synchronisation"),
+                              (red[c], *ag[c])) for c in chips}
 
     # a stage -------------------------------------------------------------------------
     def handoff_plan(self, s: int) -> list[tuple[int, int, list[int]]]:
