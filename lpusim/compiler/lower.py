@@ -5,10 +5,9 @@ Costs come from the chip spec only:
   over the planes. Per plane the first tile is loaded (tile bytes over `weight_load_streams`
   streams of one vector per cycle), then each tile costs max(load of the next tile, install +
   m activation vectors x the precision slowdown): loading overlaps compute. The slowdown
-  applies when either operand is 16 bits or wider (FP16 activations against INT8 weights
-  need the FP16 datapath); 8-bit formats (INT8, FP8 stored as block floating point) run on the
-  INT8 array. The MEM slices must
-  also supply the tile bytes; the busier of the two bounds the op.
+  applies when either operand is 16 bits or wider (FP16 activations against INT8 weights need
+  the FP16 datapath); 8-bit formats (INT8, FP8 stored as block floating point) run on the INT8
+  array. The MEM slices must also supply the tile bytes; the busier of the two bounds the op.
 - VXM: one element per lane per ALU op for any width up to 32 bits (INT8 on one byte stream,
   FP16/FP32 on stream groups of two or four, ISCA 2020), so an op costs ceil(elements / lanes)
   vectors x ALU ops per element over the ALUs per lane, plus the transcendental issue interval

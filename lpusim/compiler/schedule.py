@@ -112,10 +112,10 @@ class Lowerer:
                         xname: str, rname: str, block: int) -> dict[int, int]:
         """Each chip sends its partial of every peer's chunk to that peer, which adds them
         up: chip -> the task holding its reduced chunk."""
-        act = self.g.params.precision.activations
-        elems = max(1, chunk // max(1, dtype_bytes(act, 1)))
         if len(chips) == 1:
             return {chips[0]: ready[chips[0]]}
+        act = self.g.params.precision.activations
+        elems = max(1, chunk // max(1, dtype_bytes(act, 1)))
         rs: dict[int, list[int]] = {c: [] for c in chips}
         for a in chips:
             for b in chips:

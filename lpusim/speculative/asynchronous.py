@@ -34,7 +34,6 @@ guesses: at acceptance 0 it decodes exactly as fast as without speculation.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -63,7 +62,7 @@ def launch_cycles(window: int, runs: int, draft: float, overhead: float,
 
 @dataclass(frozen=True)
 class AsyncResult:
-    """Closed-form (or sampled) outcome of continuous asynchronous speculation."""
+    """Closed-form outcome of continuous asynchronous speculation (means per cycle)."""
 
     window: int
     tokens_per_second: float
@@ -73,9 +72,6 @@ class AsyncResult:
     launched_per_cycle: float        # runs started, cancelled ones included
     tokens_per_run: float            # per run that commits (the "pass" of this strategy)
     horizon: int
-
-    def describe(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
 def _costs(draft: float, verify: float, overhead: float, interval: float,
