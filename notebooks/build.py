@@ -1,10 +1,15 @@
 """Writes the what-if notebooks (unexecuted; `tests/test_notebooks.py` runs them).
 
-Run from the repository root: `python notebooks/build.py`. Edit the cells here, not in the
-.ipynb files, so that the notebooks stay reviewable as code.
+Run from the repository root: `python notebooks/build.py [OUTDIR]` (default: notebooks/). Edit
+the cells here, not in the .ipynb files, so that the notebooks stay reviewable as code; a test
+checks that the committed notebooks are what this script writes.
 """
 
 import json
+import sys
+from pathlib import Path
+
+OUT = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent
 
 
 def nb(cells, path):
@@ -18,7 +23,7 @@ def nb(cells, path):
             c["outputs"] = []
             c["execution_count"] = None
         out["cells"].append(c)
-    with open(path, "w") as f:
+    with open(OUT / Path(path).name, "w") as f:
         f.write(json.dumps(out, indent=1) + "\n")
 
 

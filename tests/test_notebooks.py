@@ -21,3 +21,14 @@ def test_notebook_executes(path):
 
 def test_notebooks_exist():
     assert NOTEBOOKS
+
+
+def test_notebooks_are_what_the_generator_writes(tmp_path):
+    import subprocess
+    import sys
+    src = Path(__file__).parent.parent / "notebooks"
+    subprocess.run([sys.executable, str(src / "build.py"), str(tmp_path)], check=True)
+    made = sorted(p.name for p in tmp_path.glob("*.ipynb"))
+    assert made == [p.name for p in NOTEBOOKS]
+    for name in made:
+        assert (tmp_path / name).read_text() == (src / name).read_text(), name
