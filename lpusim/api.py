@@ -44,8 +44,8 @@ def describe_scenario(sc: ScenarioSpec) -> dict[str, Any]:
     """The resolved scenario as plain data (what `run -o` saves next to the result)."""
     return {"name": sc.name, "model": _plain(sc.model), "system": _plain(sc.system),
             "chips": sc.chips_used, "tensor_parallel": sc.tp, "batch": sc.batch,
-            "context": sc.context, "precision": _plain(sc.precision),
-            "fidelity": sc.fidelity, "seed": sc.seed,
+            "context": sc.context, "context_window": sc.context_window,
+            "precision": _plain(sc.precision), "fidelity": sc.fidelity, "seed": sc.seed,
             "speculation": _plain(sc.speculation) if sc.speculation else None}
 
 
@@ -100,6 +100,7 @@ def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
     return {"kind": "scenario", "name": sc.name, "model": sc.model.name,
             "system": sc.system.name, "chip": sc.system.chip.name, "chips": sc.chips_used,
             "tensor_parallel": sc.tp, "batch": sc.batch, "context": sc.context,
+            "context_window": sc.context_window or sc.context,
             "precision": _plain(sc.precision), "fidelity": sc.fidelity,
             "speculation": _plain(sc.speculation) if sc.speculation else None,
             "model_derived": sc.model.derived(sc.precision.weights, sc.precision.kv),

@@ -147,7 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--system", help="system name or file")
         p.add_argument("--chips", type=int, help="use the first N chips of the system")
         p.add_argument("--batch", type=int)
-        p.add_argument("--context", type=int)
+        p.add_argument("--context", type=int, help="tokens in the KV cache at the measured step")
+        p.add_argument("--context-window", type=int,
+                       help="KV cache reserved per sequence (default: the context)")
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override any scenario field by dotted path (repeatable)")
         if name == "run":
@@ -203,7 +205,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         val = getattr(args, key, None)
         if val is not None:
             ov[key] = _ref(flag, kind, val)
-    for key in ("chips", "batch", "context", "fidelity"):
+    for key in ("chips", "batch", "context", "context_window", "fidelity"):
         val = getattr(args, key, None)
         if val is not None:
             ov[key] = val
@@ -484,7 +486,8 @@ def cmd_trace(args: argparse.Namespace) -> int:
         blocks = range(layers.start + 1, layers.stop + 1)     # block 0 is the embedding
     sc = _scenario(args)
     g = build_decode_graph(sc.model, GraphParams(batch=sc.batch, context=sc.context,
-                                                 precision=sc.precision))
+                                                 precision=sc.precision,
+                                                 context_window=sc.context_window))
     prog = compile_program(g, sc.system, chips=sc.chips_used, tp=sc.tp, name=sc.name)
     res = simulate(prog)
     write_atomic(args.output, trace_json(res, chips=chips, blocks=blocks))

@@ -53,6 +53,7 @@ class RunResult:
     assumptions: dict[str, Any] = field(default_factory=dict)
     # serving many users without speculation: independent decode steps interleaved in the
     # static pipeline, spaced by its initiation interval, each with its own KV cache
+    context_window: int = 0              # KV cache reserved per sequence (tokens)
     interleaved_steps: int = 1
     interleaved_limit: str = ""          # "pipeline" (initiation interval) or "sram" (KV)
     system_tokens_per_second: float = 0.0
@@ -71,7 +72,8 @@ def baseline_step(sc: ScenarioSpec, positions: int = 1, with_heads: bool = False
     """The simulated decode step of the scenario's target model at a given width."""
     return step_metrics(sc.model, sc.system, chips=sc.chips_used, tp=sc.tp,
                         positions=positions, batch=sc.batch, context=sc.context,
-                        precision=sc.precision, with_heads=with_heads, fidelity=sc.fidelity)
+                        precision=sc.precision, with_heads=with_heads, fidelity=sc.fidelity,
+                        context_window=sc.context_window)
 
 
 def run_scenario(scenario: ScenarioSpec | str | os.PathLike[str] = DEFAULT_SCENARIO
@@ -100,7 +102,8 @@ def run_scenario(scenario: ScenarioSpec | str | os.PathLike[str] = DEFAULT_SCENA
         sram_bytes_by_category=m.sram_bytes_by_category, breakdown_us=m.breakdown_us,
         unit_utilisation=m.unit_utilisation, link_utilisation=m.link_utilisation,
         program_hash=m.program_hash, baseline_tokens_per_second=base_tps, speedup=speedup,
-        speculation=spec, assumptions=assumptions(sysx), **interleaving(m, sc.batch))
+        speculation=spec, assumptions=assumptions(sysx),
+        context_window=sc.context_window or sc.context, **interleaving(m, sc.batch))
 
 
 def interleaving(m: StepMetrics, batch: int) -> dict[str, Any]:

@@ -54,11 +54,11 @@ def _gc_paused() -> Iterator[None]:
 def step_metrics(model: ModelSpec, system: SystemSpec, *, chips: int, tp: int,
                  positions: int = 1, batch: int = 1, context: int = 8192,
                  precision: PrecisionSpec = _DEFAULT_PRECISION, with_heads: bool = False,
-                 fidelity: str = "fast") -> StepMetrics:
+                 fidelity: str = "fast", context_window: int | None = None) -> StepMetrics:
     """Latency and metrics of one decode step of `model` on the first `chips` of `system`."""
     inputs = dict(model=model, system=system, chips=chips, tp=tp, positions=positions,
                   batch=batch, context=context, precision=precision, with_heads=with_heads,
-                  fidelity=fidelity)
+                  fidelity=fidelity, context_window=context_window)
     where = _disk_path(inputs)
     if where is not None:
         hit = _disk_load(where)
@@ -118,10 +118,11 @@ def _disk_store(path: Path, m: StepMetrics) -> None:
 
 def _step(model: ModelSpec, system: SystemSpec, *, chips: int, tp: int, positions: int,
           batch: int, context: int, precision: PrecisionSpec, with_heads: bool,
-          fidelity: str) -> StepMetrics:
+          fidelity: str, context_window: int | None) -> StepMetrics:
     graph = build_decode_graph(model, GraphParams(positions=positions, batch=batch,
                                                   context=context, precision=precision,
-                                                  with_heads=with_heads))
+                                                  with_heads=with_heads,
+                                                  context_window=context_window))
     if fidelity == "full":
         return metrics_full(compile_program(graph, system, chips=chips, tp=tp))
     try:

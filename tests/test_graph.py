@@ -105,3 +105,22 @@ def test_moe_reads_only_active_experts():
     g = build_decode_graph(m, GraphParams(context=1))
     assert g.total("weight_bytes") == pytest.approx(m.total_params, rel=1e-3)
     assert g.total("weight_read_bytes") < 0.3 * g.total("weight_bytes")
+
+
+def test_context_window_reserves_sram_but_attention_follows_the_context():
+    from lpusim import api
+    from lpusim.errors import ConfigError
+    base = "llama-3.1-70b-groqrack-576"
+    short = api.run(api.load_scenario(base, {"context": 1024, "context_window": 8192}))
+    full = api.run(api.load_scenario(base, {"context": 8192}))
+    short_reserved_small = api.run(api.load_scenario(base, {"context": 1024}))
+    # SRAM is set by the window (8,192 reserved vs 8,193 = context + the new token)
+    kv = full.sram_bytes_by_category["kv_cache"]
+    assert short.sram_bytes_by_category["kv_cache"] * 8193 == kv * 8192
+    assert short.interleaved_steps == full.interleaved_steps
+    # attention, and so the step, follows the tokens actually in the cache
+    assert short.step_latency_us < full.step_latency_us
+    assert short.step_latency_us == short_reserved_small.step_latency_us
+    assert short_reserved_small.interleaved_steps > short.interleaved_steps
+    with pytest.raises(ConfigError, match="context 9000 exceeds the context_window 8192"):
+        api.load_scenario(base, {"context": 9000, "context_window": 8192})

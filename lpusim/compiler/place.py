@@ -40,7 +40,7 @@ def op_sram(op: Op, graph: DecodeGraph, tp: int) -> dict[str, int]:
     if op.kind == "kv_append":
         p = graph.params
         m = graph.model
-        tokens = p.context + p.positions
+        tokens = p.kv_reserved_tokens
         out["kv_cache"] = dtype_bytes(p.precision.kv, p.batch * tokens * 2
                                       * kv_heads_per_chip(op, tp) * m.head_dim)
     return out

@@ -449,7 +449,11 @@ class ScenarioSpec:
     chips: int | None = spec_field("int", None, min=1, max=BIG)
     tensor_parallel: int | None = spec_field("int", None, min=1, max=4096)
     batch: int = spec_field("int", 1, min=1, max=65_536)
-    context: int = spec_field("int", 8192, min=1, max=10**8)
+    context: int = spec_field("int", 8192, min=1, max=10**8,
+                              doc="tokens in the KV cache at the measured step")
+    context_window: int | None = spec_field("int", None, min=1, max=10**8,
+                                            doc="KV cache reserved in SRAM per sequence "
+                                                "(default: context)")
     precision: PrecisionSpec = nested_field(PrecisionSpec)
     fidelity: str = spec_field("enum", "fast", choices=("fast", "full"))
     seed: int = spec_field("int", 0, min=0, max=2**63 - 1)
@@ -471,6 +475,14 @@ class ScenarioSpec:
         if self.context > self.model.max_context:
             out.append((("context",), f"context {self.context} exceeds the model's "
                                       f"max_context {self.model.max_context}"))
+        if self.context_window is not None:
+            if self.context_window > self.model.max_context:
+                out.append((("context_window",), f"context_window {self.context_window} "
+                                                 f"exceeds the model's max_context "
+                                                 f"{self.model.max_context}"))
+            if self.context > self.context_window:
+                out.append((("context",), f"context {self.context} exceeds the "
+                                          f"context_window {self.context_window}"))
         if self.speculation is not None and self.speculation.strategy in ("draft", "async") \
                 and self.speculation.draft_model is None:
             out.append((("speculation", "draft_model"),

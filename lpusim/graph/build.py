@@ -28,9 +28,16 @@ class GraphParams:
 
     positions: int = 1
     batch: int = 1
-    context: int = 8192
+    context: int = 8192        # tokens in each sequence's KV cache before this step (attended)
     precision: PrecisionSpec = field(default_factory=PrecisionSpec)
     with_heads: bool = False   # include the model's speculative heads
+    context_window: int | None = None   # KV cache reserved per sequence; None: context
+
+    @property
+    def kv_reserved_tokens(self) -> int:
+        """Tokens of KV cache held in SRAM per sequence: the window, and never less than this
+        step needs."""
+        return max(self.context_window or 0, self.context + self.positions)
 
 
 @dataclass
@@ -212,7 +219,8 @@ class _Builder:
         for e in range(active):
             # each active expert sees `rows` tokens; weights of all E experts are resident
             self.p = GraphParams(positions=rows, batch=1, context=saved.context,
-                                 precision=saved.precision)
+                                 precision=saved.precision,
+                                 context_window=saved.context_window)
             ep = f"{pre}expert{e}."
             g = self.matmul(ep + "gate_proj", f, m.hidden_size, m.ffn_size, "column")
             u = self.matmul(ep + "up_proj", f, m.hidden_size, m.ffn_size, "column")

@@ -95,8 +95,9 @@ def acceptance_of(sc: ScenarioSpec) -> AcceptanceModel:
 
 @lru_cache(maxsize=256)
 def _min_chips(model: Any, chip: Any, tp: int, batch: int, context: int,
-               precision: Any) -> int | None:
-    g = build_decode_graph(model, GraphParams(batch=batch, context=context, precision=precision))
+               precision: Any, context_window: int | None = None) -> int | None:
+    g = build_decode_graph(model, GraphParams(batch=batch, context=context, precision=precision,
+                                              context_window=context_window))
     return minimum_chips(g, chip, tp)
 
 
@@ -112,7 +113,8 @@ def draft_chip_count(sc: ScenarioSpec) -> tuple[int, int]:
             raise ConfigError(Issue(sc.file or "scenario", None, None, "speculation.draft_chips",
                                     f"{n} chips are not whole groups of {tp}"))
         return n, tp
-    n = _min_chips(spec.draft_model, sc.system.chip, tp, sc.batch, sc.context, sc.precision)
+    n = _min_chips(spec.draft_model, sc.system.chip, tp, sc.batch, sc.context, sc.precision,
+                   sc.context_window)
     if n is None:
         raise CapacityError(f"draft model {spec.draft_model.name} does not fit at tensor "
                             f"parallelism {tp}")
@@ -155,7 +157,8 @@ def evaluate(sc: ScenarioSpec, baseline: StepMetrics) -> dict[str, Any]:
     def step(model: Any, chips: int, tp: int, width: int, heads: bool) -> StepMetrics:
         return step_metrics(model, sc.system, chips=chips, tp=tp, positions=width,
                             batch=sc.batch, context=sc.context, precision=sc.precision,
-                            with_heads=heads, fidelity=sc.fidelity)
+                            with_heads=heads, fidelity=sc.fidelity,
+                            context_window=sc.context_window)
 
     if spec.strategy in ("draft", "async"):
         assert spec.draft_model is not None
