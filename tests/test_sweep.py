@@ -196,3 +196,15 @@ def test_speedup_plot_has_one_line_per_strategy(tmp_path):
     assert out is not None
     assert out["series"] == {"async, gamma=auto": {"acceptance": [0.8, 0.9], "speedup": [2.0, 3.0]},
                              "draft, gamma=auto": {"acceptance": [0.8, 0.9], "speedup": [1.0, 2.0]}}
+
+
+@pytest.mark.parametrize("path", sorted(Path("workloads/sweeps").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_shipped_sweeps_load(path):
+    # every point's overrides make a valid scenario (bad grids fail here, not mid-sweep)
+    from lpusim import api
+    spec = load_sweep(str(path))
+    points = list(spec.points())
+    assert len(points) == spec.size > 1
+    for _i, overrides in points[:: max(1, len(points) // 8)]:
+        api.load_scenario(spec.base, overrides)
