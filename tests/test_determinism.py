@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = {
     "default": [],                                                     # 70B on 576 chips
     "specdec": ["tests/data/small-specdec.yaml"],                      # with Monte Carlo
+    "async": ["tests/data/small-specdec.yaml", "--strategy", "async"],  # renewal Monte Carlo
     "heads": ["--model", "llama-3.2-1b", "--system", "groqnode-8", "--heads", "3",
               "--acceptance", "eagle1-llama2-70b-mtbench", "--gamma", "3"],
 }
