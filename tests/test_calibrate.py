@@ -76,3 +76,9 @@ def test_calibration_needs_bounds_in_the_system_file():
         cal.parameters(sc.system)
     bounds = cal.parameters(api.load_scenario().system)
     assert [(p.low_ps, p.high_ps) for p in bounds] == [(240_000, 600_000), (1000, 100_000_000)]
+
+
+def test_systems_that_follow_the_calibration_carry_its_values():
+    # groqrack-2304 says its hop latencies and deskew are those calibrated on groqrack-576
+    ref, big = api.load_system("groqrack-576"), api.load_system("groqrack-2304")
+    assert big.links == ref.links and big.sync == ref.sync
