@@ -196,3 +196,13 @@ def test_interleaved_serving_is_limited_by_pipeline_or_sram():
     from lpusim.runner import baseline_step
     m = baseline_step(api.load_scenario("llama-3.1-70b-groqrack-576", {"context": 1024}))
     assert big.interleaved_steps == m.latency_cycles // m.initiation_interval_cycles
+
+
+def test_streaming_consumer_longer_than_its_operand_keeps_its_own_work():
+    # the consumer's own 30 cycles outlast the 20-cycle transfer: the path is the hop latency
+    # to the first vector, then the consumer's work and fill
+    res = simulate(stream_program(5, 30))
+    bd = critical_path(res)
+    assert res.latency_cycles == 5 + 30 + 1
+    assert bd["link_latency"] == 5 and bd["compute_vxm"] == 30 and bd["pipeline_fill"] == 1
+    assert bd["link_serialisation"] == 0
