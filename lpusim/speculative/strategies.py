@@ -204,11 +204,12 @@ def evaluate(sc: ScenarioSpec, baseline: StepMetrics) -> dict[str, Any]:
     best: tuple[float, int, int] | None = None
     curve = []
     tree = spec.tree_width if spec.strategy == "heads" and spec.tree_width else 1
+    pipelined = spec.pipelined and spec.strategy == "draft"
+    e_widest = acc.expected_tokens(gammas[-1])
     for g in gammas:
         width = 1 + tree_nodes(tree, g)
         verify = step(target, sc.chips_used, sc.tp, width, with_heads).latency_cycles
-        head, p_head = _head_start(acc, g, draft_cycles, verify + overhead, spec.pipelined
-                                   and spec.strategy == "draft")
+        head, p_head = _head_start(acc, g, draft_cycles, verify + overhead, pipelined)
         pass_cycles = g * draft_cycles + verify + overhead - p_head * head
         e = acc.expected_tokens(g)
         tps = e * clock / pass_cycles
@@ -217,15 +218,13 @@ def evaluate(sc: ScenarioSpec, baseline: StepMetrics) -> dict[str, Any]:
         if best is None or tps > best[0] * (1 + 1e-12):
             best = (tps, g, verify)
         if g < gammas[-1]:
-            pipelined = spec.pipelined and spec.strategy == "draft"
             nxt = (g + 1) * draft_cycles
             floor = max(nxt, verify + overhead) if pipelined else nxt + verify + overhead
-            if _cannot_win(acc.expected_tokens(gammas[-1]) * clock / floor, best[0]):
+            if _cannot_win(e_widest * clock / floor, best[0]):
                 break
     assert best is not None
     tps, gamma, verify = best
-    head, p_head = _head_start(acc, gamma, draft_cycles, verify + overhead,
-                               spec.pipelined and spec.strategy == "draft")
+    head, p_head = _head_start(acc, gamma, draft_cycles, verify + overhead, pipelined)
     mc = simulate_passes(acc, gamma, spec.monte_carlo_passes, sc.seed, draft_cycles, verify,
                          overhead, clock_hz=clock, head_start_cycles=head,
                          head_start_prob=_bet(acc, gamma) if head else 0.0)
@@ -243,7 +242,7 @@ def evaluate(sc: ScenarioSpec, baseline: StepMetrics) -> dict[str, Any]:
         "p99_token_latency_us": mc.p99_token_latency_us,
         "draft_model": spec.draft_model.name if spec.draft_model else None,
         "draft_chips": d_chips,
-        "pipelined": bool(spec.pipelined and spec.strategy == "draft"),
+        "pipelined": bool(pipelined),
         "head_start_us": head * us,
         "head_start_probability": p_head,
         "total_chips": sc.chips_used + d_chips,
