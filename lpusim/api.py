@@ -100,7 +100,7 @@ def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
     return {"kind": "scenario", "name": sc.name, "model": sc.model.name,
             "system": sc.system.name, "chip": sc.system.chip.name, "chips": sc.chips_used,
             "tensor_parallel": sc.tp, "batch": sc.batch, "context": sc.context,
-            "context_window": sc.context_window or sc.context,
+            "context_window": sc.window,
             "precision": _plain(sc.precision), "fidelity": sc.fidelity,
             "speculation": _plain(sc.speculation) if sc.speculation else None,
             "model_derived": sc.model.derived(sc.precision.weights, sc.precision.kv),

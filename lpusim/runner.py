@@ -51,9 +51,9 @@ class RunResult:
     speedup: float = 1.0
     speculation: dict[str, Any] | None = None
     assumptions: dict[str, Any] = field(default_factory=dict)
+    context_window: int = 0              # KV cache reserved per sequence (tokens)
     # serving many users without speculation: independent decode steps interleaved in the
     # static pipeline, spaced by its initiation interval, each with its own KV cache
-    context_window: int = 0              # KV cache reserved per sequence (tokens)
     interleaved_steps: int = 1
     interleaved_limit: str = ""          # "pipeline" (initiation interval) or "sram" (KV)
     system_tokens_per_second: float = 0.0
@@ -103,7 +103,7 @@ def run_scenario(scenario: ScenarioSpec | str | os.PathLike[str] = DEFAULT_SCENA
         unit_utilisation=m.unit_utilisation, link_utilisation=m.link_utilisation,
         program_hash=m.program_hash, baseline_tokens_per_second=base_tps, speedup=speedup,
         speculation=spec, assumptions=assumptions(sysx),
-        context_window=sc.context_window or sc.context, **interleaving(m, sc.batch))
+        context_window=sc.window, **interleaving(m, sc.batch))
 
 
 def interleaving(m: StepMetrics, batch: int) -> dict[str, Any]:

@@ -490,6 +490,11 @@ class ScenarioSpec:
         return out
 
     @property
+    def window(self) -> int:
+        """Tokens of KV cache reserved per sequence: `context_window`, or the context."""
+        return self.context_window or self.context
+
+    @property
     def chips_used(self) -> int:
         return self.chips if self.chips is not None else self.system.chips
 
