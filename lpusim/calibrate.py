@@ -23,6 +23,7 @@ from lpusim.atomic import write_atomic
 from lpusim.config.load import resolve_ref
 from lpusim.config.specs import SystemSpec
 from lpusim.errors import ConfigError, Issue
+from lpusim.speculative.theory import least_acceptance
 
 ANCHOR_TOKENS_PER_S = 250.0          # Groq, Nov 2024: Llama 3.1 70B, batch 1, no speculation
 ANCHOR_SCENARIO = "llama-3.1-70b-groqrack-576"
@@ -219,15 +220,8 @@ def implied_acceptance(tokens_per_second: float, strategy: str = "draft",
             "speculation.acceptance": a, "speculation.strategy": strategy,
             "speculation.monte_carlo_passes": 100})).tokens_per_second
 
-    lo, hi = 0.0, 1.0
-    if tps(hi) < tokens_per_second:
-        return 1.0
-    if tps(lo) >= tokens_per_second:
-        return 0.0
-    while hi - lo > 1e-4:
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if tps(mid) < tokens_per_second else (lo, mid)
-    return round(hi, 4)
+    found = least_acceptance(lambda a: tps(a) >= tokens_per_second, tol=1e-4)
+    return 1.0 if found is None else round(found, 4)
 
 
 def _row(what: str, predicted: float, published: float, source: str, kind: str

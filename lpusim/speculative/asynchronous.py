@@ -39,6 +39,7 @@ import numpy as np
 
 from lpusim.speculative.acceptance import MAX_GAMMA, AcceptanceModel, _check_count, check_number
 from lpusim.speculative.montecarlo import _weighted_percentile
+from lpusim.speculative.theory import least_acceptance
 
 __all__ = ["AsyncMonteCarlo", "AsyncResult", "break_even_async", "evaluate_async", "horizon_of",
            "launch_cycles", "simulate_async"]
@@ -195,12 +196,5 @@ def break_even_async(window: int, draft_step_cycles: float, verify_step_cycles: 
                               clock_hz=1.0).tokens_per_second
 
     target = 1.0 / check_number(baseline_step_cycles, "baseline_step_cycles")
-    if rate(0.0) >= target * (1 - 1e-12):
-        return 0.0
-    if rate(1.0) < target:
-        return 1.0
-    lo, hi = 0.0, 1.0
-    for _ in range(40):
-        mid = (lo + hi) / 2
-        lo, hi = (lo, mid) if rate(mid) >= target else (mid, hi)
-    return hi
+    found = least_acceptance(lambda a: rate(a) >= target * (1 - 1e-12), tol=1e-12)
+    return 1.0 if found is None else found

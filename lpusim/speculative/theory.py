@@ -11,6 +11,8 @@ takes cycle counts instead. Wherever a model is expected, a bare float means a c
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from lpusim.speculative.acceptance import (
     AcceptanceModel,
     ConstantAcceptance,
@@ -24,6 +26,7 @@ __all__ = [
     "optimal_gamma",
     "speedup_with_costs",
     "break_even_acceptance",
+    "least_acceptance",
     "extra_arithmetic",
 ]
 
@@ -117,20 +120,21 @@ def break_even_acceptance(
     over = _cost(overhead_cycles, "overhead_cycles")
     cost = _pass_cycles(gamma, draft, verify, over)
 
-    def margin(a: float) -> float:
-        return expected_tokens_iid(a, gamma) * base - cost
+    return least_acceptance(lambda a: expected_tokens_iid(a, gamma) * base - cost >= 0)
 
-    if margin(0.0) >= 0:
+
+def least_acceptance(meets: Callable[[float], bool], tol: float = 1e-9) -> float | None:
+    """Smallest constant acceptance in [0, 1] for which `meets` holds, by bisection; `meets`
+    must be monotone (false below some a, true from it on). 0.0 if it holds at 0, None if not
+    even at 1. The result is the upper end of the final bracket, so `meets` holds there."""
+    if meets(0.0):
         return 0.0
-    if margin(1.0) < 0:
+    if not meets(1.0):
         return None
     lo, hi = 0.0, 1.0
-    while hi - lo > 1e-9:
+    while hi - lo > tol:
         mid = 0.5 * (lo + hi)
-        if margin(mid) >= 0:
-            hi = mid
-        else:
-            lo = mid
+        lo, hi = (lo, mid) if meets(mid) else (mid, hi)
     return hi
 
 
