@@ -349,7 +349,7 @@ CASES = [
     ('flag_plan_does_not_fit', ['plan', '--model', 'llama-3.1-405b', '--tp', '1'],
      ["one block of Llama 3.1 405B does not fit in a chip's 226492416 usable bytes at tensor parallelism 1"]),
     ('flag_plan_unknown_model', ['plan', '--model', 'llama-4'],
-     ["command line: --model: no model file or name 'llama-4'; did you mean 'llama-2-7b'? (shipped: {models})"]),
+     ["command line: --model: no model file or name 'llama-4'; did you mean 'llama-3-8b'? (shipped: {models})"]),
     ('flag_plan_model_is_chip', ['plan', '--model', 'chip_configs/groqchip1.yaml'],
      ['chip_configs/groqchip1.yaml:6:7: kind: expected a model spec, this file is a chip']),
     ('flag_trace_chip_range', ['trace', '--chip-range', '5:2', '-o', '{out}/step.json'],
