@@ -20,6 +20,8 @@ from typing import Any
 from lpusim.errors import ConfigError, Issue, LpusimError
 
 EXIT_BAD_INPUT = 2
+# more processes than this only thrash (and a million would be a fork bomb)
+MAX_WORKERS = min(256, 4 * (os.cpu_count() or 1))
 
 
 def _fmt_num(v: Any) -> str:
@@ -60,6 +62,21 @@ def emit(data: dict[str, Any], fmt: str, out: Any = None) -> None:
     width = max((len(k) for k in flat), default=0)
     for k, v in flat.items():
         out.write(f"{k:<{width}}  {_fmt_num(v)}\n")
+
+
+def _all_or_none(fn: Any) -> Any:
+    """Run a command so that it leaves all of its -o outputs or none (see lpusim.atomic)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(args: argparse.Namespace) -> int:
+        from lpusim.atomic import all_or_none
+        out = getattr(args, "output", None)
+        if not out:
+            return fn(args)
+        with all_or_none([out]):
+            return fn(args)
+    return wrapper
 
 
 def _format_arg(p: argparse.ArgumentParser) -> None:
@@ -270,27 +287,67 @@ def _scenario(args: argparse.Namespace) -> Any:
     ov = _overrides(args)
     spec_ov = ov.pop("speculation", None) or {}
     ov.update({f"speculation.{k}": v for k, v in spec_ov.items()})
-    return api.load_scenario(args.scenario or api.DEFAULT_SCENARIO, ov)
+    return api.load_scenario(_given("SCENARIO", args.scenario) or api.DEFAULT_SCENARIO, ov)
+
+
+def _given(what: str, value: str | None) -> str | None:
+    """A file or name argument as given; an empty one is an error, not 'use the default'."""
+    if value is not None and not value.strip():
+        raise ConfigError(Issue("command line", None, None, what,
+                                "is empty; give a file or a shipped name (or leave it out "
+                                "for the default)"))
+    return value
+
+
+def _spec_file(ref: str) -> str:
+    """A spec named on the command line: a path as given, else a shipped name of any kind
+    (what `run` accepts for a scenario, `--model` for a model, ...)."""
+    _given("FILE", ref)
+    if Path(ref).exists():
+        return ref
+    from lpusim.config.load import KINDS, find
+    for kind in KINDS:
+        p = find(kind, ref)
+        if p is not None:
+            return str(p)
+    return ref                  # the reader reports 'no such file'
+
+
+def _is_sweep(path: str) -> bool:
+    from lpusim.config.yamlio import load_document
+    return Path(path).is_file() and load_document(path).data.get("kind") == "sweep"
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from lpusim.config import load
+    from lpusim.sweep import load_sweep
     issues: list[Issue] = []
     for f in args.files:
         try:
-            load(f)
+            path = _spec_file(f)
+            if _is_sweep(path):
+                load_sweep(path)
+            else:
+                load(path)
         except ConfigError as e:
             issues.extend(e.issues)
+            continue
+        print(f"{f}: ok", flush=True)
     if issues:
         raise ConfigError(issues)
-    for f in args.files:
-        print(f"{f}: ok")
     return 0
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
     from lpusim import api
-    emit(api.describe(args.file), args.format)
+    path = _spec_file(args.file)
+    if _is_sweep(path):
+        from lpusim.sweep import load_sweep
+        sw = load_sweep(path)
+        emit({"kind": "sweep", "name": sw.name, "base": str(sw.base), "points": sw.size,
+              "axes": {k: [str(v) for v in vals] for k, vals in sw.axes}}, args.format)
+        return 0
+    emit(api.describe(path), args.format)
     return 0
 
 
@@ -312,6 +369,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+@_all_or_none
 def cmd_run(args: argparse.Namespace) -> int:
     from lpusim import api
     sc = _scenario(args)
@@ -397,8 +455,10 @@ def emit_rows(rows: list[dict[str, Any]], fmt: str, out: Any = None) -> None:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from lpusim.sweep import dask_executor, load_sweep, run_sweep, stderr_progress
-    if args.workers < 1:
-        raise ConfigError(Issue("command line", None, None, "--workers", "must be >= 1"))
+    if not 1 <= args.workers <= MAX_WORKERS:
+        raise ConfigError(Issue("command line", None, None, "--workers",
+                                f"must be between 1 and {MAX_WORKERS} (4 x the "
+                                f"{os.cpu_count() or 1} cores), got {args.workers}"))
     spec = load_sweep(args.file)
     ex = dask_executor(args.scheduler) if args.scheduler else None
     rows = run_sweep(spec, args.output, workers=args.workers, executor=ex,
@@ -410,10 +470,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from lpusim import api
-    emit_rows(api.compare([api.load_scenario(s) for s in args.scenarios]), args.format)
+    emit_rows(api.compare([api.load_scenario(_given('SCENARIO', s)) for s in args.scenarios]),
+              args.format)
     return 0
 
 
+@_all_or_none
 def cmd_report(args: argparse.Namespace) -> int:
     from lpusim import api
     dest = api.report(args.results, args.output)
@@ -421,12 +483,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+@_all_or_none
 def cmd_calibrate(args: argparse.Namespace) -> int:
+    import math
+
     from lpusim import calibrate as cal
-    scenario = args.scenario or cal.ANCHOR_SCENARIO
+    scenario = _given("--scenario", args.scenario) or cal.ANCHOR_SCENARIO
     target = args.target if args.target is not None else cal.ANCHOR_TOKENS_PER_S
-    if not target > 0:
-        raise ConfigError(Issue("command line", None, None, "--target", "must be > 0"))
+    if not (math.isfinite(target) and target > 0):
+        raise ConfigError(Issue("command line", None, None, "--target",
+                                f"must be a finite number > 0, got {target:g}"))
     fit = cal.calibrate(scenario, target)
     rows = [{"field": r.field, "before_ns": r.before_ps / 1000, "fitted_ns": r.fitted_ps / 1000,
              "bounds_ns": f"[{r.low_ps / 1000:g}, {r.high_ps / 1000:g}]",
@@ -458,11 +524,13 @@ def cmd_validate_published(args: argparse.Namespace) -> int:
     return 0
 
 
+@_all_or_none
 def cmd_sensitivity(args: argparse.Namespace) -> int:
     from lpusim import calibrate as cal
     if not 0 < args.delta < 1:
         raise ConfigError(Issue("command line", None, None, "--delta", "must be in (0, 1)"))
-    rows = cal.sensitivity(args.scenario or cal.ANCHOR_SCENARIO, args.delta)
+    rows = cal.sensitivity(_given("--scenario", args.scenario) or cal.ANCHOR_SCENARIO,
+                           args.delta)
     if args.output:
         from lpusim.report.plots import tornado
         tornado(rows, Path(args.output))
@@ -470,6 +538,7 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
     return 0
 
 
+@_all_or_none
 def cmd_trace(args: argparse.Namespace) -> int:
     from lpusim.atomic import write_atomic
     from lpusim.compiler import compile_program
@@ -584,23 +653,21 @@ _OUTPUT_DIRS = ("run", "report", "sensitivity")
 
 def _check_output(command: str, output: str) -> None:
     """Reject an output path that cannot be written before any work is done, so a bad path
-    is a one-line error and not a crash after minutes of simulation with nothing saved."""
-    p = Path(output)
-    bad = None
-    if command in _OUTPUT_DIRS and p.exists() and not p.is_dir():
-        bad = "exists and is not a directory"
-    elif command not in _OUTPUT_DIRS and p.is_dir():
-        bad = "is a directory, not a file"
-    else:
-        parent = p.absolute().parent
-        while not parent.exists() and parent != parent.parent:
-            parent = parent.parent
-        if not parent.is_dir():
-            bad = f"cannot be created: {parent} is not a directory"
-        elif not os.access(parent, os.W_OK | os.X_OK):
-            bad = f"cannot be created: no permission to write in {parent}"
+    is a one-line error and not a crash after minutes of simulation with nothing saved. Only
+    looks (never opens or truncates anything): a FIFO is refused without blocking, and a sweep
+    refuses to append to an existing file that is not an lpusim results file."""
+    from lpusim.atomic import check_output
+    bad = check_output(output, directory=command in _OUTPUT_DIRS)
     if bad:
         raise ConfigError(Issue("command line", None, None, "--output", f"{output!r} {bad}"))
+    if command == "sweep" and Path(output).is_file():
+        from lpusim.results import read_results
+        try:
+            read_results(output)
+        except ConfigError as e:
+            raise ConfigError([Issue("command line", None, None, "--output",
+                                     f"{output!r} exists and is not an lpusim results file; "
+                                     f"refusing to append to it"), *e.issues]) from None
 
 
 if __name__ == "__main__":

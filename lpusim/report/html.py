@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lpusim.atomic import write_atomic
+from lpusim.atomic import read_output, write_atomic
 from lpusim.report import plots
 
 MAX_BARS = 24
@@ -102,7 +102,7 @@ def _html(ok: list[dict[str, Any]], failed: list[dict[str, Any]], made: list[dic
              "assumptions below.</p>"]
     for p in made:
         png = next(f for f in p["files"] if f.endswith(".png"))
-        data = base64.b64encode((outdir / png).read_bytes()).decode()
+        data = base64.b64encode(read_output(outdir / png)).decode()
         parts.append(f"<h2>{html.escape(p['name'].replace('_', ' '))}</h2>"
                      f"<img alt='{html.escape(p['name'])}' src='data:image/png;base64,{data}'>")
     axes = _axes(ok)
