@@ -58,7 +58,8 @@ def plan(model: ModelSpec, chip: ChipSpec, *, context: int = 8192, batch: int = 
     every layer fits: a layer too big for one node's SRAM spans several nodes."""
     from lpusim.config.specs import PrecisionSpec
     prec = precision or PrecisionSpec()
-    graph = build_decode_graph(model, GraphParams(context=context, batch=batch, precision=prec))
+    graph = build_decode_graph(model, GraphParams(context=context, batch=batch, precision=prec,
+                                                  with_heads=model.speculative_heads is not None))
     tps = [tp] if tp else [chips_per_node * 2**k for k in range(8)]
     need = None
     for tp in tps:

@@ -45,9 +45,13 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def emit(data: dict[str, Any], fmt: str, out: Any = None) -> None:
-    """Print a result as an aligned table, one JSON object, or CSV (header + one row)."""
+def emit(data: dict[str, Any], fmt: str, out: Any = None, render: Any = None) -> None:
+    """Print a result as an aligned table (or what `render` makes of it: see
+    lpusim.report.tables), one JSON object, or CSV (header + one row)."""
     out = out or sys.stdout
+    if fmt == "table" and render is not None:
+        out.write(render(data))
+        return
     if fmt == "json":
         out.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
         return
@@ -364,8 +368,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
                                     f"must be at most {top}, got {getattr(args, flag)}"))
     model = load_model(_ref("--model", "model", args.model, absolute=False))
     chip = load_chip(_ref("--chip", "chip", args.chip, absolute=False))
+    from lpusim.report.tables import plan_table
     emit(api.plan(model, chip, context=args.context, batch=args.batch, tp=args.tp),
-         args.format)
+         args.format, render=plan_table)
     return 0
 
 
@@ -385,7 +390,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             api.plot_gamma_curve(result, out)
         else:
             api.plot_breakdown([result], out)
-    emit(data, args.format)
+    from lpusim.report.tables import run_table
+    emit(data, args.format, render=run_table)
     return 0
 
 
@@ -431,9 +437,14 @@ def cmd_speculate(args: argparse.Namespace) -> int:
     return 0
 
 
-def emit_rows(rows: list[dict[str, Any]], fmt: str, out: Any = None) -> None:
-    """Print a list of flat records as an aligned table, a JSON list or CSV."""
+def emit_rows(rows: list[dict[str, Any]], fmt: str, out: Any = None, render: Any = None
+              ) -> None:
+    """Print a list of flat records as an aligned table (or `render`'s), a JSON list or
+    CSV."""
     out = out or sys.stdout
+    if fmt == "table" and render is not None:
+        out.write(render(rows))
+        return
     if fmt == "json":
         out.write(json.dumps(rows, indent=2, default=str) + "\n")
         return
@@ -470,8 +481,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from lpusim import api
+    from lpusim.report.tables import compare_table
     emit_rows(api.compare([api.load_scenario(_given('SCENARIO', s)) for s in args.scenarios]),
-              args.format)
+              args.format, render=compare_table)
     return 0
 
 
