@@ -181,7 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
                            help="draft: draft gamma then verify; async: draft without "
                                 "waiting, verify windows of gamma as they are drafted")
             p.add_argument("--gamma", help="draft length (async: window), or 'auto'")
-            p.add_argument("--acceptance", help="constant, preset name, list, mix or file")
+            p.add_argument("--acceptance",
+                           help="constant, preset name, list, mix or file (default: the "
+                                "scenario's own; with --draft or --heads on a scenario "
+                                f"without one, that of the shipped "
+                                f"{DEFAULT_ACCEPTANCE_SCENARIO} scenario, "
+                                f"{_default_acceptance()})")
             p.add_argument("-o", "--output", help="directory for the scenario and result")
             _format_arg(p)
         else:
@@ -291,7 +296,63 @@ def _scenario(args: argparse.Namespace) -> Any:
     ov = _overrides(args)
     spec_ov = ov.pop("speculation", None) or {}
     ov.update({f"speculation.{k}": v for k, v in spec_ov.items()})
-    return api.load_scenario(_given("SCENARIO", args.scenario) or api.DEFAULT_SCENARIO, ov)
+    ref = _given("SCENARIO", args.scenario) or api.DEFAULT_SCENARIO
+    if spec_ov and "acceptance" not in spec_ov:
+        acc = _base_acceptance(ref)
+        if acc is not None:
+            ov["speculation.acceptance"] = acc
+    if ov and not any(k == "name" or k.startswith("name.") for k in ov):
+        from lpusim.config.load import resolve_ref
+        from lpusim.config.yamlio import load_document
+        doc = load_document(resolve_ref("scenario", ref)).data
+        if isinstance(doc.get("name"), str):
+            ov["name"] = _derived_name(doc, ov)
+    return api.load_scenario(ref, ov)
+
+
+DEFAULT_ACCEPTANCE_SCENARIO = "llama-3.1-70b-specdec"
+
+
+def _default_acceptance() -> Any:
+    """The acceptance of the shipped speculative scenario: what `--draft`/`--heads` use
+    when neither the command line nor the scenario gives one."""
+    from lpusim.config.load import find
+    from lpusim.config.yamlio import load_document
+    p = find("scenario", DEFAULT_ACCEPTANCE_SCENARIO)
+    try:
+        spec = load_document(p).data.get("speculation") if p else None
+    except ConfigError:
+        return None
+    return spec.get("acceptance") if isinstance(spec, dict) else None
+
+
+def _base_acceptance(ref: str) -> Any:
+    """None when the scenario sets its own acceptance, else the documented default."""
+    from lpusim.config.load import resolve_ref
+    from lpusim.config.yamlio import load_document
+    spec = load_document(resolve_ref("scenario", ref)).data.get("speculation")
+    if isinstance(spec, dict) and "acceptance" in spec:
+        return None
+    return _default_acceptance()
+
+
+def _derived_name(doc: dict[str, Any], ov: dict[str, Any]) -> str:
+    """The name of an overridden run, so that it does not pass for the scenario it started
+    from: `MODEL-SYSTEM` when either was replaced, then `+key=value` per other change."""
+    name = str(doc["name"])
+    if "model" in ov or "system" in ov:
+        model = Path(str(ov.get("model", doc.get("model", "model")))).stem
+        system = Path(str(ov.get("system", doc.get("system", "system")))).stem
+        name = f"{model}-{system}"
+    for k, v in ov.items():
+        if k in ("model", "system"):
+            continue
+        if k == "speculation.draft_model":
+            v = Path(str(v)).stem
+        elif k == "speculation.acceptance" and isinstance(v, str) and Path(v).is_file():
+            v = Path(v).name
+        name += f"+{k.removeprefix('speculation.')}={v}"
+    return name
 
 
 def _given(what: str, value: str | None) -> str | None:
