@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from lpusim import api
+from lpusim import api, progress
 from lpusim.atomic import write_atomic
 from lpusim.config.load import resolve_ref
 from lpusim.config.specs import SystemSpec
@@ -93,7 +93,7 @@ def calibrate(scenario: str = ANCHOR_SCENARIO,
     values = {p.field: p.low_ps for p in params}
     rows = []
     done = False
-    for p in params:
+    for p in progress.iterate(params, "calibrate", "constant"):
         if done:
             rows.append(FitRow(p.field, current[p.field], values[p.field], p.low_ps, p.high_ps,
                                False, p.why))
@@ -292,7 +292,7 @@ def sensitivity(scenario: str = ANCHOR_SCENARIO, delta: float = 0.5) -> list[dic
     sc = api.load_scenario(scenario)
     base = api.run(sc).tokens_per_second
     out = []
-    for label, fields, kind in SENSITIVITY:
+    for label, fields, kind in progress.iterate(SENSITIVITY, "sensitivity", "parameter"):
         names = fields if isinstance(fields, tuple) else (fields,)
         res = {}
         for tag, f in (("low", 1 - delta), ("high", 1 + delta)):

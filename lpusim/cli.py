@@ -68,6 +68,21 @@ def emit(data: dict[str, Any], fmt: str, out: Any = None, render: Any = None) ->
         out.write(f"{k:<{width}}  {_fmt_num(v)}\n")
 
 
+def _with_progress(fn: Any) -> Any:
+    """A long command: progress on stderr when it is a terminal (lpusim.progress, tqdm)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(args: argparse.Namespace) -> int:
+        from lpusim import progress
+        progress.enable()
+        try:
+            return fn(args)
+        finally:
+            progress.enable(False)
+    return wrapper
+
+
 def _all_or_none(fn: Any) -> Any:
     """Run a command so that it leaves all of its -o outputs or none (see lpusim.atomic)."""
     import functools
@@ -436,6 +451,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 @_all_or_none
+@_with_progress
 def cmd_run(args: argparse.Namespace) -> int:
     from lpusim import api
     sc = _scenario(args)
@@ -525,21 +541,25 @@ def emit_rows(rows: list[dict[str, Any]], fmt: str, out: Any = None, render: Any
                   + "\n")
 
 
+@_with_progress
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from lpusim.sweep import dask_executor, load_sweep, run_sweep, stderr_progress
+    from lpusim.sweep import dask_executor, load_sweep, run_sweep
     if not 1 <= args.workers <= MAX_WORKERS:
         raise ConfigError(Issue("command line", None, None, "--workers",
                                 f"must be between 1 and {MAX_WORKERS} (4 x the "
                                 f"{os.cpu_count() or 1} cores), got {args.workers}"))
+    from lpusim import progress
     spec = load_sweep(args.file)
     ex = dask_executor(args.scheduler) if args.scheduler else None
-    rows = run_sweep(spec, args.output, workers=args.workers, executor=ex,
-                     progress=stderr_progress)
+    with progress.bar(spec.size, "sweep", "point") as bar:
+        rows = run_sweep(spec, args.output, workers=args.workers, executor=ex,
+                         progress=lambda done, _total: bar.update(done - bar.n))
     bad = sum(1 for r in rows if "error" in r)
     print(f"{args.output}: {len(rows)} points ({bad} infeasible)", file=sys.stderr)
     return 0
 
 
+@_with_progress
 def cmd_compare(args: argparse.Namespace) -> int:
     from lpusim import api
     from lpusim.report.tables import compare_table
@@ -557,6 +577,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 @_all_or_none
+@_with_progress
 def cmd_calibrate(args: argparse.Namespace) -> int:
     import math
 
@@ -598,6 +619,7 @@ def cmd_validate_published(args: argparse.Namespace) -> int:
 
 
 @_all_or_none
+@_with_progress
 def cmd_sensitivity(args: argparse.Namespace) -> int:
     from lpusim import calibrate as cal
     if not 0 < args.delta < 1:

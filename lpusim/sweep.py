@@ -18,7 +18,6 @@ import hashlib
 import itertools
 import json
 import os
-import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -226,15 +225,6 @@ def run_sweep(spec: SweepSpec, output: str | os.PathLike[str], *, workers: int =
         r["point"] = k
     write_atomic(out, "".join(json.dumps(r, sort_keys=True) + "\n" for r in ordered))
     return ordered
-
-
-def stderr_progress(done: int, total: int) -> None:
-    """A one-line progress counter on stderr (only when stderr is a terminal)."""
-    if sys.stderr.isatty():
-        end = "\n" if done >= total else ""
-        sys.stderr.write(f"\rsweep: {done}/{total} points ({100 * done // max(1, total)}%)"
-                         + end)
-        sys.stderr.flush()
 
 
 def dask_executor(address: str) -> Executor:

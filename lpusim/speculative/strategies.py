@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from lpusim import progress
 from lpusim.compiler import minimum_chips
 from lpusim.config.specs import HeadsSpec, ScenarioSpec
 from lpusim.errors import CapacityError, ConfigError, Issue
@@ -206,7 +207,7 @@ def evaluate(sc: ScenarioSpec, baseline: StepMetrics) -> dict[str, Any]:
     tree = spec.tree_width if spec.strategy == "heads" and spec.tree_width else 1
     pipelined = spec.pipelined and spec.strategy == "draft"
     e_widest = acc.expected_tokens(gammas[-1])
-    for g in gammas:
+    for g in progress.iterate(gammas, f"{spec.strategy}: verify widths", "gamma"):
         width = 1 + tree_nodes(tree, g)
         verify = step(target, sc.chips_used, sc.tp, width, with_heads).latency_cycles
         head, p_head = _head_start(acc, g, draft_cycles, verify + overhead, pipelined)
@@ -275,7 +276,7 @@ def _evaluate_async(sc: ScenarioSpec, acc: AcceptanceModel, windows: range,
     d = draft.latency_cycles
     best: tuple[float, int, StepMetrics, AsyncResult] | None = None
     curve = []
-    for k in windows:
+    for k in progress.iterate(windows, "async: windows", "window"):
         v = step(sc.model, sc.chips_used, sc.tp, k, False)
         r = evaluate_async(acc, k, d, v.latency_cycles, overhead, v.initiation_interval_cycles,
                            clock_hz=clock)
