@@ -39,7 +39,7 @@ def test_run_table_headline_sections_and_width(small, capsys):
     out = _main(["run", SMALL], capsys)
     _fits(out)
     lines = out.splitlines()
-    assert lines[0].startswith("small-specdec: Llama 3.2 3B on 16 + 8 drafter GroqChip1 chips")
+    assert lines[0].startswith("Llama 3.2 3B on 16 + 8 drafter GroqChip1 chips")
     tps = f"{small['tokens_per_second']:,.0f} tokens/s per user"
     assert lines[1].startswith(f"  {tps}, ") and "speedup" in lines[1]
     for title in ("Deployment", "Where the time goes", "SRAM per chip", "Speculation (draft)",
@@ -53,6 +53,7 @@ def test_run_table_headline_sections_and_width(small, capsys):
     assert str(small["sram_bytes_per_chip_max"]) not in out
     assert '{"gamma"' not in out and "<- chosen" in out
     assert "excludes speculation" in out
+    assert lines[2].split() == ["scenario", "small-specdec"]
 
 
 def test_run_table_renders_fields_it_does_not_know(small):

@@ -80,7 +80,7 @@ def fmt(key: str, v: Any) -> str:
         return str(v)
     k = key.rsplit(".", 1)[-1].lower()
     path = key.lower()
-    if k.endswith("_ratio"):
+    if k.endswith("_ratio") and not k.endswith("cost_ratio"):
         return f"{v:,.3g}x"
     if "bytes_per_s" in k:
         return human_rate(v)
@@ -132,9 +132,17 @@ def summarise_list(v: list[Any]) -> str:
 UNIT_SUFFIXES = ("_bytes_per_s", "_us", "_ns", "_ps", "_bytes", "_cycles")
 
 
+SHORT = {"tokens_per_second": "tokens/s", "expected_tokens_per_pass": "E[tokens/pass]",
+         "baseline_tokens_per_second": "tokens/s without speculation",
+         "tokens_per_second_ratio": "tokens/s vs #1", "token_latency_us_ratio": "latency vs #1",
+         "chips_ratio": "chips vs #1"}
+
+
 def label(key: str) -> str:
     """A field name for people: underscores to spaces, the unit suffix dropped (the value
     carries its unit)."""
+    if key in SHORT:
+        return SHORT[key]
     for suffix in UNIT_SUFFIXES:
         if key.endswith(suffix) and len(key) > len(suffix):
             key = key[: -len(suffix)]
@@ -166,7 +174,7 @@ class _Out:
         head = f"{' ' * indent}{name:<{pad}} "
         room = WIDTH - len(head)
         while len(value) > room:             # wrap long values under the value column
-            cut = value.rfind(" ", 0, room)
+            cut = max(value.rfind(" ", 0, room), value.rfind("+", 0, room))
             cut = cut if cut > room // 2 else room
             self.lines.append(head + value[:cut])
             head, value = " " * len(head), value[cut:].lstrip()
@@ -253,7 +261,8 @@ def records(o: _Out, rows: list[dict[str, Any]], key: str = "", indent: int = 2,
             unit = units.pop()
             for c in body:
                 c[j] = c[j].rsplit(" ", 1)[0]
-            header[j] = f"{header[j]} ({unit})"
+            if not header[j].endswith(unit):
+                header[j] = f"{header[j]} ({unit})"
     o.table(header, body, indent, right=range(len(cols)))
     if len(keep) < len(rows):
         o.line(f"{' ' * indent}({len(rows) - len(keep)} of {len(rows)} rows not shown; "
@@ -293,8 +302,8 @@ def run_table(d: dict[str, Any]) -> str:
     chips_text = f"{chips:,}" if isinstance(chips, int) else str(chips)
     if isinstance(total, int) and isinstance(chips, int) and total != chips:
         chips_text = f"{chips:,} + {total - chips:,} drafter"
-    o.line(f"{d.get('scenario', '?')}: {d.get('model', '?')} on {chips_text} "
-           f"{d.get('chip', '')} chips ({d.get('system', '')})")
+    o.line(f"{d.get('model', '?')} on {chips_text} {d.get('chip', '')} chips "
+           f"({d.get('system', '')})")
     head = [f"{human_number(d.get('tokens_per_second', float('nan')))} tokens/s per user",
             f"{human_us(d.get('token_latency_us', float('nan')))} per token"]
     if spec:
@@ -302,6 +311,7 @@ def run_table(d: dict[str, Any]) -> str:
                     f"{human_number(d.get('baseline_tokens_per_second', float('nan')))} "
                     f"tokens/s without")
     o.line("  " + ", ".join(head))
+    o.kv("scenario", str(d.get("scenario", "?")))
     used |= {"scenario", "model", "chip", "system", "tokens_per_second", "token_latency_us"}
     share = d.get("fitted_share")
     if isinstance(share, int | float) and share > FITTED_CAVEAT:
