@@ -177,6 +177,11 @@ def run_sweep(spec: SweepSpec, output: str | os.PathLike[str], *, workers: int =
     out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)
     done = {r["id"] for r in read_results(out)}   # refuses a file of another kind, unchanged
+    foreign = done - {point_id(ov) for _i, ov in spec.points()}
+    if foreign:             # the final rewrite keeps this sweep's points only: refuse first
+        raise ConfigError(Issue(str(out), None, None, "",
+                                f"holds {len(foreign)} points of another sweep (or another "
+                                f"grid); give a new results file, or delete this one"))
     if out.exists() and out.stat().st_size:
         raw = out.read_bytes()
         if not raw.endswith(b"\n"):          # drop a torn last line before appending

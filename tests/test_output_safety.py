@@ -312,3 +312,21 @@ def test_report_of_a_bad_file_leaves_nothing(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert err.startswith(f"lpusim: error: {res}:4: ") and len(err.splitlines()) == 1
     assert not out.exists()
+
+
+def test_sweep_refuses_the_results_of_another_sweep(tmp_path, capsys, monkeypatch):
+    """Resuming into another sweep's results would drop that sweep's rows on the final
+    rewrite: refused before any work, the file left as it was."""
+    from lpusim import cli
+    monkeypatch.chdir(ROOT)
+    res = tmp_path / "r.jsonl"
+    for grid, rc in (("[1, 2]", 0), ("[1, 3]", 2)):
+        sw = tmp_path / "s.yaml"
+        sw.write_text(f"kind: sweep\nversion: 1\nname: s\nbase: {ROOT}/tests/data/small-specdec"
+                      f".yaml\ngrid:\n  speculation.gamma: {grid}\n")
+        before = res.read_bytes() if res.exists() else None
+        assert cli.main(["sweep", str(sw), "-o", str(res), "--workers", "1"]) == rc
+    err = capsys.readouterr().err
+    assert err.endswith(f"lpusim: error: {res}: holds 1 points of another sweep (or another "
+                        f"grid); give a new results file, or delete this one\n")
+    assert res.read_bytes() == before
