@@ -199,13 +199,9 @@ def plot_breakdown(results: list[RunResult | dict[str, Any]], outdir: str | os.P
 def report(results_file: str | os.PathLike[str], outdir: str | os.PathLike[str]) -> Path:
     """Plots and a self-contained report.html from a sweep's results file."""
     from lpusim.report.html import build_report
-    from lpusim.sweep import read_results
+    from lpusim.results import read_results
     p = Path(results_file)
-    if p.is_dir():
-        raise ConfigError(Issue(str(p), None, None, "", "is a directory, not a results file"))
-    if not p.is_file():
-        raise ConfigError(Issue(str(p), None, None, "", "no such file"))
-    rows = read_results(p)
+    rows = read_results(p, missing_ok=False)        # typed: file:line errors, nothing drawn
     if not rows:
         raise ConfigError(Issue(str(p), None, None, "", "no results: the file is empty"))
     return build_report(rows, Path(outdir), str(results_file))

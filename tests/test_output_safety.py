@@ -224,6 +224,9 @@ def test_fifo_output_is_refused_without_blocking(tmp_path):
         assert p.returncode == 2, p.stderr
         assert "is a FIFO" in p.stderr and len(p.stderr.splitlines()) == 1
     assert stat_is_fifo(fifo)
+    p = _cli(["report", str(fifo), "-o", str(tmp_path / "rep")], timeout=30)   # as input
+    assert (p.returncode, p.stderr) == (2, f"lpusim: error: {fifo}: not a regular file\n")
+    assert not (tmp_path / "rep").exists()
 
 
 def stat_is_fifo(p: Path) -> bool:
