@@ -20,8 +20,14 @@ EXECUTE = "--no-execute" not in sys.argv[1:]
 def execute(path):
     """Run a notebook in place (nbclient, a fresh kernel in the notebook's directory); no
     timing metadata, so that a rebuild only changes what the cells print and draw."""
+    import os
+
     import nbclient
     import nbformat
+    # the kernel imports this checkout's lpusim, whatever else is installed
+    root = str(Path(__file__).resolve().parent.parent)
+    os.environ["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [os.environ.get(
+        "PYTHONPATH")])])
     book = nbformat.read(path, as_version=4)
     nbclient.NotebookClient(book, timeout=900, kernel_name="python3", record_timing=False,
                             resources={"metadata": {"path": str(Path(path).parent)}}).execute()

@@ -4,6 +4,7 @@ one plot and asserts something about what it shows (an assertion that fails is a
 output, so a wrong number fails here, not only a crash)."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -67,7 +68,10 @@ def test_notebooks_are_what_the_generator_writes(tmp_path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
-def test_notebook_executes_to_the_committed_results(path):
+def test_notebook_executes_to_the_committed_results(path, monkeypatch):
+    # the kernel imports this checkout's lpusim, whatever else is installed
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(SRC.parent), *filter(None, [os.environ.get("PYTHONPATH")])]))
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     nb = nbformat.read(path, as_version=4)
