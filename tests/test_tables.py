@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -85,7 +86,9 @@ def test_plan_table_summarises_stages(capsys):
     assert lines[0].startswith("Llama 3.1 70B on GroqChip1: at least ")
     data = api.plan(api.load_model("llama-3.1-70b"), api.load_chip("groqchip1"))
     assert len(lines) < 30 < len(data["sram_per_stage"])       # grouped, not 40 rows
-    assert any(ln.lstrip().startswith(f"1-{len(data['sram_per_stage']) - 2} ") for ln in lines)
+    groups = [ln.split()[0] for ln in lines if re.match(r"\s+\d+-\d+\s", ln)]
+    a, b = (int(x) for x in groups[0].split("-"))
+    assert b - a + 1 > len(data["sram_per_stage"]) // 2       # the equal middle stages
 
 
 def test_plan_counts_medusa_heads():

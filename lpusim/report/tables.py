@@ -327,8 +327,7 @@ def run_table(d: dict[str, Any]) -> str:
             o.kv(label(k), fmt(f"deployment.{k}", v))
     for k, v in _take(d, used, "chips", "tensor_parallel", "stages", "batch", "context",
                       "context_window", "fidelity"):
-        if isinstance(dep, dict) and k in ("chips", "tensor_parallel", "stages") \
-                and {"chips": "chips_active", "tensor_parallel": "tp"}.get(k, k) in dep:
+        if isinstance(dep, dict) and (k in dep or {"tensor_parallel": "tp"}.get(k) in dep):
             continue                          # shown by the deployment above
         o.kv(label(k), fmt(k, v))
 
