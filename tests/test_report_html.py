@@ -86,3 +86,14 @@ def test_assumptions_per_point_when_swept(report):
     assert len(values) == 2
     for v in values:
         assert f"<td>{v:,.4g}</td>" in varied or f"<td>{v}</td>" in varied
+
+
+def test_heatmap_beyond_six_panels_says_it_takes_the_best(tmp_path):
+    from lpusim.report.plots import MAX_FACETS, heatmap
+    rows = [{"overrides": {"a": a, "b": b, "c": c}, "tokens_per_second": float(a + b + c)}
+            for a in (1, 2) for b in (1, 2) for c in range(MAX_FACETS + 1)]
+    out = heatmap(rows, "a", "b", tmp_path)
+    assert out["series"]["reduced_over"] == ["c"]
+    assert out["reduction"] == f"each cell the best over c ({MAX_FACETS + 1} combinations)"
+    assert out["series"]["z"] == [[2.0 + MAX_FACETS, 3.0 + MAX_FACETS],
+                                  [3.0 + MAX_FACETS, 4.0 + MAX_FACETS]]
