@@ -257,7 +257,7 @@ def resolve(sc: ScenarioSpec) -> tuple[ScenarioSpec, Deployment]:
                             f"(plus {d_chips} for the drafter); no shipped system of "
                             f"{system.chip.name} has that many")
     name, spec = bigger
-    moved = dataclasses.replace(sc, system=spec)
+    moved = dataclasses.replace(sc, system=spec, name=f"{sc.name}@{name}")
     why = (f"{problem}; policy {POLICY}: it needs {need} chips at tp {need_tp}, more than "
            f"{system.name} has; the smallest shipped system that holds it is {name}")
     return _done(moved, need, need_tp, d_chips, notes + [why])

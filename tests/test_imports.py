@@ -16,7 +16,7 @@ FORBIDDEN = {
     "speculative": {"api", "cli", "report"},
     "program": {"compiler", "sim", "graph", "speculative", "api", "cli", "report"},
 }
-ONLY_IN = {"simpy": "sim", "matplotlib": "report", "yaml": "config"}
+ONLY_IN = {"simpy": "sim", "matplotlib": "report", "yaml": "config", "tqdm": "progress"}
 
 
 def imports(path: Path) -> set[str]:
