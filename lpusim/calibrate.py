@@ -421,13 +421,13 @@ def written_files(cal: Calibration) -> dict[str, str]:
             text = _set_line(text, section, key, _fmt(c, v),
                              f"fitted by `lpusim calibrate` ({h.name}) on {rows}{bound}",
                              str(path))
+        cal_spec = api.load_system(str(path)).calibration
+        assert cal_spec is not None
         for n in CONSTANTS:
             c = CONSTANTS[n]
             if n in f.values or c.field.startswith("chip."):
                 continue
             section, key = c.field.split(".", 1)
-            cal_spec = api.load_system(str(path)).calibration
-            assert cal_spec is not None
             text = _set_line(text, section, key, _fmt(c, cal_spec.bounds(n)[2]),
                              f"nominal: calibration.{n}_nominal{'_ps' if c.unit == 'ps' else ''} "
                              f"(not fitted in {h.name})", str(path))
