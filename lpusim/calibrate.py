@@ -41,7 +41,7 @@ from lpusim.speculative.theory import least_acceptance
 ANCHOR_SCENARIO = "llama-3.1-70b-groqrack-576"
 SPECDEC_SCENARIO = "llama-3.1-70b-specdec"
 # the shipped systems of the calibrated machine: all carry the fitted constants
-CALIBRATED_SYSTEMS = ("groqrack-576", "groqnode-8", "groqrack-2304")
+CALIBRATED_SYSTEMS = ("groqrack-576", "groqnode-8", "groqrack-2304", "groqrack-4608")
 
 
 @dataclass(frozen=True)

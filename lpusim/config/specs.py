@@ -641,6 +641,10 @@ class ScenarioSpec:
     system: SystemSpec = nested_field()
     chips: int | None = spec_field("int", None, min=1, max=BIG)
     tensor_parallel: int | None = spec_field("int", None, min=1, max=4096)
+    expert_parallel: bool | None = spec_field("bool", None,
+                                              doc="MoE: experts whole on the chips of a stage "
+                                                  "(true) or sharded across them (false); "
+                                                  "default: the deployment policy decides")
     batch: int = spec_field("int", 1, min=1, max=65_536)
     context: int = spec_field("int", 8192, min=1, max=10**8,
                               doc="tokens in the KV cache at the measured step")

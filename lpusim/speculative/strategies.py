@@ -139,7 +139,9 @@ def evaluate(sc: ScenarioSpec, baseline: StepMetrics) -> dict[str, Any]:
         return step_metrics(model, sc.system, chips=chips, tp=tp, positions=width,
                             batch=sc.batch, context=sc.context, precision=sc.precision,
                             with_heads=heads, fidelity=sc.fidelity,
-                            context_window=sc.context_window)
+                            context_window=sc.context_window,
+                            expert_parallel=bool(sc.expert_parallel)
+                            and model.name == sc.model.name)
 
     if spec.strategy in ("draft", "async"):
         assert spec.draft_model is not None
