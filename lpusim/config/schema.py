@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import difflib
+import functools
 import math
 import re
 import typing
@@ -48,6 +49,7 @@ def nested_field(default_factory: Any = MISSING, *, optional: bool = False) -> A
     return dataclasses.field(default_factory=default_factory, metadata=meta)
 
 
+@functools.cache      # one entry per spec class and field: bounded by the code
 def _nested_type(cls: type, name: str) -> type:
     hint = typing.get_type_hints(cls)[name]
     for arg in typing.get_args(hint) or (hint,):
