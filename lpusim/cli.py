@@ -615,7 +615,7 @@ def _emit_serve(data: dict[str, Any], fmt: str, out: Any = None) -> None:
         lim = data["limits"].get(name, {})
         if lim:
             out.write(f"pipeline-full limit {lim['pipeline_full_tokens_per_second']:,.0f} "
-                      f"tokens/s at batch {lim['largest_batch']}\n")
+                      f"tokens/s (largest batch that fits: {lim['largest_batch']})\n")
     for name, err in data.get("errors", {}).items():
         out.write(f"\nspeculation: {name}: not served: {err}\n")
     out.write("\ntime to first token\n")

@@ -478,6 +478,7 @@ def deployments(steps: _Steps, strategy: str) -> tuple[list[Deployment], dict[st
             if strategy == "none":
                 m = steps.target(b)
                 dep = no_speculation(m, b, steps.users(m, b), steps.sc.chips_used)
+                dep.details["kv_pool_tokens"] = kv_pool_tokens(m, b, steps.reserved(1))
             else:
                 dep = _speculative(steps, strategy, b)
         except CapacityError as e:
@@ -616,7 +617,9 @@ def serve(sc: ScenarioSpec, opts: ServeOptions | None = None) -> ServeResult:
     if not base_deps:
         raise CapacityError(f"not even one user fits: {stop['next_batch_error']}")
     limits = {"none": stop | {"pipeline_full_tokens_per_second":
-                              max(d.pipeline_full_tokens_per_second for d in base_deps)}}
+                              max(d.pipeline_full_tokens_per_second for d in base_deps),
+                              "kv_pool_tokens": base_deps[0].details["kv_pool_tokens"],
+                              "slots_in_flight": math.floor(1 / base_deps[0].target_share)}}
     base_points = frontier_points(base_deps)
     frontier = [_point(sc, d, p, fill, None) for d, p in base_points]
     speculation: dict[str, list[dict[str, Any]]] = {}
