@@ -33,7 +33,12 @@ only combines them. What is modelled:
   take slots of the target pipeline (II of the verify step per pass) and its drafter steps
   take slots of the drafter's pipeline, which serves all groups too (`drafter` limit). gamma is
   the per-user optimum, not re-optimised under load. KV: the target's and the drafter's pools
-  both bound the users.
+  both bound the users. With the pipeline full, a verify step of gamma+1 positions commits
+  E <= gamma+1 tokens per user, so speculation beats the no-speculation pipeline-full limit
+  only where a batch of that many rows does not fit (KV and activation buffers grow per
+  sequence; extra positions of one sequence add none) or takes a longer interval (each
+  sequence of a batch reads its own KV cache; the positions of one sequence share it). On
+  the LPU both happen, and `limits` reports each strategy's pipeline-full tokens/s.
 - **Time to first token.** A prompt of P tokens is prefilled in chunks of C positions: each
   chunk is a decode graph with positions = C (compiled and simulated like decode, timed at
   the last chunk's context, the longest: conservative), and chunks enter the pipeline one II
@@ -139,6 +144,7 @@ def parse_contexts(value: Any, window: int) -> ContextDistribution:
 def _listed(values: Sequence[Any]) -> ContextDistribution:
     if not values:
         raise ValueError("an empty list of context lengths")
+    _check_support(len(values), "the list")
     out = []
     for v in values:
         if isinstance(v, bool) or not isinstance(v, int):
@@ -161,12 +167,19 @@ def _named(text: str, window: int) -> ContextDistribution:
             lo, hi = int(args[0]), int(args[1])
             if not 1 <= lo <= hi:
                 raise ValueError(f"uniform:{lo}:{hi} needs 1 <= LO <= HI")
+            if hi > window:
+                raise ValueError(f"context {hi} exceeds the deployment's window {window} "
+                                 f"(uniform:{lo}:{hi})")
+            _check_support(hi - lo + 1, text)
             return _uniform(lo, hi, f"uniform:{lo}:{hi}")
         if name == "exponential" and len(args) == 1:
             mean = float(args[0])
             if not (math.isfinite(mean) and mean > 0):
-                raise ValueError(f"exponential mean must be positive, got {args[0]}")
-            n = np.arange(1, window + 1)
+                raise ValueError(f"exponential mean must be a positive finite number, got "
+                                 f"{args[0]}")
+            top = min(window, math.ceil(40 * mean))     # beyond: probability below 1e-17
+            _check_support(top, text)
+            n = np.arange(1, top + 1)
             p = np.exp(-(n - 1) / mean)
             p /= p.sum()
             keep = p > 1e-15
@@ -181,6 +194,14 @@ def _named(text: str, window: int) -> ContextDistribution:
         raise
     raise ValueError(f"unknown context distribution {text!r} (a number, A,B,C, 'chat', "
                      f"'uniform:LO:HI' or 'exponential:MEAN')")
+
+
+MAX_SUPPORT = 2_000_000   # distinct context lengths a distribution may enumerate
+
+
+def _check_support(n: int, text: str) -> None:
+    if n > MAX_SUPPORT:
+        raise ValueError(f"{text!r} spans {n} context lengths; at most {MAX_SUPPORT}")
 
 
 def _uniform(lo: int, hi: int, label: str) -> ContextDistribution:
@@ -621,6 +642,9 @@ def serve(sc: ScenarioSpec, opts: ServeOptions | None = None) -> ServeResult:
                               "kv_pool_tokens": base_deps[0].details["kv_pool_tokens"],
                               "slots_in_flight": math.floor(1 / base_deps[0].target_share)}}
     base_points = frontier_points(base_deps)
+    if not base_points:
+        raise CapacityError(f"not even one user's KV cache ({steps.per_user:.0f} tokens) fits "
+                            f"beside the weights of {sc.model.name} on {sc.chips_used} chips")
     frontier = [_point(sc, d, p, fill, None) for d, p in base_points]
     speculation: dict[str, list[dict[str, Any]]] = {}
     errors: dict[str, str] = {}

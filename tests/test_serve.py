@@ -104,7 +104,8 @@ def test_context_distributions():
     e = parse_contexts("exponential:500", 8192)
     assert e.mean_tokens == pytest.approx(500.5, rel=1e-3)
     for bad, msg in (("uniform:5:1", "LO <= HI"), ("weibull:3", "unknown context"),
-                     (9000, "exceeds the deployment's window"), ("1,x", "cannot read")):
+                     (9000, "exceeds the deployment's window"), ("1,x", "cannot read"),
+                     ("uniform:1:99999999999", "exceeds"), ("exponential:1e400", "finite")):
         with pytest.raises(ValueError, match=msg):
             parse_contexts(bad, 8192)
 
