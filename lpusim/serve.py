@@ -32,13 +32,15 @@ only combines them. What is modelled:
   at this batch) gives each group's uncontended tokens/s and gamma; its verification passes
   take slots of the target pipeline (II of the verify step per pass) and its drafter steps
   take slots of the drafter's pipeline, which serves all groups too (`drafter` limit). gamma is
-  the per-user optimum, not re-optimised under load. KV: the target's and the drafter's pools
-  both bound the users. With the pipeline full, a verify step of gamma+1 positions commits
-  E <= gamma+1 tokens per user, so speculation beats the no-speculation pipeline-full limit
-  only where a batch of that many rows does not fit (KV and activation buffers grow per
-  sequence; extra positions of one sequence add none) or takes a longer interval (each
-  sequence of a batch reads its own KV cache; the positions of one sequence share it). On
-  the LPU both happen, and `limits` reports each strategy's pipeline-full tokens/s.
+  the per-user optimum or, when that serves a load worse, one of a few shorter drafts
+  (`UNDER_LOAD_GAMMAS`): at each load the frontier keeps whichever serves users fastest.
+  KV: the target's and the drafter's pools both bound the users. With the pipeline full, a
+  verify step of gamma+1 positions commits E <= gamma+1 tokens per user, so speculation
+  beats the no-speculation pipeline-full limit only where a batch of that many rows does not
+  fit (KV and activation buffers grow per sequence; extra positions of one sequence add none)
+  or takes a longer interval (each sequence of a batch reads its own KV cache; the positions
+  of one sequence share it). On the LPU both happen, and `limits` reports each strategy's
+  pipeline-full tokens/s.
 - **Time to first token.** A prompt of P tokens is prefilled in chunks of C positions: each
   chunk is a decode graph with positions = C (compiled and simulated like decode, timed at
   the last chunk's context, the longest: conservative), and chunks enter the pipeline one II
@@ -410,10 +412,12 @@ class _Steps:
     def users(self, m: StepMetrics, batch: int, positions: int = 1) -> int:
         return users_by_kv(kv_pool_tokens(m, batch, self.reserved(positions)), self.per_user)
 
-    def scenario_at(self, batch: int, strategy: str) -> ScenarioSpec:
+    def scenario_at(self, batch: int, strategy: str, gamma: int | str | None = None
+                    ) -> ScenarioSpec:
         base = self.sc.speculation or SpeculationSpec()
         spec = dataclasses.replace(base, strategy=strategy,
-                                   monte_carlo_passes=min(base.monte_carlo_passes, 1000))
+                                   monte_carlo_passes=min(base.monte_carlo_passes, 1000),
+                                   gamma=base.gamma if gamma is None else gamma)
         return dataclasses.replace(self.sc, batch=batch, context=self.context,
                                    context_window=self.window, speculation=spec)
 
@@ -434,10 +438,12 @@ def _heads_target(sc: ScenarioSpec) -> ModelSpec:
         shared_lm_head=old.shared_lm_head if old else True))
 
 
-def _speculative(steps: _Steps, strategy: str, batch: int) -> Deployment:
-    """One speculation strategy at `batch`, from its own evaluator and its steps' intervals."""
+def _speculative(steps: _Steps, strategy: str, batch: int,
+                 gamma: int | str | None = None) -> Deployment:
+    """One speculation strategy at `batch` (and gamma: the scenario's by default), from its
+    own evaluator and its steps' intervals."""
     from lpusim.speculative.strategies import draft_chip_count, evaluate
-    sc = steps.scenario_at(batch, strategy)
+    sc = steps.scenario_at(batch, strategy, gamma)
     if strategy in ("draft", "async") and sc.speculation.draft_model is None:  # type: ignore
         raise _bad("speculation.draft_model", f"strategy '{strategy}' needs a draft model "
                                               f"(--draft MODEL)")
@@ -506,11 +512,32 @@ def deployments(steps: _Steps, strategy: str) -> tuple[list[Deployment], dict[st
             stop["next_batch_error"] = f"batch {b}: {e}"
             break
         out.append(dep)
+        if strategy != "none" and steps.sc.speculation is not None \
+                and steps.sc.speculation.gamma == "auto":
+            out += _shorter_gammas(steps, strategy, b, dep)
         stop["largest_batch"] = b
         if dep.max_users < b:         # a fuller batch no longer fits the KV pool
             break
         b *= 2
     return out, stop
+
+
+UNDER_LOAD_GAMMAS = (1, 2, 4)     # shorter drafts tried beside the per-user optimum
+
+
+def _shorter_gammas(steps: _Steps, strategy: str, batch: int, best: Deployment
+                    ) -> list[Deployment]:
+    """The strategy at gammas shorter than its per-user optimum: under load a shorter draft
+    takes fewer drafter and pipeline slots per token, and may serve more users faster."""
+    out = []
+    for g in UNDER_LOAD_GAMMAS:
+        if g >= best.details["gamma"]:
+            break
+        try:
+            out.append(_speculative(steps, strategy, batch, g))
+        except (CapacityError, ConfigError):
+            break
+    return out
 
 
 # ----------------------------------------------------------------------------- prefill
