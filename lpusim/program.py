@@ -22,7 +22,11 @@ from typing import Any
 
 UNITS = ("icu", "mem", "sxm", "mxm", "vxm")
 CATEGORIES = ("compute_mxm", "compute_vxm", "data_movement", "link_serialisation",
-              "link_latency", "synchronisation", "pipeline_fill")
+              "link_latency", "synchronisation", "pipeline_fill", "collective_latency",
+              "layer_barrier", "stage_deskew")
+# categories of fixed latencies (named mechanisms): an instruction of one of these spends its
+# `fill` in its own category, not in pipeline fill
+LATENCY_CATEGORIES = ("collective_latency", "layer_barrier", "stage_deskew")
 
 
 @dataclass(frozen=True, slots=True)

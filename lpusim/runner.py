@@ -15,6 +15,7 @@ from typing import Any
 from lpusim.config import load_scenario as _load_scenario
 from lpusim.config import resolve_ref
 from lpusim.config.specs import ScenarioSpec, SystemSpec
+from lpusim.deploy import resolve
 from lpusim.sim import StepMetrics
 from lpusim.step import step_metrics
 
@@ -57,6 +58,11 @@ class RunResult:
     interleaved_steps: int = 1
     interleaved_limit: str = ""          # "pipeline" (initiation interval) or "sram" (KV)
     system_tokens_per_second: float = 0.0
+    # the deployment used and why (lpusim.deploy): chips installed/active, tp, stages, policy
+    deployment: dict[str, Any] = field(default_factory=dict)
+    # share of the token time that comes from fitted constants (0..1), and which they are
+    fitted_share: float = 0.0
+    fitted_constants: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -80,6 +86,7 @@ def run_scenario(scenario: ScenarioSpec | str | os.PathLike[str] = DEFAULT_SCENA
                  ) -> RunResult:
     """Simulate a scenario: the baseline decode step, and speculation if it has any."""
     sc = scenario if isinstance(scenario, ScenarioSpec) else load_scenario(scenario)
+    sc, dep = resolve(sc)
     m = baseline_step(sc)
     base_tps = 1e6 / m.latency_us
     tps, lat_us, speedup, spec = base_tps, m.latency_us, 1.0, None
@@ -103,7 +110,8 @@ def run_scenario(scenario: ScenarioSpec | str | os.PathLike[str] = DEFAULT_SCENA
         unit_utilisation=m.unit_utilisation, link_utilisation=m.link_utilisation,
         program_hash=m.program_hash, baseline_tokens_per_second=base_tps, speedup=speedup,
         speculation=spec, assumptions=assumptions(sysx),
-        context_window=sc.window, **interleaving(m, sc.batch))
+        context_window=sc.window, **interleaving(m, sc.batch), deployment=dep.to_dict(),
+        **fitted(m, sysx))
 
 
 def interleaving(m: StepMetrics, batch: int) -> dict[str, Any]:
@@ -119,11 +127,35 @@ def interleaving(m: StepMetrics, batch: int) -> dict[str, Any]:
             "system_tokens_per_second": n * batch * 1e6 / m.latency_us}
 
 
+# breakdown categories whose time comes from each fittable system constant
+FITTED_CATEGORY = {"sync.collective_latency_ps": "collective_latency",
+                   "sync.layer_barrier_ps": "layer_barrier",
+                   "sync.deskew_per_stage_ps": "stage_deskew"}
+
+
+def fitted(m: StepMetrics, system: SystemSpec) -> dict[str, Any]:
+    """Which of the system's constants were fitted (its `fitted` list) and the share of the
+    step's time that rests on them, from the breakdown categories those constants fill."""
+    names = tuple(system.fitted)
+    share = sum(m.breakdown_cycles.get(FITTED_CATEGORY[n], 0) for n in names
+                if n in FITTED_CATEGORY) / max(1, m.latency_cycles)
+    return {"fitted_share": share,
+            "fitted_constants": {n: _get(system, n) for n in names}}
+
+
+def _get(obj: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
 def assumptions(system: SystemSpec) -> dict[str, Any]:
     """The unpublished constants this result depends on (to calibrate)."""
     return {
         "local_hop_latency_ns": system.links.local_hop_latency_ps / 1000,
         "global_hop_latency_ns": system.links.global_hop_latency_ps / 1000,
         "deskew_per_stage_ns": system.sync.deskew_per_stage_ps / 1000,
+        "collective_latency_ns": system.sync.collective_latency_ps / 1000,
+        "layer_barrier_ns": system.sync.layer_barrier_ps / 1000,
         "link_bandwidth_bytes_per_s": system.link_bandwidth_bytes_per_s,
     }

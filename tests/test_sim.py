@@ -183,9 +183,11 @@ def test_kv_slots_hand_computed():
 
 def test_interleaved_serving_is_limited_by_pipeline_or_sram():
     from lpusim import api
-    short = api.run(api.load_scenario("llama-3.1-70b-groqrack-576", {"context": 1024}))
+    # an 8k window leaves room for few KV caches; a 1k window for more than the pipeline holds
+    short = api.run(api.load_scenario("llama-3.1-70b-groqrack-576", {"context": 1024,
+                                                                     "context_window": 8192}))
     big = api.run(api.load_scenario("llama-3.1-70b-groqrack-576", {
-        "context": 1024, "system.chip.mem.slice_capacity_bytes": "5MiB"}))
+        "context": 1024, "context_window": 1024}))
     assert short.interleaved_limit == "sram" and big.interleaved_limit == "pipeline"
     assert short.interleaved_steps < big.interleaved_steps
     # every interleaved step keeps the single-user step time
@@ -194,7 +196,8 @@ def test_interleaved_serving_is_limited_by_pipeline_or_sram():
             r.interleaved_steps * r.baseline_tokens_per_second)
     # the pipeline bound: steps spaced by the widest per-stage resource span
     from lpusim.runner import baseline_step
-    m = baseline_step(api.load_scenario("llama-3.1-70b-groqrack-576", {"context": 1024}))
+    m = baseline_step(api.load_scenario("llama-3.1-70b-groqrack-576", {"context": 1024,
+                                                                     "context_window": 1024}))
     assert big.interleaved_steps == m.latency_cycles // m.initiation_interval_cycles
 
 

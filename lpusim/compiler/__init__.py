@@ -8,7 +8,11 @@ another and use disjoint resources while they run).
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+from collections import Counter
 from collections.abc import Callable
+from itertools import groupby
 from typing import Any
 
 from lpusim.compiler.lower import serialisation_cycles
@@ -65,9 +69,19 @@ def compile_program(graph: DecodeGraph, system: SystemSpec, *, chips: int | None
     return prog
 
 
-def _stage_key(blocks: tuple[str, ...], first: bool, last: bool, same: bool,
-               handoff: str) -> str:
-    kinds = ["layer" if b.startswith("layer") else b for b in blocks]
+def _stage_key(graph: DecodeGraph, blocks: tuple[str, ...], first: bool, last: bool,
+               same: bool, handoff: str) -> str:
+    """A name for the stage's template: its blocks (whole layers compacted, a half layer at
+    either end named), its role and hand-off, and a digest of its ops' structure, so that two
+    stages share a template only if they lower to the same program up to chip numbers."""
+    per_layer = Counter(b.split(".")[0] for b in graph.blocks)
+    groups = [(layer, list(bs)) for layer, bs in groupby(blocks, key=lambda b: b.split(".")[0])]
+    kinds: list[str] = []
+    for layer, bs in groups:
+        if layer.startswith("layer") and len(bs) == per_layer[layer]:
+            kinds.append("layer")
+        else:
+            kinds += [b.split(".")[-1] for b in bs]
     compact: list[str] = []
     for k in kinds:
         if compact and compact[-1].split("x")[-1] == k and k == "layer":
@@ -82,7 +96,21 @@ def _stage_key(blocks: tuple[str, ...], first: bool, last: bool, same: bool,
         key += "|exit" + ("=entry" if same else "")
     if handoff:
         key += f"|in:{handoff}"
-    return key
+    return f"{key}#{_structure_digest(graph, blocks)}"
+
+
+def _structure_digest(graph: DecodeGraph, blocks: tuple[str, ...]) -> str:
+    """Digest of the ops of `blocks` without their names: every field that sets a cost, and
+    each input as its position in the stage (or -1 for the stage input)."""
+    pos: dict[str, int] = {}
+    rows = []
+    for b in blocks:
+        for name in graph.block_ops[b]:
+            op = graph.op(name)
+            pos[name] = len(pos)
+            fields = dataclasses.replace(op, name="", block="", inputs=())
+            rows.append((repr(fields), tuple(pos.get(s, -1) for s in op.inputs)))
+    return hashlib.sha256(repr(rows).encode()).hexdigest()[:12]
 
 
 def compile_pipeline(graph: DecodeGraph, system: SystemSpec, *, chips: int | None = None,
@@ -98,7 +126,7 @@ def compile_pipeline(graph: DecodeGraph, system: SystemSpec, *, chips: int | Non
     keys: list[str] = []
     last = len(ios) - 1
     for s, io in enumerate(ios):
-        key = _stage_key(pl.stages[s], s == 0, s == last, ios[0].entry == ios[-1].exit,
+        key = _stage_key(graph, pl.stages[s], s == 0, s == last, ios[0].entry == ios[-1].exit,
                          handoff_signature(links, pl, s))
         keys.append(key)
         if key in templates:

@@ -1,11 +1,13 @@
 """Placement: pipeline stages across nodes, tensor parallelism inside a node, SRAM per chip.
 
-The decode graph's blocks (embedding, each layer, the head with final norm and LM head) are cut
-into contiguous pipeline stages, one per tensor-parallel group of `tp` chips (a node by
-default). The cut minimises the largest per-chip SRAM footprint (weights, KV cache, activation
-buffers: double-buffered inputs and outputs of the largest op; attention scores stream between
-units and are not buffered whole), then splits the largest stages until every group has
-work. Each chip of a group holds a 1/tp shard of every split op (replicated ops whole).
+The decode graph's blocks (embedding; per layer its attention, its FFN up to the activation and
+its down projection; the head with final norm and LM head) are cut into contiguous pipeline
+stages, one per tensor-parallel group of `tp` chips (a node by default). A stage may end
+between a layer's attention and its FFN; it ends before a down projection (whose hand-off
+carries the wide FFN activation) only when the model does not fit otherwise. The cut minimises
+the largest per-chip SRAM footprint (weights, KV cache, activation buffers: double-buffered
+inputs and outputs of the largest op; attention scores stream between units and are not
+buffered whole), then splits the largest stages until every group has work. Each chip of a group holds a 1/tp shard of every split op (replicated ops whole).
 Capacity per chip is the chip's SRAM minus its reserved bytes; a model that does not fit
 raises `CapacityError` with the chip, what overflowed by how much, and the minimum chips that
 would fit.
@@ -140,6 +142,47 @@ def partition(sizes: list[dict[str, int]], n_stages: int) -> list[tuple[int, int
     return groups
 
 
+def _merge(sizes: list[dict[str, int]], groups: list[tuple[int, int]]) -> list[dict[str, int]]:
+    out = []
+    for a, b in groups:
+        tot = {k: sum(sizes[i][k] for i in range(a, b)) for k in ("weights", "kv_cache")}
+        tot["activations"] = max(sizes[i]["activations"] for i in range(a, b))
+        out.append(tot)
+    return out
+
+
+def atoms(blocks: list[str], fine: bool) -> list[tuple[int, int]]:
+    """Groups of consecutive blocks a stage boundary may not split. Coarse: a layer's FFN
+    (activation and down projection) stays whole, so every cut hands off the residual stream
+    only; fine: a cut may also fall before a down projection (a wider hand-off)."""
+    out: list[tuple[int, int]] = []
+    for i, b in enumerate(blocks):
+        if not fine and b.endswith(".down") and out:
+            out[-1] = (out[-1][0], i + 1)
+        else:
+            out.append((i, i + 1))
+    return out
+
+
+def _plan(sizes: list[dict[str, int]], blocks: list[str], n_stages: int,
+          cap: int) -> tuple[list[tuple[int, int]], list[dict[str, int]]]:
+    """Stage groups (block ranges): the coarse atoms when they fit the capacity in n_stages,
+    else the fine ones; with their SRAM per chip."""
+    tried = None
+    for fine in (False, True):
+        at = atoms(blocks, fine)
+        if n_stages > len(at):
+            continue
+        asz = _merge(sizes, at)
+        groups = [(at[a][0], at[b - 1][1]) for a, b in partition(asz, n_stages)]
+        sram = _merge(sizes, groups)
+        tried = (groups, sram)
+        if all(sum(t.values()) <= cap for t in sram):
+            return tried
+    assert tried is not None
+    return tried
+
+
 def place(graph: DecodeGraph, chip: ChipSpec, chips: int, tp: int) -> Placement:
     """Cut `graph` into chips // tp pipeline stages of `tp` chips and check SRAM capacity."""
     if chips % tp:
@@ -153,13 +196,10 @@ def place(graph: DecodeGraph, chip: ChipSpec, chips: int, tp: int) -> Placement:
     if n_stages > len(blocks):
         raise CapacityError(
             f"{chips} chips make {n_stages} pipeline stages of {tp}, but the model has only "
-            f"{len(blocks)} blocks to place (embedding, {graph.model.layers} layers, head); "
+            f"{len(blocks)} placement blocks (embedding, {graph.model.layers} layers, head); "
             f"use at most {len(blocks) * tp} chips", min_chips=(need or 0) * tp or None)
-    groups = partition(sizes, n_stages)
-    stage_sram = []
-    for s, (a, b) in enumerate(groups):
-        tot = {k: sum(sizes[i][k] for i in range(a, b)) for k in ("weights", "kv_cache")}
-        tot["activations"] = max(sizes[i]["activations"] for i in range(a, b))
+    groups, stage_sram = _plan(sizes, blocks, n_stages, cap)
+    for s, ((a, b), tot) in enumerate(zip(groups, stage_sram, strict=True)):
         used = sum(tot.values())
         if used > cap:
             worst = max(tot, key=lambda k: tot[k])
@@ -172,7 +212,6 @@ def place(graph: DecodeGraph, chip: ChipSpec, chips: int, tp: int) -> Placement:
                 f"({worst} {tot[worst]} B); {hint}",
                 chip=first_chip, overflow_bytes=used - cap,
                 min_chips=need * tp if need is not None else None)
-        stage_sram.append(tot)
     return Placement(
         tp=tp,
         stages=tuple(tuple(blocks[a:b]) for a, b in groups),

@@ -1,7 +1,8 @@
 """Lower a placed decode step into tasks and list-schedule them into a `Program`.
 
 `lower_step` walks the pipeline stages in order. For each stage the entry chip broadcasts the
-stage input to its peers over the direct links, every chip runs a deskew/sync instruction, then
+stage input to its peers over the direct links (a collective: it pays the system's fixed
+collective latency), every chip realigns to the global counters (the per-stage deskew), then
 its shard of every op of every block in graph order; partial sums (row-parallel outputs, the
 vocab-split embedding) are all-reduced before any non-linear consumer; the head's per-chip
 argmax results are gathered on the exit chip. The exit chip hands the stage output to the next
@@ -44,7 +45,10 @@ class Lowerer:
         self.tasks: list[Task] = []
         self.clock = system.chip.clock_hz
         self.bw = system.link_bandwidth_bytes_per_s
-        self.sync_cycles = ps_to_cycles(system.sync.deskew_per_stage_ps, self.clock)
+        sync = system.sync
+        self.sync_cycles = ps_to_cycles(sync.deskew_per_stage_ps, self.clock)
+        self.collective_cycles = ps_to_cycles(sync.collective_latency_ps, self.clock)
+        self.barrier_cycles = ps_to_cycles(sync.layer_barrier_ps, self.clock)
         self.block_index = {b: i for i, b in enumerate(graph.blocks)}
 
     # primitives ------------------------------------------------------------------------
@@ -61,6 +65,15 @@ class Lowerer:
                                serialisation=serialisation_cycles(nbytes, self.bw, self.clock),
                                hop_latency=lat, stream=stream))
         return len(self.tasks) - 1
+
+    def delay(self, ready: dict[int, int], name: str, block: int, category: str,
+              cycles: int) -> dict[int, int]:
+        """A fixed latency after `ready` on each chip: it delays the chain without occupying a
+        unit (an ICU instruction of one cycle whose result arrives `cycles` later)."""
+        if cycles <= 0:
+            return ready
+        return {c: self.instr(c, name, block, Cost("icu", 1, 0, cycles, category), (t,))
+                for c, t in ready.items()}
 
     def direct(self, a: int, b: int) -> list[int]:
         """The direct link a -> b, or the cheapest route when a group spans nodes."""
@@ -106,7 +119,8 @@ class Lowerer:
         for g in groups:
             out.update(self._all_gather(g, red, chunk, f"{name}.all_gather", f"{name}.assemble",
                                         block))
-        return out
+        return self.delay(out, f"{name}.latency", block, "collective_latency",
+                          self.collective_cycles)
 
     def _reduce_scatter(self, chips: tuple[int, ...], ready: dict[int, int], chunk: int,
                         xname: str, rname: str, block: int) -> dict[int, int]:
@@ -178,9 +192,14 @@ class Lowerer:
                                       f"stage{s}.handoff_gather", b0, (t,), stream=(t,))
                         for d, t in landed.items() if d != c]
                 have[c] = tuple(got)
+        if self.collective_cycles > 0 and (len(chips) > 1 or s > 0):
+            # the broadcast or hand-off of the stage input is a collective
+            have = {c: (self.instr(c, f"stage{s}.input.latency", b0,
+                                   Cost("icu", 1, 0, self.collective_cycles,
+                                        "collective_latency"), have[c]),) for c in chips}
         sync = {c: self.instr(c, f"stage{s}.deskew", b0,
-                              Cost("icu", max(1, self.sync_cycles), 0, 0, "synchronisation"),
-                              have[c]) for c in chips}
+                              Cost("icu", 1, 0, self.sync_cycles, "stage_deskew"), have[c])
+                for c in chips}
         tp = len(chips)
         value: dict[str, dict[int, int]] = {}
         partial: set[str] = set()
@@ -189,6 +208,14 @@ class Lowerer:
         gathers: list[str] = []
         for blk in blocks:
             bi = self.block_index[blk]
+            if blk.endswith(".attn") and self.barrier_cycles > 0:
+                x = self.g.op(self.g.block_ops[blk][0]).inputs[0]
+                if x in value:
+                    value[x] = self.delay(value[x], f"{blk}.barrier", bi, "layer_barrier",
+                                          self.barrier_cycles)
+                else:
+                    sync = self.delay(sync, f"{blk}.barrier", bi, "layer_barrier",
+                                      self.barrier_cycles)
             for name in self.g.block_ops[blk]:
                 op = self.g.op(name)
                 costs = op_costs(op, self.chip, tp, self.g)
@@ -235,18 +262,27 @@ class Lowerer:
                         arrivals.append(self.transfer(c, io.exit, self.direct(c, io.exit),
                                                       8 * bp, f"{gname}.gather", bl,
                                                       (value[gname][c],)))
-            return {io.exit: self.instr(io.exit, "sample", bl,
-                                        vxm_cost(self.chip, len(gathers) * tp * bp, 2, "fp32"),
-                                        tuple(arrivals))}
+            picked = {io.exit: self.instr(io.exit, "sample", bl,
+                                          vxm_cost(self.chip, len(gathers) * tp * bp, 2, "fp32"),
+                                          tuple(arrivals))}
+            if tp == 1:
+                return picked
+            return self.delay(picked, "sample.gather.latency", bl, "collective_latency",
+                              self.collective_cycles)
         if last in partial:
             nbytes = self.g.op(last).act_out_bytes
             return self.all_reduce(chips, value[last], nbytes, f"{last}.allreduce", bl)
         return value[last]
 
-    def hidden_bytes(self) -> int:
-        p = self.g.params
-        return dtype_bytes(p.precision.activations,
-                           p.batch * p.positions * self.g.model.hidden_size)
+    def live_in_bytes(self, s: int) -> int:
+        """Bytes the hand-off into stage s carries: every tensor produced before the stage
+        and read in it (the residual stream, and the FFN activation when the stage starts at
+        a down projection)."""
+        if s == 0:
+            return self.token_bytes()
+        mine = {n for b in self.pl.stages[s] for n in self.g.block_ops[b]}
+        srcs = {src for n in mine for src in self.g.op(n).inputs if src not in mine}
+        return sum(self.g.op(src).act_out_bytes for src in sorted(srcs))
 
     def token_bytes(self) -> int:
         p = self.g.params
@@ -269,7 +305,7 @@ def lower_step(graph: DecodeGraph, system: SystemSpec, pl: Placement,
     ios, back = plan_routes(pl, links)
     outputs: dict[int, int] | None = None
     for s, io in enumerate(ios):
-        io.input_bytes = lw.token_bytes() if s == 0 else lw.hidden_bytes()
+        io.input_bytes = lw.live_in_bytes(s)
         outputs = lw.stage(s, io, outputs)
     assert outputs is not None
     last = ios[-1]
@@ -284,7 +320,7 @@ def lower_stage_template(graph: DecodeGraph, system: SystemSpec, pl: Placement,
     """One stage alone: its input (tokens on the entry chip, or the hand-off pieces leaving
     the previous stage) starts at cycle 0. Returns the tasks and those producing the output."""
     lw = Lowerer(graph, system, pl, links)
-    io = StageIO(io.entry, io.exit, lw.token_bytes() if s == 0 else lw.hidden_bytes())
+    io = StageIO(io.entry, io.exit, lw.live_in_bytes(s))
     out = lw.stage(s, io, {} if s > 0 else None)
     return lw.tasks, sorted(out.values())
 

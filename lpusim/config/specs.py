@@ -185,6 +185,9 @@ class TopologySpec:
                                           doc="parallel global links between two nodes of a rack")
     links_per_rack_pair: int = spec_field("int", 1, min=1, max=1024,
                                           doc="parallel global links between two racks")
+    spare_nodes_per_rack: int = spec_field("int", 0, min=0, max=1024,
+                                           doc="installed nodes held as hot spares, not used "
+                                               "by deployments")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -197,24 +200,58 @@ class LinkSpec:
 
 @dataclass(frozen=True, kw_only=True)
 class SyncSpec:
-    deskew_per_stage_ps: int = spec_field("time", max=10**12)
+    """Fixed latencies of the software-scheduled machine, each a named mechanism: they delay
+    the chain of a decode step without occupying a functional unit or link."""
+
+    deskew_per_stage_ps: int = spec_field("time", max=10**12,
+                                          doc="realigning a stage's chips to the global "
+                                              "counters when its input arrives")
+    collective_latency_ps: int = spec_field("time", 0, max=10**12,
+                                            doc="fixed cost of every collective (all-reduce, "
+                                                "gather, broadcast, stage hand-off): "
+                                                "synchronisation, SerDes/FEC, software")
+    layer_barrier_ps: int = spec_field("time", 0, max=10**12,
+                                       doc="a barrier at the start of every transformer layer")
+
+
+_BOUND_FIELDS = {
+    "global_hop_latency": ("global_hop_latency_min_ps", "global_hop_latency_max_ps"),
+    "deskew": ("deskew_min_ps", "deskew_max_ps"),
+    "collective_latency": ("collective_latency_min_ps", "collective_latency_max_ps"),
+    "layer_barrier": ("layer_barrier_min_ps", "layer_barrier_max_ps"),
+    "weight_load_streams": ("weight_load_streams_min", "weight_load_streams_max"),
+}
 
 
 @dataclass(frozen=True, kw_only=True)
 class CalibrationSpec:
-    """Physically plausible bounds for the constants `lpusim calibrate` fits."""
+    """Physically plausible bounds for the constants `lpusim calibrate` may fit."""
 
     global_hop_latency_min_ps: int = spec_field("time", max=10**9)
     global_hop_latency_max_ps: int = spec_field("time", max=10**9)
     deskew_min_ps: int = spec_field("time", max=10**12)
     deskew_max_ps: int = spec_field("time", max=10**12)
+    collective_latency_min_ps: int = spec_field("time", 0, max=10**12)
+    collective_latency_max_ps: int = spec_field("time", 0, max=10**12)
+    layer_barrier_min_ps: int = spec_field("time", 0, max=10**12)
+    layer_barrier_max_ps: int = spec_field("time", 0, max=10**12)
+    weight_load_streams_min: int = spec_field("int", 1, min=1, max=1024)
+    weight_load_streams_max: int = spec_field("int", 1, min=1, max=1024)
+    fitted: str = spec_field("str", "none",
+                             doc="the system fields `lpusim calibrate` fitted (dotted, "
+                                 "comma-separated), or 'none'")
+    hypothesis: str = spec_field("str", "none", doc="the mechanism set they were fitted in")
+
+    def bounds(self, name: str) -> tuple[int, int]:
+        """(low, high) of a fitted constant by its short name (as in `lpusim calibrate`)."""
+        lo, hi = _BOUND_FIELDS[name]
+        return getattr(self, lo), getattr(self, hi)
 
     def check(self) -> Check:
         out: Check = []
-        if self.global_hop_latency_min_ps > self.global_hop_latency_max_ps:
-            out.append((("global_hop_latency_min_ps",), "minimum above the maximum"))
-        if self.deskew_min_ps > self.deskew_max_ps:
-            out.append((("deskew_min_ps",), "minimum above the maximum"))
+        for lo, hi in _BOUND_FIELDS.values():
+            if getattr(self, lo) > getattr(self, hi):
+                out.append(((lo,), "minimum above the maximum"))
         return out
 
 
@@ -265,6 +302,20 @@ class SystemSpec:
         return self.topology.nodes_per_rack * self.topology.racks
 
     @property
+    def fitted(self) -> tuple[str, ...]:
+        """Dotted system fields whose values were fitted to published figures."""
+        c = self.calibration
+        if c is None or c.fitted.strip() == "none":
+            return ()
+        return tuple(f.strip() for f in c.fitted.split(",") if f.strip())
+
+    @property
+    def active_chips(self) -> int:
+        """Chips a deployment may use: the installed ones less the racks' spare nodes."""
+        t = self.topology
+        return t.chips_per_node * (t.nodes_per_rack - t.spare_nodes_per_rack) * t.racks
+
+    @property
     def link_bandwidth_bytes_per_s(self) -> int:
         return self.links.bandwidth_bytes_per_s or self.chip.c2c.link_bandwidth_bytes_per_s
 
@@ -279,6 +330,10 @@ class SystemSpec:
         if used > self.chip.c2c.links:
             out.append((("topology", "global_links_per_chip"),
                         f"{used} links per chip exceed the chip's {self.chip.c2c.links}"))
+        if t.spare_nodes_per_rack >= t.nodes_per_rack:
+            out.append((("topology", "spare_nodes_per_rack"),
+                        f"{t.spare_nodes_per_rack} spare nodes leave none of a rack's "
+                        f"{t.nodes_per_rack} for compute"))
         ports = t.global_links_per_chip * t.chips_per_node
         intra = (t.nodes_per_rack - 1) * t.links_per_node_pair
         if t.nodes_per_rack > 1 and ports < intra:
@@ -481,8 +536,9 @@ class ScenarioSpec:
     context: int = spec_field("int", 8192, min=1, max=10**8,
                               doc="tokens in the KV cache at the measured step")
     context_window: int | None = spec_field("int", None, min=1, max=10**8,
-                                            doc="KV cache reserved in SRAM per sequence "
-                                                "(default: context)")
+                                            doc="the endpoint's context window: KV cache "
+                                                "reserved in SRAM per sequence (default: "
+                                                "context); capped at the model's maximum")
     precision: PrecisionSpec = nested_field(PrecisionSpec)
     fidelity: str = spec_field("enum", "fast", choices=("fast", "full"))
     seed: int = spec_field("int", 0, min=0, max=2**63 - 1)
@@ -501,17 +557,11 @@ class ScenarioSpec:
         elif self.chips_used % self.tp:
             out.append((("chips",), f"{self.chips_used} chips are not a whole number of "
                                     f"tensor-parallel groups of {self.tp}"))
-        if self.context > self.model.max_context:
-            out.append((("context",), f"context {self.context} exceeds the model's "
-                                      f"max_context {self.model.max_context}"))
-        if self.context_window is not None:
-            if self.context_window > self.model.max_context:
-                out.append((("context_window",), f"context_window {self.context_window} "
-                                                 f"exceeds the model's max_context "
-                                                 f"{self.model.max_context}"))
-            if self.context > self.context_window:
-                out.append((("context",), f"context {self.context} exceeds the "
-                                          f"context_window {self.context_window}"))
+        # a window beyond the model's maximum context is capped when the deployment is
+        # resolved (lpusim.deploy), not refused: `run --model llama-2-70b` just works
+        if self.context_window is not None and self.context > self.context_window:
+            out.append((("context",), f"context {self.context} exceeds the "
+                                      f"context_window {self.context_window}"))
         if self.speculation is not None and self.speculation.strategy in ("draft", "async") \
                 and self.speculation.draft_model is None:
             out.append((("speculation", "draft_model"),

@@ -47,7 +47,9 @@ class DecodeGraph:
     model: ModelSpec
     params: GraphParams
     dag: nx.DiGraph
-    blocks: list[str]                              # "embed", "layer0".., "head"
+    # "embed", then per layer "layer<i>.attn", "layer<i>.mlp" (and "layer<i>.down" for a
+    # dense FFN's down projection), then "head"
+    blocks: list[str]
     block_ops: dict[str, list[str]]                # op names per block, topological order
 
     def op(self, name: str) -> Op:
@@ -148,7 +150,9 @@ class _Builder:
     def layer(self, i: int, x: str) -> str:
         m, b, p, ctx = self.m, self.p.batch, self.p.positions, self.p.context
         hd, H, KV, h = m.head_dim, m.heads, m.kv_heads, m.hidden_size
-        self.start(f"layer{i}")
+        # two placement blocks per layer, so that a pipeline stage may end between a layer's
+        # attention and its FFN (balanced stages when layers do not divide evenly)
+        self.start(f"layer{i}.attn")
         pre = f"L{i}."
         a = self.norm(pre + "attn_norm", x)
         q = self.matmul(pre + "q_proj", a, h, H * hd, "column")
@@ -191,6 +195,7 @@ class _Builder:
         op = self.matmul(pre + "o_proj", o, H * hd, h, "row")
         r1 = self.vector(pre + "attn_residual", "residual", (x, op), (b, p, h), 1,
                          parallel="replicated")
+        self.start(f"layer{i}.mlp")
         f = self.norm(pre + "ffn_norm", r1)
         out = self.moe(pre, f) if m.experts > 1 else self.ffn(pre, f)
         return self.vector(pre + "ffn_residual", "residual", (r1, out), (b, p, h), 1,
@@ -203,6 +208,9 @@ class _Builder:
         # SiLU(g) * u: sigmoid (transcendental), 2 multiplies
         act = self.vector(pre + "act", "activation", (g, u), (b, p, m.ffn_size), 4,
                           transcendentals=b * p * m.ffn_size, parallel="column")
+        # a third placement block: a stage may also end before the down projection (its
+        # hand-off then carries the FFN activation and the residual)
+        self.start(self.block.removesuffix(".mlp") + ".down")
         return self.matmul(pre + "down_proj", act, m.ffn_size, m.hidden_size, "row")
 
     def moe(self, pre: str, f: str) -> str:

@@ -13,7 +13,8 @@ from typing import Any
 from lpusim.atomic import write_atomic
 
 BREAKDOWN_ORDER = ("compute_mxm", "compute_vxm", "data_movement", "link_serialisation",
-                   "link_latency", "synchronisation", "pipeline_fill", "idle")
+                   "link_latency", "synchronisation", "pipeline_fill", "collective_latency",
+                   "layer_barrier", "stage_deskew", "idle")
 
 
 def _plt() -> Any:

@@ -5,8 +5,9 @@ the walk goes to whatever released the current item: the operand that arrived la
 previous occupant of its unit queue or link. An item on the path contributes its busy cycles
 to its category (MXM or VXM compute, on-chip data movement for MEM/SXM, link serialisation,
 synchronisation), its stream transit to data movement, its pipeline fill and ripple to
-pipeline fill, and its hop latencies to link latency; any wait is `idle`. The parts sum exactly
-to the step latency. In fast fidelity the stage templates' metrics are added up with the
+pipeline fill (a fixed-latency mechanism's delay to that mechanism: collective latency, layer
+barrier, stage deskew), and its hop latencies to link latency; any wait is `idle`. The parts
+sum exactly to the step latency. In fast fidelity the stage templates' metrics are added up with the
 hand-offs, which gives the same latency as the full program.
 """
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from lpusim.program import CATEGORIES, UNITS, PipelineProgram, Program
+from lpusim.program import CATEGORIES, LATENCY_CATEGORIES, UNITS, PipelineProgram, Program
 from lpusim.sim.engine import SimResult, simulate
 
 BREAKDOWN_KEYS = (*CATEGORIES, "idle")
@@ -72,9 +73,13 @@ class StepMetrics:
         return d
 
 
+def _fill_category(x: Any) -> str:
+    return x.category if x.category in LATENCY_CATEGORIES else "pipeline_fill"
+
+
 def _latencies(x: Any) -> list[tuple[str, int]]:
     if hasattr(x, "unit"):
-        return [("data_movement", x.transit), ("pipeline_fill", x.fill)]
+        return [("data_movement", x.transit), (_fill_category(x), x.fill)]
     return [("link_latency", sum(x.hop_latency))]
 
 
@@ -127,7 +132,7 @@ def critical_path(res: SimResult) -> dict[str, int]:
         span = upto - s
         if hasattr(x, "unit"):
             parts = [(x.category, x.duration), ("data_movement", x.transit),
-                     ("pipeline_fill", x.fill)]
+                     (_fill_category(x), x.fill)]
         else:
             parts = [("link_serialisation", x.serialisation),
                      ("link_latency", sum(x.hop_latency))]

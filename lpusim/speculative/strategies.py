@@ -31,16 +31,14 @@ kept; the search stops early once a bound shows no wider gamma can win (`_cannot
 from __future__ import annotations
 
 import dataclasses
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lpusim.compiler import minimum_chips
 from lpusim.config.specs import HeadsSpec, ScenarioSpec
-from lpusim.errors import CapacityError, ConfigError, Issue
-from lpusim.graph import GraphParams, build_decode_graph
+from lpusim.deploy import draft_chips
+from lpusim.errors import ConfigError, Issue
 from lpusim.sim import StepMetrics
 from lpusim.speculative.acceptance import AcceptanceModel, MixtureAcceptance, parse_acceptance
 from lpusim.speculative.asynchronous import (
@@ -93,32 +91,9 @@ def acceptance_of(sc: ScenarioSpec) -> AcceptanceModel:
                                 str(e))) from None
 
 
-@lru_cache(maxsize=256)
-def _min_chips(model: Any, chip: Any, tp: int, batch: int, context: int,
-               precision: Any, context_window: int | None = None) -> int | None:
-    g = build_decode_graph(model, GraphParams(batch=batch, context=context, precision=precision,
-                                              context_window=context_window))
-    return minimum_chips(g, chip, tp)
-
-
 def draft_chip_count(sc: ScenarioSpec) -> tuple[int, int]:
-    """(chips, tensor parallelism) of the drafter."""
-    spec = sc.speculation
-    assert spec is not None and spec.draft_model is not None
-    tp = sc.tp
-    if spec.draft_chips != "auto":
-        n = int(spec.draft_chips)
-        tp = min(tp, n)
-        if n % tp:
-            raise ConfigError(Issue(sc.file or "scenario", None, None, "speculation.draft_chips",
-                                    f"{n} chips are not whole groups of {tp}"))
-        return n, tp
-    n = _min_chips(spec.draft_model, sc.system.chip, tp, sc.batch, sc.context, sc.precision,
-                   sc.context_window)
-    if n is None:
-        raise CapacityError(f"draft model {spec.draft_model.name} does not fit at tensor "
-                            f"parallelism {tp}")
-    return n, tp
+    """(chips, tensor parallelism) of the drafter (lpusim.deploy decides)."""
+    return draft_chips(sc)
 
 
 def _bet(acc: AcceptanceModel, gamma: int) -> float:
