@@ -50,8 +50,10 @@ only combines them. What is modelled:
   it is served round-robin as one more group). Assumptions: the SRAM for one prefill's
   activation buffers is kept aside (not taken from the KV pool); the drafter's own prefill
   runs in parallel on its chips and is not on the path; host and network time are left out.
+- **Deployment.** Each strategy is deployed by `lpusim.deploy.resolve` (a drafter's chips
+  come out of the system's, so the target may get fewer chips than without speculation).
 - **Energy and money** per point come from `lpusim.cost` with all chips of the deployment
-  (target and drafter) at the system tokens/s.
+  (target and drafter, plus the system's spare nodes pro rata) at the system tokens/s.
 
 Cycles are integers inside; seconds, tokens/s, joules and dollars appear only in results.
 """
@@ -332,27 +334,34 @@ def user_grid(max_users: int) -> list[int]:
 
 
 def frontier_points(deps: Sequence[Deployment]) -> list[tuple[Deployment, LoadPoint]]:
-    """For each user count of the grid (1 .. the most users any batch holds), the deployment
-    that gives each user the most tokens/s; stops where system tokens/s stops growing."""
+    """For each user count of the grid (1 .. the most users any batch holds, and the count at
+    which the system's tokens/s peaks), the deployment that gives each user the most
+    tokens/s; a count is kept only if it raises the system's tokens/s (the rest are
+    dominated). The last point's `limit` says what stops the next: what binds it, or what
+    binds the next count tried."""
     deps = [d for d in deps if d.max_users >= 1]
     if not deps:
         return []
     top = max(d.max_users for d in deps)
+    # and the count at which some batch reaches the system's most tokens/s (its KV full)
+    fullest = max(deps, key=lambda d: at_load(d, d.max_users).system_tokens_per_second)
+    grid = sorted({*user_grid(top), fullest.max_users})
     out: list[tuple[Deployment, LoadPoint]] = []
-    best_system = 0.0
-    for u in user_grid(top):
+    dominated: LoadPoint | None = None
+    for u in grid:
         cands = [(d, at_load(d, u)) for d in deps if d.max_users >= u]
         d, p = max(cands, key=lambda c: (c[1].tokens_per_second_per_user, -c[0].batch))
-        if out and p.system_tokens_per_second <= best_system * (1 + 1e-9):
-            prev_d, prev = out[-1]
-            if prev.limit == "none":     # what stops the next point
-                out[-1] = (prev_d, dataclasses.replace(prev, limit=p.limit if p.limit != "none"
-                                                       else "pipeline"))
-            break
+        if out and p.system_tokens_per_second <= out[-1][1].system_tokens_per_second * \
+                (1 + 1e-9):
+            dominated = dominated or p
+            continue
         out.append((d, p))
-        best_system = max(best_system, p.system_tokens_per_second)
-    if out and out[-1][1].limit == "none" and out[-1][1].users == top:
-        out[-1] = (out[-1][0], dataclasses.replace(out[-1][1], limit="kv"))
+        dominated = None
+    last_d, last = out[-1]
+    if last.limit == "none":
+        why = "kv" if last.users == top else (dominated.limit if dominated is not None
+                                               and dominated.limit != "none" else "pipeline")
+        out[-1] = (last_d, dataclasses.replace(last, limit=why))
     return out
 
 
@@ -605,6 +614,7 @@ class ServeResult:
     list_price_usd_per_million_output_tokens: float = LIST_PRICE_USD_PER_MILLION_OUTPUT
     list_price_source: str = LIST_PRICE_SOURCE
     errors: dict[str, str] = field(default_factory=dict)
+    deployments: dict[str, dict[str, Any]] = field(default_factory=dict)   # per strategy
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -623,12 +633,13 @@ def _point(sc: ScenarioSpec, dep: Deployment, p: LoadPoint, fill: Prefill,
         "joules_per_token": None, "usd_per_million_output_tokens": None,
         "pipeline_share": p.load_share, "limit": p.limit, "chips": dep.chips,
     }
+    charged = charged_chips(sc.system, dep.chips)
     if sc.system.power is not None:
-        row["joules_per_token"] = joules_per_token(system_power_watts(sc.system, dep.chips),
+        row["joules_per_token"] = joules_per_token(system_power_watts(sc.system, charged),
                                                    p.system_tokens_per_second)
     if sc.system.cost is not None:
         row["usd_per_million_output_tokens"] = usd_per_million_tokens(
-            sc.system, dep.chips, p.system_tokens_per_second)
+            sc.system, charged, p.system_tokens_per_second)
     if baseline is not None:
         base = baseline.get(p.users)
         row["speedup_per_user"] = p.tokens_per_second_per_user / base if base else None
@@ -643,11 +654,30 @@ def _best_user_speed(deps: Sequence[Deployment], users: int) -> float | None:
     return max(vals) if vals else None
 
 
-def serve(sc: ScenarioSpec, opts: ServeOptions | None = None) -> ServeResult:
+def _resolved(sc: ScenarioSpec, strategy: str) -> tuple[ScenarioSpec, dict[str, Any]]:
+    """The scenario deployed for one strategy (`lpusim.deploy.resolve`: the drafter's chips
+    come out of the system's), and the deployment as data."""
+    from lpusim.deploy import resolve
+    base = sc.speculation or SpeculationSpec()
+    spec = None if strategy == "none" else dataclasses.replace(base, strategy=strategy)
+    out, dep = resolve(dataclasses.replace(sc, speculation=spec))
+    if spec is not None:       # keep the scenario's speculation settings, with this strategy
+        out = dataclasses.replace(out, speculation=spec)
+    return out, dep.to_dict()
+
+
+def charged_chips(system: Any, chips: int) -> int:
+    """Chips whose power and capex a deployment of `chips` carries: its own, plus the system's
+    spare nodes pro rata (they are installed to keep it serving)."""
+    return math.ceil(chips * system.chips / max(1, system.active_chips))
+
+
+def serve(scenario: ScenarioSpec, opts: ServeOptions | None = None) -> ServeResult:
     """Sweep load on a scenario's deployment: the frontier of per-user against system
-    tokens/s (no speculation, and each strategy in `opts.strategies`), TTFT, J and $ per
-    token."""
+    tokens/s (no speculation, and each strategy in `opts.strategies`, each deployed by
+    `lpusim.deploy`), TTFT, J and $ per token."""
     opts = opts or ServeOptions()
+    sc, placement = _resolved(scenario, "none")
     for name, v, lo in (("page_tokens", opts.page_tokens, 1), ("max_batch", opts.max_batch, 1),
                         ("prompt_tokens", opts.prompt_tokens, 1)):
         if v < lo:
@@ -661,6 +691,7 @@ def serve(sc: ScenarioSpec, opts: ServeOptions | None = None) -> ServeResult:
         raise _bad("contexts", str(e)) from None
     steps = _Steps(sc, dist, opts)
     fill = prefill(steps, opts.prompt_tokens)
+    placed = {"none": placement}
     base_deps, stop = deployments(steps, "none")
     if not base_deps:
         raise CapacityError(f"not even one user fits: {stop['next_batch_error']}")
@@ -677,7 +708,10 @@ def serve(sc: ScenarioSpec, opts: ServeOptions | None = None) -> ServeResult:
     errors: dict[str, str] = {}
     for strat in dict.fromkeys(s for s in opts.strategies if s != "none"):
         try:
-            deps, st = deployments(steps, strat)
+            sc_s, placed[strat] = _resolved(scenario, strat)
+            steps_s = _Steps(sc_s, dist, opts)
+            fill_s = prefill(steps_s, opts.prompt_tokens)
+            deps, st = deployments(steps_s, strat)
         except CapacityError as e:
             errors[strat] = str(e)
             continue
@@ -688,7 +722,8 @@ def serve(sc: ScenarioSpec, opts: ServeOptions | None = None) -> ServeResult:
                               max(d.pipeline_full_tokens_per_second for d in deps)}
         pts = frontier_points(deps)
         base_at = {p.users: _best_user_speed(base_deps, p.users) for _d, p in pts}
-        speculation[strat] = [_point(sc, d, p, fill, base_at) for d, p in pts]  # type: ignore
+        speculation[strat] = [_point(sc_s, d, p, fill_s, base_at)  # type: ignore[arg-type]
+                              for d, p in pts]
     ttft = []
     top = base_points[-1]
     for n_prompt in sorted({*opts.ttft_prompts, opts.prompt_tokens}):
@@ -706,4 +741,5 @@ def serve(sc: ScenarioSpec, opts: ServeOptions | None = None) -> ServeResult:
         context_window=sc.window, contexts=dist.describe(), paged_kv=opts.paged,
         page_tokens=opts.page_tokens, kv_tokens_per_user=steps.per_user,
         prompt_tokens=opts.prompt_tokens, frontier=frontier, speculation=speculation,
-        limits=limits, ttft=ttft, prefill_chunk_bound=fill.bound, errors=errors)
+        limits=limits, ttft=ttft, prefill_chunk_bound=fill.bound, errors=errors,
+        deployments=placed)

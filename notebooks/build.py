@@ -214,7 +214,7 @@ def show(points):
         print("  ".join(f"{k}={p[k]:.4g}" if isinstance(p[k], float) else f"{k}={p[k]}" for k in cols))
 print(f"traffic: {base.contexts['label']}, {base.kv_tokens_per_user:.0f} KV tokens per user (paged)")
 show(base.frontier)"""),
-(M, """Every user keeps the step's full speed: the pipeline is far from full. What stops the last point is the KV cache (`limit` = `kv`): the 70B model's 8-bit weights fill most of every chip's SRAM, and what is left holds the KV cache of few sequences. Reserving the whole 8k window per user instead of paging leaves room for only a couple of users:"""),
+(M, """Every user keeps the step's full speed: the pipeline is far from full. What stops the last point is the KV cache (`limit` = `kv`): the 70B model's 8-bit weights fill most of every chip's SRAM, and what is left holds a limited number of sequences' KV caches (the pool, printed below, is counted in tokens of context). Reserving the whole 8k window per user instead of paging leaves room for far fewer users:"""),
 (C, """lim = base.limits["none"]
 print(f"KV pool: {lim['kv_pool_tokens']} tokens of context in all; the pipeline has {lim['slots_in_flight']} slots for batch-1 steps")
 window = api.serve("llama-3.1-70b-groqrack-576", contexts="chat", paged=False, ttft_prompts=[])
@@ -240,7 +240,7 @@ data["speculation"] = lines
 out = tempfile.mkdtemp()
 plot = api.plot_frontier(data, out)
 Image(filename=f"{out}/serving_frontier.png")"""),
-(M, """What the frontier shows, checked: without speculation the KV cache, not the pipeline, limits the users (the pipeline is mostly idle at the last point), and paging carries several times the users of window reservation; with speculation each user is faster and the system delivers more tokens/s at the same number of users."""),
+(M, """What the frontier shows, checked: without speculation the KV cache, not the pipeline, limits the users (the pipeline still has idle slots at the last point), and paging carries several times the users of window reservation; with speculation each user is faster and the system delivers more tokens/s at the same number of users."""),
 (C, """last = base.frontier[-1]
 assert last["limit"] == "kv" and last["pipeline_share"] < 1
 assert base.frontier[-1]["users"] > 2 * window.frontier[-1]["users"]

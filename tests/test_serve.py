@@ -171,10 +171,13 @@ def test_paging_changes_the_user_count_on_the_default_scenario():
     assert top_p["limit"] == top_w["limit"] == "kv"
     assert top_p["users"] > top_w["users"] >= 1
     assert window.kv_tokens_per_user == window.context_window
-    # the window-reserved count is the compiled step's exact KV slots (batch 1)
+    # the window-reserved count is what the compiled step's exact KV slots imply: whole
+    # windows of `batch` sequences, plus at most a partly filled batch
     sc = api.load_scenario()
     steps = _Steps(sc, parse_contexts("chat", sc.window), ServeOptions(paged=False))
-    assert top_w["users"] == steps.target(1).kv_slots
+    b = top_w["batch"]
+    slots = steps.target(b).kv_slots
+    assert slots * b <= top_w["users"] < (slots + 1) * b
     assert len(paged.frontier) >= 5 and paged.frontier[0]["users"] == 1
     # cost and energy at every point follow from lpusim.cost
     for p in paged.frontier:
