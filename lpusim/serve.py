@@ -217,7 +217,7 @@ def _uniform(lo: int, hi: int, label: str) -> ContextDistribution:
 
 
 @dataclass(frozen=True)
-class Deployment:
+class BatchPlan:
     """One strategy at one batch: what a group of `batch` users gets and takes."""
 
     strategy: str
@@ -259,11 +259,11 @@ def users_by_kv(pool_tokens: int, tokens_per_user: float) -> int:
     return min(MAX_USERS, int(pool_tokens // max(1.0, tokens_per_user)))
 
 
-def no_speculation(m: StepMetrics, batch: int, max_users: int, chips: int) -> Deployment:
+def no_speculation(m: StepMetrics, batch: int, max_users: int, chips: int) -> BatchPlan:
     """Plain decode at `batch`: a group gets one token per user every step latency and uses
     II / latency of the pipeline."""
     lat = max(1, m.latency_cycles)
-    return Deployment(strategy="none", batch=batch, user_tokens_per_second=m.clock_hz / lat,
+    return BatchPlan(strategy="none", batch=batch, user_tokens_per_second=m.clock_hz / lat,
                       target_share=m.initiation_interval_cycles / lat, drafter_share=0.0,
                       max_users=max_users, chips=chips, tokens_per_step=1.0,
                       target_interval_cycles=m.initiation_interval_cycles, clock_hz=m.clock_hz,
@@ -283,7 +283,7 @@ class LoadPoint:
     load_share: float              # share of the target pipeline in use (may exceed 1)
 
 
-def at_load(dep: Deployment, users: int) -> LoadPoint:
+def at_load(dep: BatchPlan, users: int) -> LoadPoint:
     """`users` on a deployment: ceil(users / batch) groups; the schedule stretches when a
     pipeline's slots run out. `limit` says what binds: 'pipeline' or 'drafter' (slots full),
     'kv' (no room for another user's KV cache), or 'none'."""
@@ -333,7 +333,7 @@ def user_grid(max_users: int) -> list[int]:
     return sorted(out)
 
 
-def frontier_points(deps: Sequence[Deployment]) -> list[tuple[Deployment, LoadPoint]]:
+def frontier_points(deps: Sequence[BatchPlan]) -> list[tuple[BatchPlan, LoadPoint]]:
     """For each user count of the grid (1 .. the most users any batch holds, and the count at
     which the system's tokens/s peaks), the deployment that gives each user the most
     tokens/s; a count is kept only if it raises the system's tokens/s (the rest are
@@ -346,7 +346,7 @@ def frontier_points(deps: Sequence[Deployment]) -> list[tuple[Deployment, LoadPo
     # and the count at which some batch reaches the system's most tokens/s (its KV full)
     fullest = max(deps, key=lambda d: at_load(d, d.max_users).system_tokens_per_second)
     grid = sorted({*user_grid(top), fullest.max_users})
-    out: list[tuple[Deployment, LoadPoint]] = []
+    out: list[tuple[BatchPlan, LoadPoint]] = []
     dominated: LoadPoint | None = None
     for u in grid:
         cands = [(d, at_load(d, u)) for d in deps if d.max_users >= u]
@@ -448,7 +448,7 @@ def _heads_target(sc: ScenarioSpec) -> ModelSpec:
 
 
 def _speculative(steps: _Steps, strategy: str, batch: int,
-                 gamma: int | str | None = None) -> Deployment:
+                 gamma: int | str | None = None) -> BatchPlan:
     """One speculation strategy at `batch` (and gamma: the scenario's by default), from its
     own evaluator and its steps' intervals."""
     from lpusim.speculative.strategies import draft_chip_count, evaluate
@@ -497,16 +497,16 @@ def _speculative(steps: _Steps, strategy: str, batch: int,
             drafter_share = steps_per_pass * draft.initiation_interval_cycles * \
                 (tps / e) / clock
         details["draft_step_us"] = r["draft_step_us"]
-    return Deployment(strategy=strategy, batch=batch, user_tokens_per_second=tps,
+    return BatchPlan(strategy=strategy, batch=batch, user_tokens_per_second=tps,
                       target_share=target_share, drafter_share=drafter_share,
                       max_users=max_users, chips=chips, tokens_per_step=tokens_per_step,
                       target_interval_cycles=verify.initiation_interval_cycles,
                       clock_hz=clock, details=details)
 
 
-def deployments(steps: _Steps, strategy: str) -> tuple[list[Deployment], dict[str, Any]]:
+def plans(steps: _Steps, strategy: str) -> tuple[list[BatchPlan], dict[str, Any]]:
     """The strategy at batch 1, 2, 4, ... until a batch no longer fits; what stopped it."""
-    out: list[Deployment] = []
+    out: list[BatchPlan] = []
     stop: dict[str, Any] = {"largest_batch": 0, "next_batch_error": None}
     b = 1
     while b <= steps.opts.max_batch:
@@ -534,8 +534,8 @@ def deployments(steps: _Steps, strategy: str) -> tuple[list[Deployment], dict[st
 UNDER_LOAD_GAMMAS = (1, 2, 4)     # shorter drafts tried beside the per-user optimum
 
 
-def _shorter_gammas(steps: _Steps, strategy: str, batch: int, best: Deployment
-                    ) -> list[Deployment]:
+def _shorter_gammas(steps: _Steps, strategy: str, batch: int, best: BatchPlan
+                    ) -> list[BatchPlan]:
     """The strategy at gammas shorter than its per-user optimum: under load a shorter draft
     takes fewer drafter and pipeline slots per token, and may serve more users faster."""
     out = []
@@ -620,7 +620,7 @@ class ServeResult:
         return dataclasses.asdict(self)
 
 
-def _point(sc: ScenarioSpec, dep: Deployment, p: LoadPoint, fill: Prefill,
+def _point(sc: ScenarioSpec, dep: BatchPlan, p: LoadPoint, fill: Prefill,
            baseline: dict[int, float] | None) -> dict[str, Any]:
     clock = sc.system.chip.clock_hz
     cyc, chunk = fill.cycles(idle_share(p.groups, dep.target_share))
@@ -649,7 +649,7 @@ def _point(sc: ScenarioSpec, dep: Deployment, p: LoadPoint, fill: Prefill,
     return row
 
 
-def _best_user_speed(deps: Sequence[Deployment], users: int) -> float | None:
+def _best_user_speed(deps: Sequence[BatchPlan], users: int) -> float | None:
     vals = [at_load(d, users).tokens_per_second_per_user for d in deps if d.max_users >= users]
     return max(vals) if vals else None
 
@@ -692,7 +692,7 @@ def serve(scenario: ScenarioSpec, opts: ServeOptions | None = None) -> ServeResu
     steps = _Steps(sc, dist, opts)
     fill = prefill(steps, opts.prompt_tokens)
     placed = {"none": placement}
-    base_deps, stop = deployments(steps, "none")
+    base_deps, stop = plans(steps, "none")
     if not base_deps:
         raise CapacityError(f"not even one user fits: {stop['next_batch_error']}")
     limits = {"none": stop | {"pipeline_full_tokens_per_second":
@@ -711,7 +711,7 @@ def serve(scenario: ScenarioSpec, opts: ServeOptions | None = None) -> ServeResu
             sc_s, placed[strat] = _resolved(scenario, strat)
             steps_s = _Steps(sc_s, dist, opts)
             fill_s = prefill(steps_s, opts.prompt_tokens)
-            deps, st = deployments(steps_s, strat)
+            deps, st = plans(steps_s, strat)
         except CapacityError as e:
             errors[strat] = str(e)
             continue

@@ -16,12 +16,12 @@ from lpusim.serve import (
     ServeOptions,
     _Steps,
     at_load,
-    deployments,
     frontier_points,
     idle_share,
     kv_pool_tokens,
     no_speculation,
     parse_contexts,
+    plans,
     prefill,
     prefill_cycles,
     serve,
@@ -199,8 +199,8 @@ def test_speculation_and_the_pipeline_full_limit():
     one sequence share it)."""
     sc = tiny_scenario()
     steps = _Steps(sc, parse_contexts(1000, sc.window), ServeOptions(max_batch=16))
-    none, _ = deployments(steps, "none")
-    heads, _ = deployments(steps, "heads")
+    none, _ = plans(steps, "none")
+    heads, _ = plans(steps, "heads")
     by_batch = {d.batch: d for d in none}
     assert heads
     explained = 0
