@@ -30,7 +30,7 @@ from lpusim.runner import (
 )
 
 __all__ = ["DEFAULT_SCENARIO", "RunResult", "assumptions", "baseline_step", "compare",
-           "describe", "load_scenario", "plan", "plot_breakdown",
+           "describe", "load_scenario", "plan", "plan_chips", "plot_breakdown",
            "plot_gamma_curve", "report", "run", "sweep", "to_frame", "load_model", "load_chip",
            "load_system", "acceptance", "acceptance_presets", "textbook_optimum", "serve",
            "plot_frontier"]
@@ -86,6 +86,13 @@ def plan(model: ModelSpec, chip: ChipSpec, *, context: int = 8192, batch: int = 
         "sram_per_stage": [{"stage": i, "blocks": f"{b[0]}..{b[-1]}", **p}
                            for i, (b, p) in enumerate(zip(pl.stages, per_chip, strict=True))],
     }
+
+
+def plan_chips(sc: ScenarioSpec, chips: int, tp: int | None = None) -> dict[str, Any]:
+    """Every feasible split of `chips` chips for the scenario's model, simulated, fastest
+    first (the first is what `run --chips` uses), and faster splits on fewer chips."""
+    from lpusim.deploy import plan as _plan
+    return _plan(sc, chips, tp)
 
 
 def describe(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -83,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", metavar="FILE")
     _format_arg(p)
 
-    p = sub.add_parser("plan", help="minimum chips for a model, and SRAM per chip")
+    p = sub.add_parser("plan", help="minimum chips for a model, SRAM per chip; with --chips, "
+                                    "every feasible split of N chips, fastest first")
     p.add_argument("--model", required=True, help="model name or file")
     p.add_argument("--chip", default="groqchip1", help="chip name or file")
     p.add_argument("--context", type=int, default=8192)
@@ -91,6 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tp", type=int, default=None,
                    help="tensor parallelism (chips per stage; default: the fewest whole nodes "
                         "that hold a layer)")
+    p.add_argument("--chips", type=int, default=None,
+                   help="list the splits of N chips of --system, simulated, fastest first")
+    p.add_argument("--system", default=None, help="system name or file (with --chips)")
+    p.add_argument("--context-window", type=int, default=None,
+                   help="the endpoint's context window (with --chips; default: the context)")
     _format_arg(p)
 
     p = sub.add_parser("speculate", help="textbook speculative-decoding calculator "
@@ -121,15 +127,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("results", metavar="RESULTS.jsonl")
     p.add_argument("-o", "--output", required=True, help="output directory")
 
-    p = sub.add_parser("calibrate", help="fit the unpublished constants to Llama 3.1 70B at "
-                                         "250 tokens/s and write them into the system file")
-    p.add_argument("--scenario", default=None, help="anchor scenario (default: the 70B one)")
-    p.add_argument("--target", type=float, default=None, help="anchor tokens/s (default 250)")
-    p.add_argument("-o", "--output", help="write the calibrated system here instead of in place")
-    p.add_argument("--dry-run", action="store_true", help="print the fit, write nothing")
+    p = sub.add_parser("calibrate", help="fit each mechanism hypothesis on the published "
+                                         "training rows, choose by leave-one-out error, and "
+                                         "write the chosen fit into the system files")
+    p.add_argument("--hypothesis", default=None,
+                   help="fit (and write) only this hypothesis instead of choosing")
+    p.add_argument("-o", "--output", help="directory for the calibrated system files "
+                                          "instead of rewriting them in place")
+    p.add_argument("--dry-run", action="store_true", help="print the fits, write nothing")
     _format_arg(p)
 
     p = sub.add_parser("validate-published", help="predicted vs published figures")
+    p.add_argument("--hypotheses", action="store_true",
+                   help="every hypothesis's predictions of every published row, side by side")
     _format_arg(p)
 
     p = sub.add_parser("sensitivity", help="tokens/s at +/-50%% of each uncertain parameter")
@@ -145,7 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="scenario file or name (default: Llama 3.1 70B on 576 chips)")
         p.add_argument("--model", help="target model name or file")
         p.add_argument("--system", help="system name or file")
-        p.add_argument("--chips", type=int, help="use the first N chips of the system")
+        p.add_argument("--chips", type=int, help="use N chips of the system, all active: the "
+                                                 "fastest split of them")
+        p.add_argument("--tp", type=int, help="pin tensor parallelism (chips per stage)")
         p.add_argument("--batch", type=int)
         p.add_argument("--context", type=int, help="tokens in the KV cache at the measured step")
         p.add_argument("--context-window", type=int,
@@ -167,8 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("-o", "--output", required=True,
                            help="trace file (.json or .json.gz)")
             p.add_argument("--chip-range", help="only chips A:B (e.g. 0:16)")
-            p.add_argument("--block-range", help="only blocks A:B (0 = embedding, then layers, "
-                                                 "then the head)")
+            p.add_argument("--block-range", help="only placement blocks A:B (0 = embedding, "
+                                                 "then each layer's attention, FFN and down "
+                                                 "projection, then the head)")
             p.add_argument("--layer-range", help="only transformer layers A:B (0-based)")
 
     p = sub.add_parser("serve", help="many users on one deployment: per-user vs system "
@@ -242,6 +255,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         val = getattr(args, key, None)
         if val is not None:
             ov[key] = val
+    if getattr(args, "tp", None) is not None:
+        ov["tensor_parallel"] = args.tp
     spec: dict[str, Any] = {}
     if getattr(args, "draft", None):
         spec["strategy"] = "draft"
@@ -338,6 +353,20 @@ def cmd_plan(args: argparse.Namespace) -> int:
         if getattr(args, flag) is not None and getattr(args, flag) > top:
             raise ConfigError(Issue("command line", None, None, f"--{flag}",
                                     f"must be at most {top}, got {getattr(args, flag)}"))
+    if args.chips is not None:
+        if args.chips < 1:
+            raise ConfigError(Issue("command line", None, None, "--chips",
+                                    f"must be at least 1, got {args.chips}"))
+        ov: dict[str, Any] = {"model": _ref("--model", "model", args.model),
+                              "context": args.context, "batch": args.batch,
+                              "chips": args.chips}
+        if args.system:
+            ov["system"] = _ref("--system", "system", args.system)
+        if args.context_window is not None:
+            ov["context_window"] = args.context_window
+        sc = api.load_scenario(api.DEFAULT_SCENARIO, ov)
+        emit(api.plan_chips(sc, args.chips, args.tp), args.format)
+        return 0
     model = load_model(_ref("--model", "model", args.model, absolute=False))
     chip = load_chip(_ref("--chip", "chip", args.chip, absolute=False))
     emit(api.plan(model, chip, context=args.context, batch=args.batch, tp=args.tp),
@@ -361,7 +390,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         else:
             api.plot_breakdown([result], out)
     emit(data, args.format)
+    if args.format == "table" and result.fitted_share > FITTED_CAVEAT:
+        names = ", ".join(result.fitted_constants) or "none"
+        print(f"caveat: {100 * result.fitted_share:.0f}% of the target's step time rests on "
+              f"constants fitted to published figures ({names}); see docs/validation.md")
     return 0
+
+
+# `run` prints a caveat when more of the step time than this rests on fitted constants
+FITTED_CAVEAT = 0.25
 
 
 def cmd_speculate(args: argparse.Namespace) -> int:
@@ -456,37 +493,25 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from lpusim import calibrate as cal
-    scenario = args.scenario or cal.ANCHOR_SCENARIO
-    target = args.target if args.target is not None else cal.ANCHOR_TOKENS_PER_S
-    if not target > 0:
-        raise ConfigError(Issue("command line", None, None, "--target", "must be > 0"))
-    fit = cal.calibrate(scenario, target)
-    rows = [{"field": r.field, "before_ns": r.before_ps / 1000, "fitted_ns": r.fitted_ps / 1000,
-             "bounds_ns": f"[{r.low_ps / 1000:g}, {r.high_ps / 1000:g}]",
-             "hit_bound": r.hit_bound} for r in fit.rows]
-    emit_rows(rows, args.format)
-    print(f"predicted {fit.predicted_tokens_per_second:.2f} tokens/s vs target {target:g} "
-          f"({fit.error_percent:+.3f}%)", file=sys.stderr)
+    if args.hypothesis is not None:
+        cal.hypothesis(args.hypothesis)         # an unknown name fails before any work
+    fit = cal.calibrate(args.hypothesis)
+    emit_rows(cal.summary_rows(fit), args.format)
+    chosen = fit.report(fit.chosen)
+    print(f"chosen: {fit.chosen} (mean leave-one-out error "
+          f"{chosen.mean_abs_loo_percent:.1f}%)" + "".join(f"; {n}" for n in fit.notes),
+          file=sys.stderr)
     if not args.dry_run:
-        dest = cal.write_calibrated(_system_ref_of(scenario), fit, args.output)
-        print(f"wrote {dest}", file=sys.stderr)
+        for dest in cal.write_calibrated(fit, args.output):
+            print(f"wrote {dest}", file=sys.stderr)
     return 0
-
-
-def _system_ref_of(scenario: str) -> str:
-    from lpusim.config.load import resolve_ref
-    from lpusim.config.yamlio import load_document
-    path = resolve_ref("scenario", scenario)
-    ref = load_document(path).data.get("system")
-    if not isinstance(ref, str):
-        raise ConfigError(Issue(str(path), None, None, "system",
-                                "calibration needs the system as a file reference"))
-    p = (path.parent / ref)
-    return str(p) if p.is_file() else ref
 
 
 def cmd_validate_published(args: argparse.Namespace) -> int:
     from lpusim import calibrate as cal
+    if args.hypotheses:
+        emit_rows(cal.hypotheses_table(cal.calibrate()), args.format)
+        return 0
     emit_rows(cal.validate_published(), args.format)
     return 0
 
@@ -512,15 +537,19 @@ def cmd_trace(args: argparse.Namespace) -> int:
     chips = _range("--chip-range", args.chip_range)
     blocks = _range("--block-range", args.block_range)
     layers = _range("--layer-range", args.layer_range)
-    if layers is not None:
-        if blocks is not None:
-            raise ConfigError(Issue("command line", None, None, "--layer-range",
-                                    "give --layer-range or --block-range, not both"))
-        blocks = range(layers.start + 1, layers.stop + 1)     # block 0 is the embedding
-    sc = _scenario(args)
-    g = build_decode_graph(sc.model, GraphParams(batch=sc.batch, context=sc.context,
-                                                 precision=sc.precision,
-                                                 context_window=sc.context_window))
+    if layers is not None and blocks is not None:
+        raise ConfigError(Issue("command line", None, None, "--layer-range",
+                                "give --layer-range or --block-range, not both"))
+    from lpusim.deploy import resolve
+    sc, _dep = resolve(_scenario(args))
+    g = build_decode_graph(sc.model, GraphParams(
+        batch=sc.batch, context=sc.context, precision=sc.precision,
+        context_window=sc.context_window,
+        window_attention=sc.system.compiler.attention_span == "window"))
+    if layers is not None:     # a layer's blocks: its attention, FFN (and down projection)
+        idx = [i for i, b in enumerate(g.blocks) if b.startswith("layer")
+               and int(b.split(".")[0][5:]) in layers]
+        blocks = range(idx[0], idx[-1] + 1) if idx else range(0)
     prog = compile_program(g, sc.system, chips=sc.chips_used, tp=sc.tp, name=sc.name)
     res = simulate(prog)
     write_atomic(args.output, trace_json(res, chips=chips, blocks=blocks))
@@ -707,7 +736,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 MAX_ISSUES_SHOWN = 20
 # commands whose -o/--output is a directory (the others write one file)
-_OUTPUT_DIRS = ("run", "report", "sensitivity", "serve")
+_OUTPUT_DIRS = ("run", "report", "sensitivity", "calibrate", "serve")
 
 
 def _check_output(command: str, output: str) -> None:

@@ -12,12 +12,14 @@ documented rule, the same for every model (policy `fewest-nodes`):
 3. With `chips` given (the deployment a user asked for, all chips active), every feasible
    split of them is compiled and simulated and the fastest one-token step wins. Tensor
    parallelism is taken from the divisors of a node's chip count, plus the smallest whole
-   number of nodes at which every placement block fits when none inside a node does (or the
-   scenario's `tensor_parallel`, if set); the pipeline has chips / tp stages, at most one
-   per placement block.
+   number of nodes at which every placement block fits and the stages do not outnumber the
+   blocks, when a node is too small for either (or the scenario's `tensor_parallel`, if
+   set); the pipeline has chips / tp stages, at most one per placement block. Chips asked
+   for are all active: they may include the racks' spare nodes.
 4. Without `chips`, the scenario's deployment is all available chips at tp = one node (or the
-   scenario's `tensor_parallel`). It is used when it suits the model: no more stages than
-   placement blocks, and weights, KV cache and buffers fit every chip. Otherwise the model
+   scenario's `tensor_parallel`). It is used when it suits the model: no more stages than the
+   model has layers (more would leave stages with less than a layer of work), and weights, KV
+   cache and buffers fit every chip. Otherwise the model
    gets the fewest whole nodes that hold it at the smallest tensor parallelism (one node, or
    whole multiples of nodes) at which its largest block fits; if the system cannot provide
    that, the smallest shipped system of the same chip that can.
@@ -123,13 +125,16 @@ def tp_choices(model: ModelSpec, system: SystemSpec, chips: int, *, batch: int, 
     whole number of nodes at which every block fits if none inside a node does."""
     cpn = system.topology.chips_per_node
     out = [d for d in range(1, cpn + 1) if cpn % d == 0 and chips % d == 0]
-    if least_chips(model, system.chip, cpn, batch=batch, context=context,
-                   precision=precision, window=window, with_heads=with_heads) is None:
+    too_many = chips // cpn > blocks_of(model)
+    if too_many or least_chips(model, system.chip, cpn, batch=batch, context=context,
+                               precision=precision, window=window,
+                               with_heads=with_heads) is None:
         k = 2
         while k * cpn <= chips:
-            if chips % (k * cpn) == 0 and least_chips(
-                    model, system.chip, k * cpn, batch=batch, context=context,
-                    precision=precision, window=window, with_heads=with_heads) is not None:
+            if chips % (k * cpn) == 0 and chips // (k * cpn) <= blocks_of(model) \
+                    and least_chips(model, system.chip, k * cpn, batch=batch,
+                                    context=context, precision=precision, window=window,
+                                    with_heads=with_heads) is not None:
                 out.append(k * cpn)
                 break
             k += 1
@@ -209,17 +214,14 @@ def resolve(sc: ScenarioSpec) -> tuple[ScenarioSpec, Deployment]:
               with_heads=_with_heads(sc))
     where = sc.file or "scenario"
     if sc.chips is not None:
-        if sc.chips > avail:
-            spare = system.chips - system.active_chips
-            parts = [f"{system.active_chips} active"]
-            if spare:
-                parts.append(f"{spare} spare")
-            if d_chips:
-                parts.append(f"{d_chips} for the drafter")
+        # chips asked for are all active: spare nodes may be used, the drafter's may not
+        room = system.chips - d_chips
+        if sc.chips > room:
+            extra = f" less {d_chips} for the drafter" if d_chips else ""
             raise ConfigError(Issue(where, None, None, "chips",
-                                    f"{sc.chips} chips exceed the {avail} the system "
-                                    f"{system.name} leaves for the model "
-                                    f"({', '.join(parts)})"))
+                                    f"{sc.chips} chips exceed the {room} the system "
+                                    f"{system.name} leaves for the model ({system.chips} "
+                                    f"installed{extra})"))
         found = candidates(sc, sc.chips, sc.tensor_parallel)
         if not found:
             at = f" at tensor parallelism {sc.tensor_parallel}" if sc.tensor_parallel else ""
@@ -232,13 +234,13 @@ def resolve(sc: ScenarioSpec) -> tuple[ScenarioSpec, Deployment]:
         return _done(sc, best.chips, best.tensor_parallel, d_chips, notes + [why])
     tp = sc.tensor_parallel or cpn
     chips = avail // tp * tp
-    if chips and _headroom(sc.model, system.chip, chips, tp, **kw) is not None:
+    stages = chips // tp
+    if stages > sc.model.layers:
+        problem = (f"{chips} chips make {stages} stages of {tp}, more than the model's "
+                   f"{sc.model.layers} layers")
+    elif chips and _headroom(sc.model, system.chip, chips, tp, **kw) is not None:
         why = (f"the system's {chips} available chips at tp {tp} suit the model")
         return _done(sc, chips, tp, d_chips, notes + [why])
-    stages = chips // tp if tp else 0
-    if stages > blocks_of(sc.model):
-        problem = (f"{chips} chips make {stages} stages of {tp}, more than the model's "
-                   f"{blocks_of(sc.model)} placement blocks")
     else:
         problem = f"{chips} chips at tp {tp} cannot hold the model"
     need, need_tp = _fewest_nodes(sc, kw)
@@ -305,3 +307,26 @@ def _done(sc: ScenarioSpec, chips: int, tp: int, d_chips: int,
         chips_active=system.active_chips, chips=chips, tensor_parallel=tp,
         stages=chips // tp, expert_parallel=1, draft_chips=d_chips,
         context_window=out.window, reason="; ".join(notes))
+
+
+def plan(sc: ScenarioSpec, chips: int, tp: int | None = None) -> dict[str, Any]:
+    """The feasible splits of `chips` chips (fastest first; the first is what `run --chips`
+    uses) and, on fewer whole nodes, splits that would be faster still."""
+    sc, notes = _cap_window(sc)
+    found = candidates(sc, chips, tp)
+    cpn = sc.system.topology.chips_per_node
+    kw = dict(batch=sc.batch, context=sc.context, precision=sc.precision, window=sc.window,
+              with_heads=_with_heads(sc))
+    need, _ = _fewest_nodes(sc, kw)
+    fewer: list[Candidate] = []
+    if found and need is not None:
+        counts = {need} | {chips // 2**k // cpn * cpn for k in (1, 2, 3)}
+        for n in sorted(c for c in counts if need <= c < chips):
+            best = candidates(sc, n, tp)
+            if best and best[0].step_latency_us < found[0].step_latency_us:
+                fewer.append(best[0])
+    return {"model": sc.model.name, "system": sc.system.name, "chips": chips,
+            "context_window": sc.window, "policy": POLICY, "notes": notes,
+            "candidates": [c.to_dict() for c in found],
+            "faster_on_fewer_chips": [c.to_dict() for c in fewer],
+            "would_fit": None if found else _would_fit(sc, kw)}

@@ -23,8 +23,10 @@ only combines them. What is modelled:
   distribution (`ContextDistribution`: a fixed value, a list, or a named distribution). The
   pool is sized for the mean: the chance that many long contexts meet is not modelled
   (assumption: enough users for the law of large numbers). The step is timed at the mean
-  context, and compiled with the reservation (window, or the mean rounded up to pages) so
-  that its placement counts that KV.
+  context (over the whole window when the system's schedule is compiled for the window,
+  `compiler.attention_span`), and the pool comes from the step compiled with the
+  reservation (window, or the mean rounded up to pages) so that its placement counts that
+  KV. A batch whose timed step does not fit is not used (conservative with paging).
 - **Activation buffers and MXM rows.** A wider step (batch b, or gamma+1 verify positions)
   needs larger activation buffers; a step whose buffers and KV do not fit beside the weights
   fails to compile (`CapacityError`), which bounds the batch (and the prefill chunk).
@@ -400,26 +402,40 @@ class _Steps:
         else:
             self.window = sc.window
             self.per_user = float(self.window)
+        # a static schedule compiled for the whole window attends over all of it whatever
+        # a user holds: then steps are timed with the deployment's window, and the KV pool
+        # comes from the same step compiled with the paged reservation
+        window_attention = sc.system.compiler.attention_span == "window"
+        self.timing_window = sc.window if window_attention else self.window
 
     def reserved(self, positions: int) -> int:
-        """KV tokens per sequence the compiled step holds (as the graph counts them)."""
+        """KV tokens per sequence the KV step holds (as the graph counts them)."""
         return max(self.window, self.context + positions)
 
     def step(self, model: ModelSpec, chips: int, tp: int, *, positions: int = 1,
-             batch: int = 1, context: int | None = None, heads: bool = False) -> StepMetrics:
+             batch: int = 1, context: int | None = None, heads: bool = False,
+             kv: bool = False) -> StepMetrics:
+        """A compiled step: timed (`kv` False) or with the KV reservation of the pool."""
         sc = self.sc
         return step_metrics(model, sc.system, chips=chips, tp=tp, positions=positions,
                             batch=batch, context=self.context if context is None else context,
                             precision=sc.precision, with_heads=heads, fidelity=sc.fidelity,
-                            context_window=self.window)
+                            context_window=self.window if kv else self.timing_window)
 
     def target(self, batch: int, positions: int = 1, heads: bool = False,
                model: ModelSpec | None = None) -> StepMetrics:
         return self.step(model or self.sc.model, self.sc.chips_used, self.sc.tp,
                          positions=positions, batch=batch, heads=heads)
 
-    def users(self, m: StepMetrics, batch: int, positions: int = 1) -> int:
-        return users_by_kv(kv_pool_tokens(m, batch, self.reserved(positions)), self.per_user)
+    def pool(self, model: ModelSpec, chips: int, tp: int, batch: int, positions: int = 1,
+             heads: bool = False) -> int:
+        """KV pool (tokens) beside a step's weights and buffers, from its KV step."""
+        m = self.step(model, chips, tp, positions=positions, batch=batch, heads=heads, kv=True)
+        return kv_pool_tokens(m, batch, self.reserved(positions))
+
+    def users(self, model: ModelSpec, chips: int, tp: int, batch: int, positions: int = 1,
+              heads: bool = False) -> int:
+        return users_by_kv(self.pool(model, chips, tp, batch, positions, heads), self.per_user)
 
     def scenario_at(self, batch: int, strategy: str, gamma: int | str | None = None
                     ) -> ScenarioSpec:
@@ -428,7 +444,7 @@ class _Steps:
                                    monte_carlo_passes=min(base.monte_carlo_passes, 1000),
                                    gamma=base.gamma if gamma is None else gamma)
         return dataclasses.replace(self.sc, batch=batch, context=self.context,
-                                   context_window=self.window, speculation=spec)
+                                   context_window=self.timing_window, speculation=spec)
 
 
 def _heads_target(sc: ScenarioSpec) -> ModelSpec:
@@ -462,11 +478,10 @@ def _speculative(steps: _Steps, strategy: str, batch: int,
     tps = r["tokens_per_second"]
     e = r["expected_tokens_per_pass"]
     width = r["verify_width"]
-    if strategy == "heads":
-        verify = steps.target(batch, width, heads=True, model=_heads_target(sc))
-    else:
-        verify = steps.target(batch, width)
-    max_users = steps.users(verify, batch, width)
+    target = _heads_target(sc) if strategy == "heads" else sc.model
+    heads = strategy == "heads"
+    verify = steps.target(batch, width, heads=heads, model=target)
+    max_users = steps.users(target, sc.chips_used, sc.tp, batch, width, heads)
     chips = sc.chips_used + r["draft_chips"]
     drafter_share = 0.0
     details: dict[str, Any] = {"gamma": r["gamma"], "verify_width": width,
@@ -486,7 +501,7 @@ def _speculative(steps: _Steps, strategy: str, batch: int,
         dm = sc.speculation.draft_model   # type: ignore[union-attr]
         assert dm is not None
         draft = steps.step(dm, d_chips, d_tp, batch=batch)
-        max_users = min(max_users, steps.users(draft, batch))
+        max_users = min(max_users, steps.users(dm, d_chips, d_tp, batch))
         if strategy == "async":      # the drafter never waits: one step in flight per group
             drafter_share = draft.initiation_interval_cycles / max(1, draft.latency_cycles)
         else:
@@ -513,8 +528,10 @@ def plans(steps: _Steps, strategy: str) -> tuple[list[BatchPlan], dict[str, Any]
         try:
             if strategy == "none":
                 m = steps.target(b)
-                dep = no_speculation(m, b, steps.users(m, b), steps.sc.chips_used)
-                dep.details["kv_pool_tokens"] = kv_pool_tokens(m, b, steps.reserved(1))
+                sc = steps.sc
+                pool = steps.pool(sc.model, sc.chips_used, sc.tp, b)
+                dep = no_speculation(m, b, users_by_kv(pool, steps.per_user), sc.chips_used)
+                dep.details["kv_pool_tokens"] = pool
             else:
                 dep = _speculative(steps, strategy, b)
         except CapacityError as e:

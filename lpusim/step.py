@@ -119,10 +119,10 @@ def _disk_store(path: Path, m: StepMetrics) -> None:
 def _step(model: ModelSpec, system: SystemSpec, *, chips: int, tp: int, positions: int,
           batch: int, context: int, precision: PrecisionSpec, with_heads: bool,
           fidelity: str, context_window: int | None) -> StepMetrics:
-    graph = build_decode_graph(model, GraphParams(positions=positions, batch=batch,
-                                                  context=context, precision=precision,
-                                                  with_heads=with_heads,
-                                                  context_window=context_window))
+    graph = build_decode_graph(model, GraphParams(
+        positions=positions, batch=batch, context=context, precision=precision,
+        with_heads=with_heads, context_window=context_window,
+        window_attention=system.compiler.attention_span == "window"))
     if fidelity == "full":
         return metrics_full(compile_program(graph, system, chips=chips, tp=tp))
     try:

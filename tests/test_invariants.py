@@ -50,7 +50,7 @@ gbs = st.floats(1.0, 200.0).map(lambda x: round(x, 2))   # link bandwidth, GB/s
 def step_cycles(model: str, chips: int, local_ns: int, global_ns: int, gb_s: float,
                 context: int = 1024) -> int:
     sc = api.load_scenario(BASE, {
-        "model": model, "chips": chips, "context": context,
+        "model": model, "chips": chips, "context": context, "context_window": context,
         "system.links.local_hop_latency_ps": f"{local_ns}ns",
         "system.links.global_hop_latency_ps": f"{global_ns}ns",
         "system.links.bandwidth_bytes_per_s": f"{gb_s}GB/s"})
@@ -129,7 +129,8 @@ def consistent(r: api.RunResult, clock_hz: int) -> None:
        acceptance=st.sampled_from([None, 0.5, 0.9, "bursty-mix"]))
 def test_rates_latencies_and_cycles_agree(placement, batch, context, acceptance):
     model, chips = placement
-    ov = {"model": model, "chips": chips, "batch": batch, "context": context}
+    ov = {"model": model, "chips": chips, "batch": batch, "context": context,
+          "context_window": context}
     if acceptance is None:
         sc = api.load_scenario(BASE, ov)
     else:

@@ -14,8 +14,10 @@ from lpusim.config.specs import HeadsSpec, ModelSpec, ScenarioSpec, SpeculationS
 from lpusim.cost import system_power_watts, usd_per_million_tokens
 from lpusim.serve import (
     ServeOptions,
+    _resolved,
     _Steps,
     at_load,
+    charged_chips,
     frontier_points,
     idle_share,
     kv_pool_tokens,
@@ -168,25 +170,29 @@ def test_paging_changes_the_user_count_on_the_default_scenario():
     paged = api.serve(contexts="chat", paged=True, ttft_prompts=())
     window = api.serve(contexts="chat", paged=False, ttft_prompts=())
     top_p, top_w = paged.frontier[-1], window.frontier[-1]
-    assert top_p["limit"] == top_w["limit"] == "kv"
+    assert top_w["limit"] == "kv" and top_p["limit"] in ("kv", "pipeline")
     assert top_p["users"] > top_w["users"] >= 1
     assert window.kv_tokens_per_user == window.context_window
     # the window-reserved count is what the compiled step's exact KV slots imply: whole
     # windows of `batch` sequences, plus at most a partly filled batch
-    sc = api.load_scenario()
+    sc, _dep = _resolved(api.load_scenario(), "none")
     steps = _Steps(sc, parse_contexts("chat", sc.window), ServeOptions(paged=False))
     b = top_w["batch"]
     slots = steps.target(b).kv_slots
     assert slots * b <= top_w["users"] < (slots + 1) * b
     assert len(paged.frontier) >= 5 and paged.frontier[0]["users"] == 1
-    # cost and energy at every point follow from lpusim.cost
+    # cost and energy at every point follow from lpusim.cost, with the deployment's chips and
+    # the system's spare nodes pro rata
+    chips = paged.deployments["none"]["chips"]
+    charged = charged_chips(sc.system, chips)
+    assert charged == math.ceil(chips * sc.system.chips / sc.system.active_chips)
     for p in paged.frontier:
         assert p["joules_per_token"] == pytest.approx(
-            system_power_watts(sc.system, 576) / p["system_tokens_per_second"])
+            system_power_watts(sc.system, charged) / p["system_tokens_per_second"])
         assert p["usd_per_million_output_tokens"] == pytest.approx(
-            usd_per_million_tokens(sc.system, 576, p["system_tokens_per_second"]))
+            usd_per_million_tokens(sc.system, charged, p["system_tokens_per_second"]))
         assert p["tokens_per_second_per_chip"] == pytest.approx(
-            p["system_tokens_per_second"] / 576)
+            p["system_tokens_per_second"] / chips)
 
 
 def test_speculation_and_the_pipeline_full_limit():
@@ -267,7 +273,7 @@ def test_cli_serve_table_and_csv():
     (("--strategies", "bogus"), "--strategies"),
     (("--contexts", "uniform:9:1"), "--contexts"),
     (("--page-tokens", "0"), "--page-tokens"),
-    (("--prompt-tokens", "9000"), "--prompt-tokens"),
+    (("--prompt-tokens", "99999999"), "--prompt-tokens"),
     (("--kv", "pages"), "--kv"),
 ])
 def test_cli_serve_bad_arguments_exit_2_with_one_line(args, flag):

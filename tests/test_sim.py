@@ -106,7 +106,8 @@ def test_cli_run_json_contract():
     for key in ("scenario", "model", "chip", "chips", "tokens_per_second", "token_latency_us",
                 "sram_bytes_per_chip_max", "breakdown_us", "fidelity"):
         assert key in d
-    assert d["chips"] == 576 and d["model"] == "Llama 3.1 70B"
+    assert d["chips"] == d["deployment"]["chips_active"] and d["model"] == "Llama 3.1 70B"
+    assert d["deployment"]["chips_installed"] == 576 and 0 <= d["fitted_share"] <= 1
     assert d["tokens_per_second"] == pytest.approx(1e6 / d["token_latency_us"])
     assert sum(d["breakdown_us"].values()) == pytest.approx(d["step_latency_us"])
 
@@ -195,9 +196,11 @@ def test_interleaved_serving_is_limited_by_pipeline_or_sram():
         assert r.system_tokens_per_second == pytest.approx(
             r.interleaved_steps * r.baseline_tokens_per_second)
     # the pipeline bound: steps spaced by the widest per-stage resource span
+    from lpusim.deploy import resolve
     from lpusim.runner import baseline_step
-    m = baseline_step(api.load_scenario("llama-3.1-70b-groqrack-576", {"context": 1024,
+    sc, _ = resolve(api.load_scenario("llama-3.1-70b-groqrack-576", {"context": 1024,
                                                                      "context_window": 1024}))
+    m = baseline_step(sc)
     assert big.interleaved_steps == m.latency_cycles // m.initiation_interval_cycles
 
 

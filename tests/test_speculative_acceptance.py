@@ -294,7 +294,8 @@ def test_parse_errors(tmp_path: Path) -> None:
         parse_acceptance("eagle1-llama2-70b-mtbnech")
     assert str(exc.value) == (
         "unknown acceptance preset 'eagle1-llama2-70b-mtbnech' (and no such trace file); "
-        "nearest presets: eagle1-llama2-70b-mtbench")
+        "nearest presets: eagle1-llama2-70b-mtbench, eagle-llama2-70b-mtbench, "
+        "eagle2-llama2-70b-mtbench")
     with pytest.raises(ValueError, match="nearest presets: leviathan-0.8, leviathan-0.9"):
         parse_acceptance("leviathan-0.85")
     with pytest.raises(ValueError, match="must be finite and in"):

@@ -122,7 +122,7 @@ def test_async_strategy_on_the_machine(async_run):
     a = s["async"]
     # many runs in flight: the pipeline is far deeper than the drafter's step
     assert 0 < a["initiation_interval_us"] < s["draft_step_us"] < s["verify_step_us"]
-    assert a["runs_in_flight"] > 10
+    assert a["runs_in_flight"] > 5
     assert s["monte_carlo_tokens_per_second"] == pytest.approx(s["tokens_per_second"],
                                                                rel=0.01)
     # window 1 reproduces the hand-derived renewal formula with the machine's own costs

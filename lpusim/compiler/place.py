@@ -7,10 +7,10 @@ between a layer's attention and its FFN; it ends before a down projection (whose
 carries the wide FFN activation) only when the model does not fit otherwise. The cut minimises
 the largest per-chip SRAM footprint (weights, KV cache, activation buffers: double-buffered
 inputs and outputs of the largest op; attention scores stream between units and are not
-buffered whole), then splits the largest stages until every group has work. Each chip of a group holds a 1/tp shard of every split op (replicated ops whole).
-Capacity per chip is the chip's SRAM minus its reserved bytes; a model that does not fit
-raises `CapacityError` with the chip, what overflowed by how much, and the minimum chips that
-would fit.
+buffered whole), then splits the largest stages until every group has work. Each chip of a
+group holds a 1/tp shard of every split op (replicated ops whole). Capacity per chip is the
+chip's SRAM minus its reserved bytes; a model that does not fit raises `CapacityError` with the
+chip, what overflowed by how much, and the minimum chips that would fit.
 """
 
 from __future__ import annotations

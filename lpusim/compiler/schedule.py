@@ -50,6 +50,7 @@ class Lowerer:
         self.collective_cycles = ps_to_cycles(sync.collective_latency_ps, self.clock)
         self.barrier_cycles = ps_to_cycles(sync.layer_barrier_ps, self.clock)
         self.block_index = {b: i for i, b in enumerate(graph.blocks)}
+        self.act_dtype = graph.params.precision.activations
 
     # primitives ------------------------------------------------------------------------
     def instr(self, chip: int, op: str, block: int, cost: Cost, deps: tuple[int, ...],
@@ -104,7 +105,7 @@ class Lowerer:
             red.update(self._reduce_scatter(g, ready, chunk, f"{name}.reduce_scatter",
                                             f"{name}.reduce", block))
         if len(groups) > 1:
-            act = self.g.params.precision.activations
+            act = self.act_dtype
             elems = max(1, chunk // max(1, dtype_bytes(act, 1)))
             for i in range(m):
                 peers = [g[i] for g in groups]
@@ -128,7 +129,7 @@ class Lowerer:
         up: chip -> the task holding its reduced chunk."""
         if len(chips) == 1:
             return {chips[0]: ready[chips[0]]}
-        act = self.g.params.precision.activations
+        act = self.act_dtype
         elems = max(1, chunk // max(1, dtype_bytes(act, 1)))
         rs: dict[int, list[int]] = {c: [] for c in chips}
         for a in chips:
@@ -403,3 +404,21 @@ def schedule(tasks: list[Task], *, name: str, system: SystemSpec, links: LinkGra
         links=tuple(links.links[lid] for lid in used),
         sram_capacity_bytes=pl.capacity_bytes if pl is not None else 0,
         sram_bytes={c: v for c, v in sram.items() if c in mine}, meta=dict(meta))
+
+
+def allreduce_program(system: SystemSpec, chips: tuple[int, ...], nbytes: int,
+                      act_dtype: str = "fp8") -> Program:
+    """A program holding one all-reduce of `nbytes` over `chips` (each chip's partial ready
+    at cycle 0), built exactly as a decode step builds its all-reduces."""
+    from lpusim.compiler.topology import build_link_graph
+    links = build_link_graph(system, max(chips) + 1)
+    lw = Lowerer.__new__(Lowerer)
+    lw.tasks, lw.chip, lw.links = [], system.chip, links
+    lw.clock, lw.bw = system.chip.clock_hz, system.link_bandwidth_bytes_per_s
+    lw.collective_cycles = ps_to_cycles(system.sync.collective_latency_ps, lw.clock)
+    lw.act_dtype = act_dtype
+    ready = {c: lw.instr(c, "partial", 0, Cost("icu", 1, 0, 0, "synchronisation"), ())
+             for c in chips}
+    lw.all_reduce(chips, ready, nbytes, "allreduce", 0)
+    return schedule(lw.tasks, name=f"allreduce:{len(chips)}x{nbytes}B", system=system,
+                    links=links, chips=chips, pl=None, meta={"stages": [["allreduce"]]})

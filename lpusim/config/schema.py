@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 import typing
 from dataclasses import MISSING
 from typing import Any, TypeVar
@@ -153,6 +154,10 @@ def _bounds(v: float, meta: dict[str, Any], shown: str) -> _Bad | None:
 
 
 def _convert_value(raw: Any, kind: str, meta: dict[str, Any]) -> Any:
+    if kind == "duration":     # a time that may be zero (a mechanism that is absent)
+        if raw == 0 or (isinstance(raw, str) and re.fullmatch(r"0+(\.0*)?\s*[a-z]*", raw.strip())):
+            return 0
+        kind = "time"
     if kind in QUANTITIES:
         try:
             v = parse_quantity(raw, kind)

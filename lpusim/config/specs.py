@@ -206,53 +206,77 @@ class SyncSpec:
     deskew_per_stage_ps: int = spec_field("time", max=10**12,
                                           doc="realigning a stage's chips to the global "
                                               "counters when its input arrives")
-    collective_latency_ps: int = spec_field("time", 0, max=10**12,
+    collective_latency_ps: int = spec_field("duration", 0, max=10**12,
                                             doc="fixed cost of every collective (all-reduce, "
                                                 "gather, broadcast, stage hand-off): "
                                                 "synchronisation, SerDes/FEC, software")
-    layer_barrier_ps: int = spec_field("time", 0, max=10**12,
+    layer_barrier_ps: int = spec_field("duration", 0, max=10**12,
                                        doc="a barrier at the start of every transformer layer")
 
 
+# per fittable constant: its (minimum, maximum, nominal) fields in the calibration section; the
+# nominal value is the one a hypothesis that does not fit the constant uses
 _BOUND_FIELDS = {
-    "global_hop_latency": ("global_hop_latency_min_ps", "global_hop_latency_max_ps"),
-    "deskew": ("deskew_min_ps", "deskew_max_ps"),
-    "collective_latency": ("collective_latency_min_ps", "collective_latency_max_ps"),
-    "layer_barrier": ("layer_barrier_min_ps", "layer_barrier_max_ps"),
-    "weight_load_streams": ("weight_load_streams_min", "weight_load_streams_max"),
+    "deskew": ("deskew_min_ps", "deskew_max_ps", "deskew_nominal_ps"),
+    "collective_latency": ("collective_latency_min_ps", "collective_latency_max_ps",
+                           "collective_latency_nominal_ps"),
+    "layer_barrier": ("layer_barrier_min_ps", "layer_barrier_max_ps",
+                      "layer_barrier_nominal_ps"),
+    "weight_load_streams": ("weight_load_streams_min", "weight_load_streams_max",
+                            "weight_load_streams_nominal"),
 }
 
 
 @dataclass(frozen=True, kw_only=True)
 class CalibrationSpec:
-    """Physically plausible bounds for the constants `lpusim calibrate` may fit."""
+    """Bounds and nominal values of the constants `lpusim calibrate` may fit, and what the
+    last calibration fitted."""
 
     global_hop_latency_min_ps: int = spec_field("time", max=10**9)
     global_hop_latency_max_ps: int = spec_field("time", max=10**9)
     deskew_min_ps: int = spec_field("time", max=10**12)
     deskew_max_ps: int = spec_field("time", max=10**12)
-    collective_latency_min_ps: int = spec_field("time", 0, max=10**12)
-    collective_latency_max_ps: int = spec_field("time", 0, max=10**12)
-    layer_barrier_min_ps: int = spec_field("time", 0, max=10**12)
-    layer_barrier_max_ps: int = spec_field("time", 0, max=10**12)
+    deskew_nominal_ps: int = spec_field("duration", 0, max=10**12)
+    collective_latency_min_ps: int = spec_field("duration", 0, max=10**12)
+    collective_latency_max_ps: int = spec_field("duration", 0, max=10**12)
+    collective_latency_nominal_ps: int = spec_field("duration", 0, max=10**12)
+    layer_barrier_min_ps: int = spec_field("duration", 0, max=10**12)
+    layer_barrier_max_ps: int = spec_field("duration", 0, max=10**12)
+    layer_barrier_nominal_ps: int = spec_field("duration", 0, max=10**12)
     weight_load_streams_min: int = spec_field("int", 1, min=1, max=1024)
     weight_load_streams_max: int = spec_field("int", 1, min=1, max=1024)
+    weight_load_streams_nominal: int = spec_field("int", 1, min=1, max=1024)
     fitted: str = spec_field("str", "none",
                              doc="the system fields `lpusim calibrate` fitted (dotted, "
                                  "comma-separated), or 'none'")
     hypothesis: str = spec_field("str", "none", doc="the mechanism set they were fitted in")
 
-    def bounds(self, name: str) -> tuple[int, int]:
-        """(low, high) of a fitted constant by its short name (as in `lpusim calibrate`)."""
-        lo, hi = _BOUND_FIELDS[name]
-        return getattr(self, lo), getattr(self, hi)
+    def bounds(self, name: str) -> tuple[int, int, int]:
+        """(low, high, nominal) of a fittable constant by its short name."""
+        lo, hi, nom = _BOUND_FIELDS[name]
+        return getattr(self, lo), getattr(self, hi), getattr(self, nom)
 
     def check(self) -> Check:
         out: Check = []
-        for lo, hi in _BOUND_FIELDS.values():
+        pairs = [("global_hop_latency_min_ps", "global_hop_latency_max_ps", None),
+                 *_BOUND_FIELDS.values()]
+        for lo, hi, nom in pairs:
             if getattr(self, lo) > getattr(self, hi):
                 out.append(((lo,), "minimum above the maximum"))
+            elif nom is not None and not getattr(self, lo) <= getattr(self, nom) \
+                    <= getattr(self, hi):
+                out.append(((nom,), "nominal value outside the bounds"))
         return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class CompilerSpec:
+    """How the deployment's static schedule was compiled."""
+
+    attention_span: str = spec_field("enum", "context", choices=("context", "window"),
+                                     doc="context: attention is compiled for the tokens in "
+                                         "the cache; window: for the whole context window "
+                                         "(a static schedule that cannot shrink)")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -289,6 +313,7 @@ class SystemSpec:
     links: LinkSpec = nested_field()
     sync: SyncSpec = nested_field()
     calibration: CalibrationSpec | None = nested_field(optional=True)
+    compiler: CompilerSpec = nested_field(CompilerSpec)
     power: PowerSpec | None = nested_field(optional=True)
     cost: CostSpec | None = nested_field(optional=True)
 
@@ -557,9 +582,12 @@ class ScenarioSpec:
         elif self.chips_used % self.tp:
             out.append((("chips",), f"{self.chips_used} chips are not a whole number of "
                                     f"tensor-parallel groups of {self.tp}"))
+        if self.context > self.model.max_context:
+            out.append((("context",), f"context {self.context} exceeds the model's "
+                                      f"max_context {self.model.max_context}"))
         # a window beyond the model's maximum context is capped when the deployment is
         # resolved (lpusim.deploy), not refused: `run --model llama-2-70b` just works
-        if self.context_window is not None and self.context > self.context_window:
+        elif self.context_window is not None and self.context > self.context_window:
             out.append((("context",), f"context {self.context} exceeds the "
                                       f"context_window {self.context_window}"))
         if self.speculation is not None and self.speculation.strategy in ("draft", "async") \

@@ -32,6 +32,15 @@ class GraphParams:
     precision: PrecisionSpec = field(default_factory=PrecisionSpec)
     with_heads: bool = False   # include the model's speculative heads
     context_window: int | None = None   # KV cache reserved per sequence; None: context
+    window_attention: bool = False      # attention compiled for the whole window
+
+    @property
+    def attended(self) -> int:
+        """Cached keys each new position attends to: the context, or the whole window when
+        the static schedule is compiled for the window."""
+        if self.window_attention and self.context_window:
+            return max(self.context, self.context_window - self.positions)
+        return self.context
 
     @property
     def kv_reserved_tokens(self) -> int:
@@ -148,7 +157,7 @@ class _Builder:
             elements=b * p * m.hidden_size))
 
     def layer(self, i: int, x: str) -> str:
-        m, b, p, ctx = self.m, self.p.batch, self.p.positions, self.p.context
+        m, b, p, ctx = self.m, self.p.batch, self.p.positions, self.p.attended
         hd, H, KV, h = m.head_dim, m.heads, m.kv_heads, m.hidden_size
         # two placement blocks per layer, so that a pipeline stage may end between a layer's
         # attention and its FFN (balanced stages when layers do not divide evenly)
@@ -227,6 +236,7 @@ class _Builder:
         for e in range(active):
             # each active expert sees `rows` tokens; weights of all E experts are resident
             self.p = GraphParams(positions=rows, batch=1, context=saved.context,
+                                 window_attention=saved.window_attention,
                                  precision=saved.precision,
                                  context_window=saved.context_window)
             ep = f"{pre}expert{e}."

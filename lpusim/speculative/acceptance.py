@@ -40,6 +40,7 @@ __all__ = [
     "load_trace",
     "parse_acceptance",
     "PRESETS",
+    "MeasuredTreeAcceptance",
     "PRESET_SOURCES",
     "TRACE_SUFFIXES",
 ]
@@ -154,6 +155,45 @@ class ConstantAcceptance(AcceptanceModel):
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "constant", "a": self.a}
+
+
+@dataclass(frozen=True)
+class MeasuredTreeAcceptance(AcceptanceModel):
+    """A published measurement of tree drafting: `tau` tokens committed per pass (bonus
+    included) with a draft tree of `nodes` candidate tokens over `depth` levels, verified in
+    one pass. The prefix law is the constant chain acceptance that commits `tau` at gamma =
+    `depth`; the tree sets the verification width (`nodes` + 1 positions)."""
+
+    tau: float
+    depth: int
+    nodes: int
+
+    def __post_init__(self) -> None:
+        if not 1.0 <= self.tau <= self.depth + 1:
+            raise ValueError(f"tau {self.tau:g} is outside [1, depth + 1 = {self.depth + 1}]")
+        if self.nodes < self.depth:
+            raise ValueError(f"a tree of depth {self.depth} has at least {self.depth} nodes")
+
+    @property
+    def chain_a(self) -> float:
+        """a with sum_{i=0..depth} a^i = tau (bisection; tau = depth + 1 gives a = 1)."""
+        lo, hi = 0.0, 1.0
+        for _ in range(200):
+            mid = (lo + hi) / 2
+            e = sum(mid ** i for i in range(self.depth + 1))
+            lo, hi = (mid, hi) if e < self.tau else (lo, mid)
+        return (lo + hi) / 2
+
+    def max_gamma(self) -> int | None:
+        return self.depth
+
+    def survival(self, gamma: int) -> np.ndarray:
+        gamma = _check_count(gamma, "gamma")
+        return np.cumprod(np.full(gamma, self.chain_a))
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "measured_tree", "tau": self.tau, "depth": self.depth,
+                "nodes": self.nodes, "chain_a": self.chain_a}
 
 
 @dataclass(frozen=True)
@@ -560,7 +600,36 @@ _CHEN = ("derived, not measured: constant a that reproduces the {end} end ({s}x)
          "1.92-2.46x reported by Chen et al. (arXiv 2302.01318, Chinchilla 70B + 4B draft, "
          "K=4, c~0.13) under S = E/(K*c + 1) with no overheads, so a lower bound on a")
 
+_EAGLE_TREE = ("verified tree of 60 draft tokens, depth 6 (EAGLE-2/EAGLE-3 reference "
+               "implementation defaults: total_token=60, top_k=10, depth 5-7; SafeAILab/EAGLE)")
+
 _PRESET_TABLE: tuple[tuple[str, AcceptanceModel, str], ...] = (
+    ("eagle-llama2-70b-mtbench", MeasuredTreeAcceptance(3.81, 5, 25),
+     "EAGLE (static tree), LLaMA2-Chat 70B, MT-bench, T=0: tau 3.81 (EAGLE-2 paper, Table 2, "
+     "arXiv 2406.16858); tree of 25 draft tokens, depth 5 (assumption: EAGLE-1's static tree)"),
+    ("eagle2-llama2-70b-mtbench", MeasuredTreeAcceptance(4.48, 6, 60),
+     "EAGLE-2 (dynamic tree), LLaMA2-Chat 70B, MT-bench, T=0: tau 4.48 (EAGLE-2 paper, "
+     "Table 2, arXiv 2406.16858); " + _EAGLE_TREE),
+    ("eagle2-llama3-70b-mtbench", MeasuredTreeAcceptance(4.16, 6, 60),
+     "EAGLE-2, LLaMA3-Instruct 70B, MT-bench, T=0: tau 4.16 (EAGLE-2 paper, Table 2); "
+     + _EAGLE_TREE),
+    ("eagle2-llama3.3-70b-mtbench", MeasuredTreeAcceptance(3.67, 6, 60),
+     "EAGLE-2, Llama 3.3 70B Instruct, MT-bench, T=0: tau 3.67 (EAGLE-3 paper, Table 1, "
+     "arXiv 2503.01840); " + _EAGLE_TREE),
+    ("eagle3-llama3.3-70b-mtbench", MeasuredTreeAcceptance(5.63, 7, 60),
+     "EAGLE-3, Llama 3.3 70B Instruct, MT-bench, T=0: tau 5.63 (EAGLE-3 paper, Table 1, "
+     "arXiv 2503.01840); verified tree of 60 draft tokens, depth 7 (reference defaults)"),
+    ("eagle3-llama3.3-70b-t1", MeasuredTreeAcceptance(5.45, 7, 60),
+     "EAGLE-3, Llama 3.3 70B Instruct, MT-bench, T=1: tau 5.45 (EAGLE-3 paper, Table 1); "
+     "verified tree of 60 draft tokens, depth 7 (reference defaults)"),
+    ("medusa-vicuna13b", MeasuredTreeAcceptance(2.59, 4, 63),
+     "Medusa heads, Vicuna 13B, MT-bench: tau 2.59 (EAGLE-3 paper's comparison, arXiv "
+     "2503.01840); Medusa's default sparse tree of 63 candidates over 4 heads (arXiv "
+     "2401.10774); no 70B-class Medusa tau is published"),
+    ("drafter-1b-chat", ConstantAcceptance(0.71),
+     "a separate ~1B drafter on chat traffic: 71% average per-token acceptance (Llama 3.2 1B "
+     "drafting for Llama 3.1 8B, short prompts; low confidence); chat-traffic drafters "
+     "measure 0.6-0.8"),
     ("eagle1-llama2-70b-mtbench", PositionalAcceptance((0.75, 0.69, 0.65, 0.64, 0.64)),
      "EAGLE-1 (arXiv 2401.15077), Llama-2-Chat 70B, MT-bench, T=0: measured per-position "
      "acceptance 0.75, 0.69, 0.65, 0.64, 0.64 (last value reused beyond position 5)"),

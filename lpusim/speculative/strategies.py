@@ -40,7 +40,12 @@ from lpusim.config.specs import HeadsSpec, ScenarioSpec
 from lpusim.deploy import draft_chips
 from lpusim.errors import ConfigError, Issue
 from lpusim.sim import StepMetrics
-from lpusim.speculative.acceptance import AcceptanceModel, MixtureAcceptance, parse_acceptance
+from lpusim.speculative.acceptance import (
+    AcceptanceModel,
+    MeasuredTreeAcceptance,
+    MixtureAcceptance,
+    parse_acceptance,
+)
 from lpusim.speculative.asynchronous import (
     AsyncResult,
     break_even_async,
@@ -162,10 +167,17 @@ def evaluate(sc: ScenarioSpec, baseline: StepMetrics) -> dict[str, Any]:
         with_heads = True
         if spec.tree_width and spec.tree_width > 1:
             acc = TreeAcceptance(acc, spec.tree_width)
+    measured = isinstance(acc, MeasuredTreeAcceptance)
+    if measured:
+        # a published tree has its own shape: its depth is the draft length, and the heads
+        # (or the drafter) propose its nodes
+        limit = acc.depth  # type: ignore[attr-defined]
     cap = acc.max_gamma() if hasattr(acc, "max_gamma") else None
     if cap is not None:
         limit = min(limit, cap)
-    if spec.gamma == "auto":
+    if measured and spec.gamma == "auto":
+        gammas = range(limit, limit + 1)
+    elif spec.gamma == "auto":
         gammas = range(1, limit + 1)
     else:
         g = int(spec.gamma)
@@ -181,8 +193,11 @@ def evaluate(sc: ScenarioSpec, baseline: StepMetrics) -> dict[str, Any]:
     tree = spec.tree_width if spec.strategy == "heads" and spec.tree_width else 1
     pipelined = spec.pipelined and spec.strategy == "draft"
     e_widest = acc.expected_tokens(gammas[-1])
+    def width_of(g: int) -> int:
+        return acc.nodes + 1 if measured else 1 + tree_nodes(tree, g)  # type: ignore[attr-defined]
+
     for g in gammas:
-        width = 1 + tree_nodes(tree, g)
+        width = width_of(g)
         verify = step(target, sc.chips_used, sc.tp, width, with_heads).latency_cycles
         head, p_head = _head_start(acc, g, draft_cycles, verify + overhead, pipelined)
         pass_cycles = g * draft_cycles + verify + overhead - p_head * head
@@ -223,7 +238,7 @@ def evaluate(sc: ScenarioSpec, baseline: StepMetrics) -> dict[str, Any]:
         "total_chips": sc.chips_used + d_chips,
         "heads": limit if spec.strategy == "heads" else None,
         "draft_step_us": draft_cycles * us,
-        "verify_width": 1 + tree_nodes(tree, gamma),
+        "verify_width": width_of(gamma),
         "tree_width": tree if spec.strategy == "heads" else None,
         "verify_step_us": verify * us,
         "baseline_step_us": base_cycles * us,
