@@ -19,7 +19,7 @@ FORBIDDEN = {
              "report"},
     "serve": {"api", "cli", "report"},
 }
-ONLY_IN = {"simpy": "sim", "matplotlib": "report", "yaml": "config"}
+ONLY_IN = {"simpy": "sim", "matplotlib": "report", "yaml": "config", "tqdm": "progress"}
 
 
 def imports(path: Path) -> set[str]:

@@ -7,10 +7,12 @@ between a layer's attention and its FFN; it ends before a down projection (whose
 carries the wide FFN activation) only when the model does not fit otherwise. The cut minimises
 the largest per-chip SRAM footprint (weights, KV cache, activation buffers: double-buffered
 inputs and outputs of the largest op; attention scores stream between units and are not
-buffered whole), then splits the largest stages until every group has work. Each chip of a
-group holds a 1/tp shard of every split op (replicated ops whole). Capacity per chip is the
-chip's SRAM minus its reserved bytes; a model that does not fit raises `CapacityError` with the
-chip, what overflowed by how much, and the minimum chips that would fit.
+buffered whole), then splits the largest stages until every group has work. Each layer's KV
+cache holds the tokens its KV append records (a sliding-window layer: at most its window).
+Each chip of a group holds a 1/tp shard of every split op (replicated ops whole). Capacity per
+chip is the chip's SRAM minus its reserved bytes; a model that does not fit raises
+`CapacityError` with the chip, what overflowed by how much, and the minimum chips that would
+fit.
 """
 
 from __future__ import annotations
@@ -42,8 +44,8 @@ def op_sram(op: Op, graph: DecodeGraph, tp: int) -> dict[str, int]:
     if op.kind == "kv_append":
         p = graph.params
         m = graph.model
-        tokens = p.kv_reserved_tokens
-        out["kv_cache"] = dtype_bytes(p.precision.kv, p.batch * tokens * 2
+        # the tokens this layer's cache holds (a local layer: its window)
+        out["kv_cache"] = dtype_bytes(p.precision.kv, p.batch * op.kv_tokens * 2
                                       * kv_heads_per_chip(op, tp) * m.head_dim)
     return out
 
@@ -57,9 +59,11 @@ def block_sram(graph: DecodeGraph, block: str, tp: int) -> dict[str, int]:
             tot[k] += v
         # double-buffered input and output of the largest op; attention scores and their
         # softmax flow MXM -> VXM -> MXM on streams, one key block at a time, never whole in SRAM
-        if op.kind in ("attn_scores", "softmax", "attn_values"):
+        if op.kind in ("attn_scores", "attn_softcap", "softmax", "attn_values"):
             continue
         par = op.parallel if op.kind not in ("residual", "norm") else "replicated"
+        if par == "expert":         # whole on its owner chip
+            par = "replicated"
         act = max(act, 2 * (shard(op.act_in_bytes, tp, par) + shard(op.act_out_bytes, tp, par)))
     tot["activations"] = act
     return tot

@@ -9,6 +9,7 @@ from the structural numbers, never typed in as totals. Money is plain floats in 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,9 @@ from lpusim.config.schema import nested_field, spec_field
 
 DTYPE_BITS = {"int4": 4, "int8": 8, "fp8": 8, "fp16": 16, "bf16": 16, "fp32": 32, "int32": 32}
 DTYPES = ("int4", "int8", "fp8", "fp16", "bf16", "fp32")
+ACTIVATIONS = ("swiglu", "geglu", "gelu")
+GATED_ACTIVATIONS = ("swiglu", "geglu")
+LAYER_KINDS = ("G", "L")   # attention_pattern letters: global, local (sliding window)
 BIG = 10**6  # upper bound for counts that no real design exceeds (rejects absurd input)
 MAX_LINKS = 500_000  # chip-to-chip links of a system (a 2,304-chip system has 12,512)
 
@@ -154,6 +158,11 @@ class ChipSpec:
             out.append((("mxm", "rows"),
                         f"MXM tile {self.mxm.rows}x{self.mxm.cols} must match the "
                         f"{self.lanes} lanes of a vector"))
+        if self.c2c.link_bandwidth_bytes_per_s < 1:
+            c = self.c2c
+            out.append((("c2c", "lane_rate_bytes_per_s"),
+                        f"{c.lanes_per_link} lanes x {c.lane_rate_bytes_per_s} B/s x "
+                        f"efficiency {c.efficiency:g} rounds to a link bandwidth of 0 B/s"))
         return out
 
     def derived(self) -> dict[str, Any]:
@@ -413,7 +422,30 @@ class ModelSpec:
     tied_embeddings: bool = spec_field("bool", False)
     rope_theta: float = spec_field("float", 10000.0, min=1.0)
     norm: str = spec_field("enum", "rmsnorm", choices=("rmsnorm", "layernorm"))
-    activation: str = spec_field("enum", "swiglu", choices=("swiglu", "gelu"))
+    activation: str = spec_field("enum", "swiglu", choices=ACTIVATIONS,
+                                 doc="swiglu: SiLU-gated FFN (3 matrices); geglu: GELU-gated "
+                                     "(3 matrices, Gemma); gelu: plain GELU MLP (2 matrices)")
+    qkv_bias: bool = spec_field("bool", False, doc="biases on the q, k and v projections "
+                                                   "(Qwen 2.5)")
+    post_norms: bool = spec_field("bool", False,
+                                  doc="a norm also on the attention and FFN outputs before "
+                                      "each residual add: 4 norms per layer (Gemma 2)")
+    scale_embeddings: bool = spec_field("bool", False,
+                                        doc="multiply the looked-up embeddings by "
+                                            "sqrt(hidden_size) (Gemma)")
+    sliding_window: int | None = spec_field("int", None, min=1, max=10**8,
+                                            doc="tokens a local layer attends to (its own "
+                                                "included) and keeps in its KV cache")
+    attention_pattern: str = spec_field("str", "G",
+                                        doc="layer kinds from layer 0, repeated: G global, "
+                                            "L local (sliding window); LG: Gemma 2, L: "
+                                            "Mistral 7B v0.1")
+    attn_logit_softcap: float | None = spec_field("float", None, min=1e-3, max=1e6,
+                                                  doc="attention logits become "
+                                                      "cap * tanh(logits / cap) (Gemma 2)")
+    final_logit_softcap: float | None = spec_field("float", None, min=1e-3, max=1e6,
+                                                   doc="output logits become "
+                                                       "cap * tanh(logits / cap) (Gemma 2)")
     experts: int = spec_field("int", 1, min=1, max=10_000)
     experts_per_token: int = spec_field("int", 1, min=1, max=10_000)
     speculative_heads: HeadsSpec | None = nested_field(optional=True)
@@ -428,23 +460,64 @@ class ModelSpec:
             out.append((("experts_per_token",),
                         f"{self.experts_per_token} experts per token exceed the "
                         f"{self.experts} experts"))
+        bad = sorted(set(self.attention_pattern) - set(LAYER_KINDS))
+        if bad or len(self.attention_pattern) > self.layers:
+            why = (f"unknown layer kind {bad[0]!r}" if bad else
+                   f"longer than the {self.layers} layers")
+            out.append((("attention_pattern",),
+                        f"{self.attention_pattern[:40]!r}: {why}; expected a string of "
+                        f"G (global) and L (local, sliding window), like 'LG'"))
+        elif "L" in self.attention_pattern and self.sliding_window is None:
+            out.append((("attention_pattern",),
+                        f"{self.attention_pattern!r} has local layers (L) but the model "
+                        f"has no sliding_window"))
+        elif self.sliding_window is not None and "L" not in self.attention_pattern:
+            out.append((("sliding_window",),
+                        f"sliding_window {self.sliding_window} is set but attention_pattern "
+                        f"{self.attention_pattern!r} has no local layer (L)"))
         return out
+
+    # layer kinds ------------------------------------------------------------------
+    def is_local(self, layer: int) -> bool:
+        """Whether `layer` (0-based) attends through the sliding window."""
+        pat = self.attention_pattern
+        return pat[layer % len(pat)] == "L"
+
+    @property
+    def local_layers(self) -> int:
+        return sum(self.is_local(i) for i in range(self.layers))
+
+    def kv_tokens(self, layer: int, tokens: int) -> int:
+        """Tokens of a sequence `layer` keeps in its KV cache when `tokens` have been seen:
+        a local layer keeps only its window (a rolling buffer)."""
+        if self.sliding_window is not None and self.is_local(layer):
+            return min(tokens, self.sliding_window)
+        return tokens
 
     # parameter counts -------------------------------------------------------------
     @property
     def attention_params(self) -> int:
         h, d = self.hidden_size, self.head_dim
-        return h * self.heads * d * 2 + h * self.kv_heads * d * 2
+        bias = (self.heads + 2 * self.kv_heads) * d if self.qkv_bias else 0
+        return h * self.heads * d * 2 + h * self.kv_heads * d * 2 + bias
+
+    @property
+    def ffn_matrices(self) -> int:
+        """Weight matrices of one FFN: gate, up and down when gated, else up and down."""
+        return 3 if self.activation in GATED_ACTIVATIONS else 2
 
     @property
     def ffn_params_per_expert(self) -> int:
-        mats = 3 if self.activation == "swiglu" else 2
-        return mats * self.hidden_size * self.ffn_size
+        return self.ffn_matrices * self.hidden_size * self.ffn_size
+
+    @property
+    def norms_per_layer(self) -> int:
+        return 4 if self.post_norms else 2
 
     @property
     def norm_params_per_layer(self) -> int:
         per = 1 if self.norm == "rmsnorm" else 2
-        return 2 * per * self.hidden_size
+        return self.norms_per_layer * per * self.hidden_size
 
     @property
     def router_params(self) -> int:
@@ -494,7 +567,14 @@ class ModelSpec:
                 + self.final_norm_params + self.lm_head_params)
 
     def kv_bytes_per_token(self, kv_dtype: str = "fp16") -> int:
+        """KV bytes one more token of context adds while it is within every window."""
         return dtype_bytes(kv_dtype, 2 * self.layers * self.kv_heads * self.head_dim)
+
+    def kv_cache_bytes(self, tokens: int, kv_dtype: str = "fp16") -> int:
+        """KV bytes of one sequence of `tokens` tokens: local layers hold at most their
+        window."""
+        held = sum(self.kv_tokens(i, tokens) for i in range(self.layers))
+        return dtype_bytes(kv_dtype, 2 * held * self.kv_heads * self.head_dim)
 
     def derived(self, weight_dtype: str = "int8", kv_dtype: str = "fp16") -> dict[str, Any]:
         return {
@@ -504,6 +584,7 @@ class ModelSpec:
             "weight_bytes": dtype_bytes(weight_dtype, self.total_params + self.heads_params),
             "weight_dtype": weight_dtype,
             "kv_bytes_per_token": self.kv_bytes_per_token(kv_dtype),
+            "kv_bytes_at_max_context": self.kv_cache_bytes(self.max_context, kv_dtype),
             "kv_dtype": kv_dtype,
             "decode_flops_per_token": 2 * self.active_params,
         }
@@ -547,7 +628,39 @@ class SpeculationSpec:
             out.append((("gamma",), f"gamma {self.gamma} exceeds max_gamma {self.max_gamma}"))
         if isinstance(self.acceptance, int | float) and not 0 <= self.acceptance <= 1:
             out.append((("acceptance",), f"{self.acceptance:g} is outside [0, 1]"))
+        elif isinstance(self.acceptance, str):
+            bad = _acceptance_probabilities(self.acceptance)
+            if bad:
+                out.append((("acceptance",), bad))
         return out
+
+
+def _acceptance_probabilities(text: str) -> str | None:
+    """The numbers of an acceptance list (`0.9,0.8`) or mixture (`mix:0.5@0.9,...`) checked
+    at validation time, so the error has its position; presets and trace files (which need
+    lpusim.speculative and the scenario's directory) are checked when the run starts."""
+    t = text.strip()
+    mix = t.lower().startswith("mix:")
+    if not mix and "," not in t:
+        return None
+    weights = []
+    for i, part in enumerate((t[4:] if mix else t).split(",")):
+        w, sep, prob = part.strip().partition("@") if mix else ("", "", part.strip())
+        try:
+            a = float(prob)
+        except ValueError:
+            a = None                      # a preset in a mixture, or a malformed part
+        if a is not None and not (math.isfinite(a) and 0 <= a <= 1):
+            where = f"mixture part {i + 1}" if mix else f"position {i + 1}"
+            return f"{where}: acceptance {prob.strip()} is outside [0, 1] in {text!r}"
+        if mix:
+            try:
+                weights.append(float(w))
+            except ValueError:
+                return None               # malformed: the run reports it in full
+    if mix and weights and abs(sum(weights) - 1) > 1e-6:
+        return f"mixture weights must sum to 1, got {sum(weights):g} in {text!r}"
+    return None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -557,6 +670,10 @@ class ScenarioSpec:
     system: SystemSpec = nested_field()
     chips: int | None = spec_field("int", None, min=1, max=BIG)
     tensor_parallel: int | None = spec_field("int", None, min=1, max=4096)
+    expert_parallel: bool | None = spec_field("bool", None,
+                                              doc="MoE: experts whole on the chips of a stage "
+                                                  "(true) or sharded across them (false); "
+                                                  "default: the deployment policy decides")
     batch: int = spec_field("int", 1, min=1, max=65_536)
     context: int = spec_field("int", 8192, min=1, max=10**8,
                               doc="tokens in the KV cache at the measured step")

@@ -9,12 +9,32 @@ positions attend causally to each other (position i sees context + i + 1 keys); 
 each token to `experts_per_token` experts and the number of distinct experts touched by the step
 is the expectation under uniform routing; sampling is greedy (argmax per position). FLOPs count
 a multiply-add as 2; element-wise op counts are per element as stated in each op.
+
+Model variants (fields of `ModelSpec`):
+- head_dim need not be hidden_size / heads: q/k/v produce heads x head_dim features and o_proj
+  reduces heads x head_dim back to hidden_size (Gemma).
+- FFN: SwiGLU and GeGLU are gated (gate, up, down); plain GELU has up and down only. GELU is the
+  tanh approximation: 7 ALU ops (x*x, *a, +c, *x, +1, *x, *0.5) and one tanh per element.
+- Local (sliding-window) layers: position i attends to the last min(window, context + i + 1)
+  keys, its own included; the layer's KV cache is a rolling buffer of the window (plus the
+  positions - 1 extra keys a verification pass of several positions needs at once).
+- Soft-capping: cap * tanh(x / cap) on every attention logit, and on every output logit, as
+  its own VXM op (2 multiplies and a tanh per element). The output cap does not change the
+  greedy argmax (tanh is monotone) but an endpoint sampling at a temperature needs the capped
+  logits, so it is counted.
+- QKV bias (Qwen 2.5): a bias vector on q, k and v (n parameters and n adds per row each).
+- Post-norms (Gemma 2): the attention and FFN outputs are normed before each residual add.
+- Embedding scale (Gemma): the looked-up rows are multiplied by sqrt(hidden_size).
+- Tied embeddings: the LM head multiplies by the embedding table (one set of parameters, read
+  in full every step, `weight_read_bytes`); the table's resident bytes are counted once, on the
+  embedding op.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import networkx as nx
 
@@ -33,6 +53,7 @@ class GraphParams:
     with_heads: bool = False   # include the model's speculative heads
     context_window: int | None = None   # KV cache reserved per sequence; None: context
     window_attention: bool = False      # attention compiled for the whole window
+    expert_parallel: bool = False       # MoE: experts whole on chips, not sharded across them
 
     @property
     def attended(self) -> int:
@@ -102,6 +123,7 @@ class _Builder:
     # generic op makers ---------------------------------------------------------------
     def matmul(self, name: str, src: str, k: int, n: int, parallel: str,
                weight_shared: bool = False, bias: bool = False, kind: str = "matmul") -> str:
+        """`weight_shared`: the weights are another op's (no resident bytes of its own)."""
         b, p = self.p.batch, self.p.positions
         rows = b * p
         wparams = k * n + (n if bias else 0)
@@ -149,12 +171,17 @@ class _Builder:
                              parallel="replicated"))
         resident = dtype_bytes(self.pr.weights, m.vocab_size * m.hidden_size)
         rows = dtype_bytes(self.pr.weights, b * p * m.hidden_size)
-        return self.add(Op(
+        x = self.add(Op(
             name="embed", kind="embedding", block="embed", inputs=(tokens,),
             in_shapes=((b, p),), out_shape=(b, p, m.hidden_size), dtype=self.pr.activations,
             weight_bytes=resident, weight_read_bytes=rows, act_in_bytes=4 * b * p,
             act_out_bytes=self.act(b * p * m.hidden_size), parallel="vocab",
             elements=b * p * m.hidden_size))
+        if m.scale_embeddings:
+            # x * sqrt(hidden_size): one multiply per element
+            x = self.vector("embed_scale", "scale", (x,), (b, p, m.hidden_size), 1,
+                            parallel="replicated")
+        return x
 
     def layer(self, i: int, x: str) -> str:
         m, b, p, ctx = self.m, self.p.batch, self.p.positions, self.p.attended
@@ -164,22 +191,34 @@ class _Builder:
         self.start(f"layer{i}.attn")
         pre = f"L{i}."
         a = self.norm(pre + "attn_norm", x)
-        q = self.matmul(pre + "q_proj", a, h, H * hd, "column")
-        k = self.matmul(pre + "k_proj", a, h, KV * hd, "column")
-        v = self.matmul(pre + "v_proj", a, h, KV * hd, "column")
+        bias = m.qkv_bias
+        q = self.matmul(pre + "q_proj", a, h, H * hd, "column", bias=bias)
+        k = self.matmul(pre + "k_proj", a, h, KV * hd, "column", bias=bias)
+        v = self.matmul(pre + "v_proj", a, h, KV * hd, "column", bias=bias)
         qr = self.vector(pre + "rope_q", "rope", (q,), (b, p, H * hd), 3, heads=H,
                          parallel="heads")
         kr = self.vector(pre + "rope_k", "rope", (k,), (b, p, KV * hd), 3, heads=KV,
                          parallel="heads")
         kv_new = dtype_bytes(self.pr.kv, 2 * b * p * KV * hd)
+        window = m.sliding_window if m.is_local(i) else None
+        reserved = self.p.kv_reserved_tokens
+        if window is not None:
+            # rolling buffer: the window, plus the keys the first new position still needs
+            # while the later ones are appended
+            reserved = min(reserved, window + p - 1)
         app = self.add(Op(
             name=pre + "kv_append", kind="kv_append", block=self.block, inputs=(kr, v),
             in_shapes=(self.shape(kr), self.shape(v)), out_shape=(b, p, 2 * KV * hd),
             dtype=self.pr.kv, act_in_bytes=self.act(2 * b * p * KV * hd),
             kv_write_bytes=kv_new, parallel="heads", elements=2 * b * p * KV * hd,
-            heads=H, kv_heads=KV))
-        T = ctx + p                                   # keys after the append
-        seen = p * ctx + p * (p + 1) // 2             # causal among the new positions
+            heads=H, kv_heads=KV, kv_tokens=reserved))
+        if window is None:
+            T = ctx + p                               # keys after the append
+            seen = p * ctx + p * (p + 1) // 2         # causal among the new positions
+        else:
+            # position j sees the last min(window, ctx + j + 1) keys
+            T = min(ctx + p, window + p - 1)
+            seen = sum(min(window, ctx + j + 1) for j in range(p))
         kv_cache = dtype_bytes(self.pr.kv, b * KV * hd * T)
         group = H // KV
         attn_flops = 2 * b * H * hd * seen
@@ -190,6 +229,11 @@ class _Builder:
             act_out_bytes=dtype_bytes(self.pr.logits, b * H * p * T), kv_read_bytes=kv_cache,
             parallel="heads", mats=b * KV, m=p * group, k=hd, n=T, in_dtype=self.pr.kv,
             heads=H, kv_heads=KV))
+        if m.attn_logit_softcap is not None:
+            # cap * tanh(s / cap): 2 multiplies and a tanh per score
+            s = self.vector(pre + "attn_softcap", "attn_softcap", (s,), (b, H, p, T), 2,
+                            elements=b * H * seen, transcendentals=b * H * seen,
+                            parallel="heads", dtype=self.pr.logits, heads=H)
         # max, subtract, exp, sum, divide: 5 ops per score
         sm = self.vector(pre + "softmax", "softmax", (s,), (b, H, p, T), 5,
                          elements=b * H * seen, transcendentals=b * H * seen, parallel="heads",
@@ -202,21 +246,37 @@ class _Builder:
             kv_read_bytes=kv_cache, parallel="heads", mats=b * KV, m=p * group, k=T, n=hd,
             in_dtype=self.pr.kv, heads=H, kv_heads=KV))
         op = self.matmul(pre + "o_proj", o, H * hd, h, "row")
+        if m.post_norms:
+            op = self.norm(pre + "post_attn_norm", op)
         r1 = self.vector(pre + "attn_residual", "residual", (x, op), (b, p, h), 1,
                          parallel="replicated")
         self.start(f"layer{i}.mlp")
         f = self.norm(pre + "ffn_norm", r1)
         out = self.moe(pre, f) if m.experts > 1 else self.ffn(pre, f)
+        if m.post_norms:
+            out = self.norm(pre + "post_ffn_norm", out)
         return self.vector(pre + "ffn_residual", "residual", (r1, out), (b, p, h), 1,
                            parallel="replicated")
 
-    def ffn(self, pre: str, f: str) -> str:
-        m, b, p = self.m, self.p.batch, self.p.positions
+    def ffn_body(self, pre: str, f: str, rows: int, shape: tuple[int, ...]) -> str:
+        """Up (and gate) projections and the activation of one FFN: the input of down_proj."""
+        m = self.m
+        if m.activation == "gelu":
+            u = self.matmul(pre + "up_proj", f, m.hidden_size, m.ffn_size, "column")
+            # GELU (tanh form): 7 ALU ops and a tanh
+            return self.vector(pre + "act", "activation", (u,), shape, 7,
+                               transcendentals=rows * m.ffn_size, parallel="column")
         g = self.matmul(pre + "gate_proj", f, m.hidden_size, m.ffn_size, "column")
         u = self.matmul(pre + "up_proj", f, m.hidden_size, m.ffn_size, "column")
-        # SiLU(g) * u: sigmoid (transcendental), 2 multiplies
-        act = self.vector(pre + "act", "activation", (g, u), (b, p, m.ffn_size), 4,
-                          transcendentals=b * p * m.ffn_size, parallel="column")
+        # SiLU(g) * u: sigmoid (transcendental), 2 multiplies; GELU(g) * u: 7 ALU ops, a tanh
+        # and the gating multiply
+        ops = 4 if m.activation == "swiglu" else 8
+        return self.vector(pre + "act", "activation", (g, u), shape, ops,
+                           transcendentals=rows * m.ffn_size, parallel="column")
+
+    def ffn(self, pre: str, f: str) -> str:
+        m, b, p = self.m, self.p.batch, self.p.positions
+        act = self.ffn_body(pre, f, b * p, (b, p, m.ffn_size))
         # a third placement block: a stage may also end before the down projection (its
         # hand-off then carries the FFN activation and the residual)
         self.start(self.block.removesuffix(".mlp") + ".down")
@@ -240,11 +300,14 @@ class _Builder:
                                  precision=saved.precision,
                                  context_window=saved.context_window)
             ep = f"{pre}expert{e}."
-            g = self.matmul(ep + "gate_proj", f, m.hidden_size, m.ffn_size, "column")
-            u = self.matmul(ep + "up_proj", f, m.hidden_size, m.ffn_size, "column")
-            act = self.vector(ep + "act", "activation", (g, u), (1, rows, m.ffn_size), 4,
-                              transcendentals=rows * m.ffn_size, parallel="column")
+            first = len(self.block_ops[self.block])
+            act = self.ffn_body(ep, f, rows, (1, rows, m.ffn_size))
             outs.append(self.matmul(ep + "down_proj", act, m.ffn_size, m.hidden_size, "row"))
+            if saved.expert_parallel:
+                # the expert runs whole on its owner chip, which holds the (replicated) input
+                for name in self.block_ops[self.block][first:]:
+                    node = self.dag.nodes[name]
+                    node["op"] = _replace(node["op"], parallel="expert", expert=e)
         self.p = saved
         comb = self.vector(pre + "moe_combine", "moe_combine", (t, *outs),
                            (b, p, m.hidden_size), 2 * k, elements=tokens * m.hidden_size,
@@ -262,6 +325,10 @@ class _Builder:
         n = self.norm("final_norm", x)
         lm = self.matmul("lm_head", n, m.hidden_size, m.vocab_size, "vocab",
                          weight_shared=m.tied_embeddings)
+        if m.final_logit_softcap is not None:
+            # cap * tanh(logit / cap): 2 multiplies and a tanh per logit
+            lm = self.vector("logit_softcap", "logit_softcap", (lm,), (b, p, m.vocab_size), 2,
+                             transcendentals=b * p * m.vocab_size, parallel="vocab")
         # running max and index over the vocabulary: 2 ops per logit
         am = self.vector("argmax", "argmax", (lm,), (b, p), 2, elements=b * p * m.vocab_size,
                          parallel="vocab", dtype="int32")
@@ -283,7 +350,7 @@ class _Builder:
         return am
 
 
-def _replace(op: Op, **kw: int) -> Op:
+def _replace(op: Op, **kw: Any) -> Op:
     from dataclasses import replace
     return replace(op, **kw)
 

@@ -2,23 +2,25 @@
 
 An `Op` records its kind, the producers it reads, input and output shapes, the output dtype,
 FLOPs, bytes of weights resident in SRAM and read per step, activation bytes in and out, and KV
-bytes read and written. Matrix ops also carry their GEMM view (`mats` independent matrices of
-`m` x `k` times `k` x `n`) and the way tensor parallelism may split them (`parallel`), which the
-compiler uses to shard and lower them. All counts are for the whole (unsharded) step.
+bytes read and written (a KV append also records the tokens per sequence its layer's cache
+holds). Matrix ops also carry their GEMM view (`mats` independent matrices of `m` x `k` times
+`k` x `n`) and the way tensor parallelism may split them (`parallel`), which the compiler uses
+to shard and lower them. All counts are for the whole (unsharded) step.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # parallel: how tensor parallelism splits an op across a node's chips
 #   column   split the output features (n); no communication after
 #   row      split the reduction (k); partial sums need an all-reduce
 #   heads    split attention heads (and their KV)
 #   vocab    split the vocabulary (embedding rows, LM-head columns, argmax)
-#   experts  split each expert's FFN like column/row (MoE)
+#   expert   (expert parallelism, MoE) the op runs whole on the chip that owns its expert
+#            (`expert`, owner = expert index modulo the stage's chips)
 #   replicated  every chip does the whole op
-PARALLEL = ("column", "row", "heads", "vocab", "replicated")
+PARALLEL = ("column", "row", "heads", "vocab", "replicated", "expert")
 
 # unit: which functional unit executes the op's arithmetic
 UNIT_OF_KIND = {
@@ -36,6 +38,9 @@ UNIT_OF_KIND = {
     "topk": "vxm",
     "moe_combine": "vxm",
     "argmax": "vxm",
+    "scale": "vxm",
+    "attn_softcap": "vxm",
+    "logit_softcap": "vxm",
 }
 
 
@@ -69,6 +74,10 @@ class Op:
     transcendentals: int = 0
     heads: int = 0                  # attention heads (q) the op spans, for head sharding
     kv_heads: int = 0
+    expert: int = -1                # MoE expert index of an expert-parallel op
+    # kv_append: tokens per sequence its layer's KV cache holds. It sizes SRAM, not the op's
+    # work, so it stays out of repr (the compiler's structure digest of stage templates)
+    kv_tokens: int = field(default=0, repr=False)
 
     @property
     def unit(self) -> str:
