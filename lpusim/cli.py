@@ -711,6 +711,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
     return 0
 
 
+@_all_or_none
 def cmd_serve(args: argparse.Namespace) -> int:
     from lpusim import api
     from lpusim.serve import STRATEGIES
