@@ -278,7 +278,7 @@ CASES = [
     ('flag_heads_zero', ['run', '--heads', '0'],
      ['{root}/workloads/scenarios/llama-3.1-70b-groqrack-576.yaml: speculation.heads: 0 is below the minimum 1 (overridden)']),
     ('flag_set_unknown_key', ['run', '--set', 'badkey=1'],
-     ['{root}/workloads/scenarios/llama-3.1-70b-groqrack-576.yaml: badkey: unknown key (valid keys: batch, chips, context, context_window, fidelity, model, name, precision, seed, speculation, system, tensor_parallel) (overridden)']),
+     ['{root}/workloads/scenarios/llama-3.1-70b-groqrack-576.yaml: badkey: unknown key (valid keys: batch, chips, context, context_window, expert_parallel, fidelity, model, name, precision, seed, speculation, system, tensor_parallel) (overridden)']),
     ('flag_set_unknown_nested_key', ['run', '--set', 'precision.weight=int4'],
      ["{root}/workloads/scenarios/llama-3.1-70b-groqrack-576.yaml: precision.weight: unknown key; did you mean 'weights'? (valid keys: activations, kv, logits, weights) (overridden)"]),
     ('flag_set_no_equals', ['run', '--set', 'chips'],
