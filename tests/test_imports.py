@@ -6,8 +6,8 @@ from pathlib import Path
 PKG = Path(__file__).resolve().parent.parent / "lpusim"
 
 # a module may import only modules of its own layer or below
-LAYERS = ["cli", "api", "report", "speculative", "step", "sim", "compiler", "program",
-          "graph", "config", "units", "errors", "atomic"]
+LAYERS = ["cli", "api", "report", "serve", "speculative", "step", "sim", "compiler", "program",
+          "graph", "cost", "config", "units", "errors", "atomic"]
 FORBIDDEN = {
     "sim": {"compiler", "graph", "speculative", "api", "cli", "report", "step"},
     "compiler": {"sim", "speculative", "api", "cli", "report", "step"},
@@ -15,6 +15,9 @@ FORBIDDEN = {
     "config": {"graph", "compiler", "sim", "speculative", "api", "cli", "report", "step"},
     "speculative": {"api", "cli", "report"},
     "program": {"compiler", "sim", "graph", "speculative", "api", "cli", "report"},
+    "cost": {"graph", "compiler", "sim", "speculative", "step", "runner", "serve", "api", "cli",
+             "report"},
+    "serve": {"api", "cli", "report"},
 }
 ONLY_IN = {"simpy": "sim", "matplotlib": "report", "yaml": "config", "tqdm": "progress"}
 
