@@ -17,6 +17,7 @@ from typing import Any
 from lpusim.compiler import minimum_chips, place
 from lpusim.compiler.topology import build_link_graph
 from lpusim.config import load, resolve_ref
+from lpusim.config.gpu_specs import GpuSpec, GpuSystemSpec
 from lpusim.config.specs import ChipSpec, ModelSpec, ScenarioSpec, SystemSpec
 from lpusim.errors import CapacityError, ConfigError, Issue
 from lpusim.graph import GraphParams, build_decode_graph
@@ -105,6 +106,9 @@ def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
         return {"kind": "system", "spec": _plain(spec), "derived": system_facts(spec)}
     if isinstance(spec, ModelSpec):
         return {"kind": "model", "spec": _plain(spec), "derived": spec.derived()}
+    if isinstance(spec, GpuSpec | GpuSystemSpec):
+        kind = "gpu" if isinstance(spec, GpuSpec) else "gpu_system"
+        return {"kind": kind, "spec": _plain(spec), "derived": spec.derived()}
     sc: ScenarioSpec = spec
     return {"kind": "scenario", "name": sc.name, "model": sc.model.name,
             "system": sc.system.name, "chip": sc.system.chip.name, "chips": sc.chips_used,
@@ -116,7 +120,9 @@ def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
             "system_derived": system_facts(sc.system)}
 
 
-def system_facts(s: SystemSpec) -> dict[str, Any]:
+def system_facts(s: SystemSpec | GpuSystemSpec) -> dict[str, Any]:
+    if isinstance(s, GpuSystemSpec):
+        return s.derived()
     g = build_link_graph(s)
     kinds: dict[str, int] = {}
     for lk in g.links:
@@ -154,9 +160,16 @@ def compare(scenarios: list[ScenarioSpec | str | os.PathLike[str]]) -> list[dict
         row: dict[str, Any] = {"scenario": d["scenario"], "model": d["model"], "chip": d["chip"]}
         for k in HEADLINE:
             row[k] = d[k]
+        spec = d.get("speculation") or {}
+        # every chip the result uses (a drafter's own chips too); tokens/s per chip of this
+        # batch, and of the system serving as many users as it can carry at once (an LPU
+        # interleaves independent steps in its pipeline; a GPU serves them by batching)
+        row["total_chips"] = spec.get("total_chips") or d["chips"]
+        row["tokens_per_second_per_chip"] = d["throughput_tokens_per_second"] / row["total_chips"]
+        row["system_tokens_per_second_per_chip"] = (d["system_tokens_per_second"]
+                                                    / row["total_chips"])
         for k in ("tokens_per_second", "token_latency_us", "chips"):
             row[f"{k}_ratio"] = d[k] / first[k] if first[k] else float("nan")
-        spec = d.get("speculation") or {}
         row["gamma"] = spec.get("gamma")
         for k, v in d["breakdown_us"].items():
             row[f"breakdown_us.{k}"] = v

@@ -14,8 +14,10 @@ from typing import Any
 
 from lpusim.config import load_scenario as _load_scenario
 from lpusim.config import resolve_ref
+from lpusim.config.gpu_specs import GpuSystemSpec
 from lpusim.config.specs import ScenarioSpec, SystemSpec
 from lpusim.deploy import resolve
+from lpusim.gpu import gpu_assumptions
 from lpusim.sim import StepMetrics
 from lpusim.step import step_metrics
 
@@ -150,8 +152,10 @@ def _get(obj: Any, dotted: str) -> Any:
     return obj
 
 
-def assumptions(system: SystemSpec) -> dict[str, Any]:
+def assumptions(system: SystemSpec | GpuSystemSpec) -> dict[str, Any]:
     """The unpublished constants this result depends on (to calibrate)."""
+    if isinstance(system, GpuSystemSpec):
+        return gpu_assumptions(system)
     return {
         "local_hop_latency_ns": system.links.local_hop_latency_ps / 1000,
         "global_hop_latency_ns": system.links.global_hop_latency_ps / 1000,

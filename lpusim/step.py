@@ -30,8 +30,10 @@ from typing import Any
 
 from lpusim.atomic import write_atomic
 from lpusim.compiler import compile_pipeline, compile_program
+from lpusim.config.gpu_specs import GpuSystemSpec
 from lpusim.config.specs import ModelSpec, PrecisionSpec, SystemSpec
 from lpusim.errors import CompileError
+from lpusim.gpu import gpu_step_metrics
 from lpusim.graph import GraphParams, build_decode_graph
 from lpusim.sim import StepMetrics, metrics_full, metrics_pipeline
 
@@ -51,12 +53,16 @@ def _gc_paused() -> Iterator[None]:
 
 
 @lru_cache(maxsize=256)
-def step_metrics(model: ModelSpec, system: SystemSpec, *, chips: int, tp: int,
+def step_metrics(model: ModelSpec, system: SystemSpec | GpuSystemSpec, *, chips: int, tp: int,
                  positions: int = 1, batch: int = 1, context: int = 8192,
                  precision: PrecisionSpec = _DEFAULT_PRECISION, with_heads: bool = False,
                  fidelity: str = "fast", context_window: int | None = None,
                  expert_parallel: bool = False) -> StepMetrics:
     """Latency and metrics of one decode step of `model` on the first `chips` of `system`."""
+    if isinstance(system, GpuSystemSpec):          # the GPU backend (lpusim.gpu)
+        return gpu_step_metrics(model, system, chips=chips, tp=tp, positions=positions,
+                                batch=batch, context=context, precision=precision,
+                                with_heads=with_heads, context_window=context_window)
     inputs = dict(model=model, system=system, chips=chips, tp=tp, positions=positions,
                   batch=batch, context=context, precision=precision, with_heads=with_heads,
                   fidelity=fidelity, context_window=context_window)

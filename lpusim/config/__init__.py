@@ -1,5 +1,6 @@
 """Specs (chip, system, model, scenario) loaded from versioned YAML with exact errors."""
 
+from lpusim.config.gpu_specs import GpuSpec, GpuSystemSpec
 from lpusim.config.load import (
     KINDS,
     load,
@@ -22,7 +23,7 @@ from lpusim.config.specs import (
 )
 
 __all__ = [
-    "DTYPE_BITS", "KINDS", "ChipSpec", "ModelSpec", "PrecisionSpec", "ScenarioSpec",
-    "SpeculationSpec", "SystemSpec", "dtype_bytes", "load", "load_chip", "load_model",
-    "load_scenario", "load_system", "resolve_ref", "shipped",
+    "DTYPE_BITS", "KINDS", "ChipSpec", "GpuSpec", "GpuSystemSpec", "ModelSpec", "PrecisionSpec",
+    "ScenarioSpec", "SpeculationSpec", "SystemSpec", "dtype_bytes", "load", "load_chip",
+    "load_model", "load_scenario", "load_system", "resolve_ref", "shipped",
 ]

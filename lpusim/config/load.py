@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from lpusim.config.gpu_specs import GpuSpec, GpuSystemSpec
 from lpusim.config.schema import build
 from lpusim.config.specs import ChipSpec, ModelSpec, ScenarioSpec, SystemSpec
 from lpusim.config.yamlio import Document, load_document
@@ -22,14 +23,19 @@ from lpusim.errors import ConfigError, Issue, short_repr
 
 SPEC_VERSION = 1
 KINDS: dict[str, type] = {"chip": ChipSpec, "system": SystemSpec, "model": ModelSpec,
-                          "scenario": ScenarioSpec}
+                          "scenario": ScenarioSpec, "gpu": GpuSpec, "gpu_system": GpuSystemSpec}
 _KIND_OF = {v: k for k, v in KINDS.items()}
+# where a spec of one kind is asked for, these kinds are accepted: a scenario's system (and
+# `--system`) may be an LPU system or a GPU server
+ACCEPTS: dict[str, tuple[str, ...]] = {"system": ("system", "gpu_system")}
 ROOT = Path(__file__).resolve().parent.parent.parent
 SEARCH_DIRS = {
     "chip": ("chip_configs",),
     "system": ("chip_configs",),
     "model": ("workloads",),
     "scenario": ("workloads/scenarios", "workloads"),
+    "gpu": ("chip_configs",),
+    "gpu_system": ("chip_configs",),
 }
 MAX_REF_DEPTH = 8
 
@@ -56,7 +62,7 @@ def shipped(kind: str) -> dict[str, Path]:
             if not d.is_dir():
                 continue
             for p in sorted(d.glob("*.yaml")):
-                if p.stem not in found and _peek_kind(p) == kind:
+                if p.stem not in found and _peek_kind(p) in ACCEPTS.get(kind, (kind,)):
                     found[p.stem] = p
     return found
 
@@ -96,7 +102,7 @@ def _header(doc: Document, expect: str | None) -> str:
         close = difflib.get_close_matches(str(kind)[:100], list(KINDS), n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
         issues.append(doc.issue(("kind",), f"unknown kind {short_repr(kind)}{hint}"))
-    elif expect is not None and kind != expect:
+    elif expect is not None and kind not in ACCEPTS.get(expect, (expect,)):
         issues.append(doc.issue(("kind",), f"expected a {expect} spec, this file is a {kind}"))
     version = doc.data.get("version")
     if version is None:

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from lpusim.config.gpu_specs import GpuSystemSpec
 from lpusim.config.schema import nested_field, spec_field
 
 DTYPE_BITS = {"int4": 4, "int8": 8, "fp8": 8, "fp16": 16, "bf16": 16, "fp32": 32, "int32": 32}
@@ -353,6 +354,10 @@ class SystemSpec:
     def link_bandwidth_bytes_per_s(self) -> int:
         return self.links.bandwidth_bytes_per_s or self.chip.c2c.link_bandwidth_bytes_per_s
 
+    def default_tensor_parallel(self, chips: int) -> int:
+        """Tensor parallelism when a scenario names none: one node."""
+        return self.topology.chips_per_node
+
     def check(self) -> Check:
         t = self.topology
         out: Check = []
@@ -667,7 +672,7 @@ def _acceptance_probabilities(text: str) -> str | None:
 class ScenarioSpec:
     name: str = spec_field("str")
     model: ModelSpec = nested_field()
-    system: SystemSpec = nested_field()
+    system: SystemSpec | GpuSystemSpec = nested_field()
     chips: int | None = spec_field("int", None, min=1, max=BIG)
     tensor_parallel: int | None = spec_field("int", None, min=1, max=4096)
     expert_parallel: bool | None = spec_field("bool", None,
@@ -724,4 +729,4 @@ class ScenarioSpec:
 
     @property
     def tp(self) -> int:
-        return self.tensor_parallel or self.system.topology.chips_per_node
+        return self.tensor_parallel or self.system.default_tensor_parallel(self.chips_used)

@@ -3,7 +3,9 @@
 Step latencies are not assumed: each comes from compiling and simulating a real decode graph.
 - `draft`: a separate draft model on its own chips (placed and compiled like any model; its chip
   count is the scenario's `draft_chips` or the fewest whole tensor-parallel groups that hold
-  it). A pass is gamma sequential draft steps, then the target verifies gamma+1 positions in
+  it). On a GPU system the drafter instead shares the target's GPUs (its own step on them, its
+  weights and KV cache in HBM beside the target's), with no hand-off and no pipelining.
+  A pass is gamma sequential draft steps, then the target verifies gamma+1 positions in
   one step. The drafted tokens travel to the target and the verdict back: two global-hop
   transfers per pass (`overhead`). With `pipelined`, the drafter drafts the next window while
   the target verifies, betting that the whole window is accepted and that its own next token
@@ -37,9 +39,11 @@ from typing import Any
 import numpy as np
 
 from lpusim import progress
+from lpusim.config.gpu_specs import GpuSystemSpec
 from lpusim.config.specs import HeadsSpec, ScenarioSpec
 from lpusim.deploy import draft_chips
 from lpusim.errors import ConfigError, Issue
+from lpusim.gpu import check_shared_memory
 from lpusim.sim import StepMetrics
 from lpusim.speculative.acceptance import (
     AcceptanceModel,
@@ -143,12 +147,22 @@ def evaluate(sc: ScenarioSpec, baseline: StepMetrics) -> dict[str, Any]:
                             expert_parallel=bool(sc.expert_parallel)
                             and model.name == sc.model.name)
 
+    shared = isinstance(sc.system, GpuSystemSpec)   # GPUs: the drafter runs on the target's
     if spec.strategy in ("draft", "async"):
         assert spec.draft_model is not None
-        d_chips, d_tp = draft_chip_count(sc)
-        draft = step(spec.draft_model, d_chips, d_tp, 1, False)
+        if shared:
+            if spec.strategy == "async":
+                raise ConfigError(Issue(sc.file or "scenario", None, None,
+                                        "speculation.strategy", "'async' needs a drafter on "
+                                        "chips of its own; on GPUs it shares the target's"))
+            draft = step(spec.draft_model, sc.chips_used, sc.tp, 1, False)
+            check_shared_memory(sc.system, baseline, draft, spec.draft_model.name)
+            d_chips, overhead = 0, 0                   # no chips of its own, no hand-off
+        else:
+            d_chips, d_tp = draft_chip_count(sc)
+            draft = step(spec.draft_model, d_chips, d_tp, 1, False)
+            overhead = 2 * ps_to_cycles(sc.system.links.global_hop_latency_ps, clock)
         draft_cycles = draft.latency_cycles
-        overhead = 2 * ps_to_cycles(sc.system.links.global_hop_latency_ps, clock)
         target = sc.model
         limit = spec.max_gamma
         with_heads = False
@@ -194,7 +208,7 @@ def evaluate(sc: ScenarioSpec, baseline: StepMetrics) -> dict[str, Any]:
     best: tuple[float, int, int] | None = None
     curve = []
     tree = spec.tree_width if spec.strategy == "heads" and spec.tree_width else 1
-    pipelined = spec.pipelined and spec.strategy == "draft"
+    pipelined = spec.pipelined and spec.strategy == "draft" and not shared
     e_widest = acc.expected_tokens(gammas[-1])
     def width_of(g: int) -> int:
         return acc.nodes + 1 if measured else 1 + tree_nodes(tree, g)  # type: ignore[attr-defined]
