@@ -17,8 +17,8 @@ from typing import Any
 from lpusim.compiler import minimum_chips, place
 from lpusim.compiler.topology import build_link_graph
 from lpusim.config import load, resolve_ref
-from lpusim.config.gpu_specs import GpuSpec, GpuSystemSpec
-from lpusim.config.specs import ChipSpec, ModelSpec, ScenarioSpec, SystemSpec
+from lpusim.config.gpu_specs import GpuSpec
+from lpusim.config.specs import ChipSpec, GpuSystemSpec, ModelSpec, ScenarioSpec, SystemSpec
 from lpusim.errors import CapacityError, ConfigError, Issue
 from lpusim.graph import GraphParams, build_decode_graph
 from lpusim.runner import (
@@ -151,11 +151,17 @@ HEADLINE = ("tokens_per_second", "baseline_tokens_per_second", "speedup", "token
 
 
 def compare(scenarios: list[ScenarioSpec | str | os.PathLike[str]]) -> list[dict[str, Any]]:
-    """Headline metrics of several scenarios side by side, with ratios against the first."""
-    results = [run(s) for s in scenarios]
+    """Headline metrics of several scenarios (LPU and GPU alike) side by side, with ratios
+    against the first: tokens/s per user, chips (a drafter's own chips included), tokens/s per
+    chip, and where the system has `power:` and `cost:` sections (lpusim.cost) its power, J per
+    token and $ per million tokens. System tokens/s is the larger of the batch's throughput
+    (with speculation if any) and the interleaved throughput of independent steps (an LPU
+    pipeline carrying many users; 1 step on a GPU, which serves more users by batching)."""
+    specs = [s if isinstance(s, ScenarioSpec) else load_scenario(s) for s in scenarios]
+    results = [run(s) for s in specs]
     first = results[0].to_dict()
     rows = []
-    for r in results:
+    for sc, r in zip(specs, results, strict=True):
         d = r.to_dict()
         row: dict[str, Any] = {"scenario": d["scenario"], "model": d["model"], "chip": d["chip"]}
         for k in HEADLINE:
@@ -166,8 +172,9 @@ def compare(scenarios: list[ScenarioSpec | str | os.PathLike[str]]) -> list[dict
         # interleaves independent steps in its pipeline; a GPU serves them by batching)
         row["total_chips"] = spec.get("total_chips") or d["chips"]
         row["tokens_per_second_per_chip"] = d["throughput_tokens_per_second"] / row["total_chips"]
-        row["system_tokens_per_second_per_chip"] = (d["system_tokens_per_second"]
-                                                    / row["total_chips"])
+        system_tps = max(d["system_tokens_per_second"], d["throughput_tokens_per_second"])
+        row["system_tokens_per_second_per_chip"] = system_tps / row["total_chips"]
+        row.update(_power_and_cost(sc.system, row["total_chips"], system_tps))
         for k in ("tokens_per_second", "token_latency_us", "chips"):
             row[f"{k}_ratio"] = d[k] / first[k] if first[k] else float("nan")
         row["gamma"] = spec.get("gamma")
@@ -175,6 +182,23 @@ def compare(scenarios: list[ScenarioSpec | str | os.PathLike[str]]) -> list[dict
             row[f"breakdown_us.{k}"] = v
         rows.append(row)
     return rows
+
+
+def _power_and_cost(system: SystemSpec | GpuSystemSpec, chips: int, tokens_per_s: float
+                    ) -> dict[str, float | None]:
+    """Facility power (kW), J/token and $ per million tokens, or None without the inputs."""
+    from lpusim import cost
+    out: dict[str, float | None] = {"power_kw": None, "joules_per_token": None,
+                                    "usd_per_million_tokens": None}
+    if system.power is not None:
+        watts = cost.system_power_watts(system, chips)  # type: ignore[arg-type]
+        out["power_kw"] = watts / 1000
+        out["joules_per_token"] = cost.joules_per_token(watts, tokens_per_s)
+    if system.cost is not None and (system.power is not None
+                                    or system.cost.chip_hour_usd is not None):
+        out["usd_per_million_tokens"] = cost.usd_per_million_tokens(
+            system, chips, tokens_per_s)  # type: ignore[arg-type]
+    return out
 
 
 def sweep(sweep_file: str | os.PathLike[str], output: str | os.PathLike[str] | None = None,

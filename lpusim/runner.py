@@ -14,8 +14,7 @@ from typing import Any
 
 from lpusim.config import load_scenario as _load_scenario
 from lpusim.config import resolve_ref
-from lpusim.config.gpu_specs import GpuSystemSpec
-from lpusim.config.specs import ScenarioSpec, SystemSpec
+from lpusim.config.specs import GpuSystemSpec, ScenarioSpec, SystemSpec
 from lpusim.deploy import resolve
 from lpusim.gpu import gpu_assumptions
 from lpusim.sim import StepMetrics

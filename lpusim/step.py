@@ -30,8 +30,7 @@ from typing import Any
 
 from lpusim.atomic import write_atomic
 from lpusim.compiler import compile_pipeline, compile_program
-from lpusim.config.gpu_specs import GpuSystemSpec
-from lpusim.config.specs import ModelSpec, PrecisionSpec, SystemSpec
+from lpusim.config.specs import GpuSystemSpec, ModelSpec, PrecisionSpec, SystemSpec
 from lpusim.errors import CompileError
 from lpusim.gpu import gpu_step_metrics
 from lpusim.graph import GraphParams, build_decode_graph

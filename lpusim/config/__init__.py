@@ -1,6 +1,6 @@
 """Specs (chip, system, model, scenario) loaded from versioned YAML with exact errors."""
 
-from lpusim.config.gpu_specs import GpuSpec, GpuSystemSpec
+from lpusim.config.gpu_specs import GpuSpec
 from lpusim.config.load import (
     KINDS,
     load,
@@ -14,6 +14,7 @@ from lpusim.config.load import (
 from lpusim.config.specs import (
     DTYPE_BITS,
     ChipSpec,
+    GpuSystemSpec,
     ModelSpec,
     PrecisionSpec,
     ScenarioSpec,

@@ -1,5 +1,5 @@
-"""The GPU spec dataclasses: one HBM GPU (`kind: gpu`) and a GPU server system (`kind:
-gpu_system`).
+"""The GPU spec dataclasses: one HBM GPU (`kind: gpu`) and the parts of a GPU server system
+(`kind: gpu_system`, whose `GpuSystemSpec` sits in `lpusim.config.specs` beside `SystemSpec`).
 
 A `GpuSpec` holds what the vendor publishes (HBM capacity and bandwidth, dense tensor rates,
 NVLink and PCIe bandwidth) and the named constants of the GPU step model that no datasheet
@@ -167,39 +167,3 @@ class ScaleOutSpec:
 
     bandwidth_bytes_per_s: int = spec_field("bandwidth", max=10**15, doc="per GPU, per direction")
     latency_ps: int = spec_field("time", max=10**12, doc="one message, end to end")
-
-
-@dataclass(frozen=True, kw_only=True)
-class GpuSystemSpec:
-    name: str = spec_field("str")
-    chip: GpuSpec = nested_field()
-    topology: GpuTopologySpec = nested_field()
-    scale_out: ScaleOutSpec = nested_field()
-    source: str = spec_field("str", "")
-
-    @property
-    def chips(self) -> int:
-        return self.topology.gpus_per_node * self.topology.nodes
-
-    @property
-    def nodes(self) -> int:
-        return self.topology.nodes
-
-    def default_tensor_parallel(self, chips: int) -> int:
-        """Tensor parallelism when a scenario names none: all its GPUs, up to one server."""
-        return max(1, min(self.topology.gpus_per_node, chips))
-
-    def check(self) -> Check:
-        if self.chips > 1_000_000:
-            return [(("topology", "nodes"), f"{self.chips} GPUs is beyond any system")]
-        return []
-
-    def derived(self) -> dict[str, Any]:
-        c = self.chip
-        return {
-            "gpus": self.chips, "nodes": self.nodes,
-            "hbm_bytes_total": self.chips * c.hbm.capacity_bytes,
-            "hbm_bandwidth_bytes_per_s_total": self.chips * c.hbm.bandwidth_bytes_per_s,
-            "dense_fp8_tflops_total": self.chips * c.compute.dense_fp8_tflops,
-            **{f"gpu.{k}": v for k, v in c.derived().items()},
-        }

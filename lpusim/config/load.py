@@ -15,9 +15,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from lpusim.config.gpu_specs import GpuSpec, GpuSystemSpec
+from lpusim.config.gpu_specs import GpuSpec
 from lpusim.config.schema import build
-from lpusim.config.specs import ChipSpec, ModelSpec, ScenarioSpec, SystemSpec
+from lpusim.config.specs import ChipSpec, GpuSystemSpec, ModelSpec, ScenarioSpec, SystemSpec
 from lpusim.config.yamlio import Document, load_document
 from lpusim.errors import ConfigError, Issue, short_repr
 

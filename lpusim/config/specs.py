@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from lpusim.config.gpu_specs import GpuSystemSpec
+from lpusim.config.gpu_specs import GpuSpec, GpuTopologySpec, ScaleOutSpec
 from lpusim.config.schema import nested_field, spec_field
 
 DTYPE_BITS = {"int4": 4, "int8": 8, "fp8": 8, "fp16": 16, "bf16": 16, "fp32": 32, "int32": 32}
@@ -401,6 +401,47 @@ class SystemSpec:
         intra = t.racks * t.nodes_per_rack * (t.nodes_per_rack - 1) // 2 * t.links_per_node_pair
         inter = t.racks * (t.racks - 1) // 2 * t.links_per_rack_pair
         return local + intra + inter
+
+
+@dataclass(frozen=True, kw_only=True)
+class GpuSystemSpec:
+    """A GPU system (`kind: gpu_system`): `nodes` servers of `gpus_per_node` GPUs, each server
+    one NVLink/NVSwitch domain, joined by a scale-out network (lpusim.config.gpu_specs)."""
+
+    name: str = spec_field("str")
+    chip: GpuSpec = nested_field()
+    topology: GpuTopologySpec = nested_field()
+    scale_out: ScaleOutSpec = nested_field()
+    power: PowerSpec | None = nested_field(optional=True)
+    cost: CostSpec | None = nested_field(optional=True)
+    source: str = spec_field("str", "")
+
+    @property
+    def chips(self) -> int:
+        return self.topology.gpus_per_node * self.topology.nodes
+
+    @property
+    def nodes(self) -> int:
+        return self.topology.nodes
+
+    def default_tensor_parallel(self, chips: int) -> int:
+        """Tensor parallelism when a scenario names none: all its GPUs, up to one server."""
+        return max(1, min(self.topology.gpus_per_node, chips))
+
+    def check(self) -> Check:
+        if self.chips > 1_000_000:
+            return [(("topology", "nodes"), f"{self.chips} GPUs is beyond any system")]
+        return []
+
+    def derived(self) -> dict[str, Any]:
+        c = self.chip
+        return {
+            "gpus": self.chips, "nodes": self.nodes,
+            "hbm_bytes_total": self.chips * c.hbm.capacity_bytes,
+            "hbm_bandwidth_bytes_per_s_total": self.chips * c.hbm.bandwidth_bytes_per_s,
+            "dense_fp8_tflops_total": self.chips * c.compute.dense_fp8_tflops,
+            **{f"gpu.{k}": v for k, v in c.derived().items()},
+        }
 
 
 # ----------------------------------------------------------------------------- model

@@ -40,8 +40,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from lpusim.config.gpu_specs import GpuSpec, GpuSystemSpec
-from lpusim.config.specs import ModelSpec, PrecisionSpec, dtype_bytes
+from lpusim.config.gpu_specs import GpuSpec
+from lpusim.config.specs import GpuSystemSpec, ModelSpec, PrecisionSpec, dtype_bytes
 from lpusim.errors import CapacityError
 from lpusim.gpu.kernels import Collective, Kernel, build_kernels, shard
 from lpusim.graph import DecodeGraph, GraphParams, build_decode_graph

@@ -39,8 +39,7 @@ from typing import Any
 import numpy as np
 
 from lpusim import progress
-from lpusim.config.gpu_specs import GpuSystemSpec
-from lpusim.config.specs import HeadsSpec, ScenarioSpec
+from lpusim.config.specs import GpuSystemSpec, HeadsSpec, ScenarioSpec
 from lpusim.deploy import draft_chips
 from lpusim.errors import ConfigError, Issue
 from lpusim.gpu import check_shared_memory
