@@ -693,8 +693,13 @@ def cmd_trace(args: argparse.Namespace) -> int:
     if layers is not None and blocks is not None:
         raise ConfigError(Issue("command line", None, None, "--layer-range",
                                 "give --layer-range or --block-range, not both"))
+    from lpusim.config.specs import GpuSystemSpec
     from lpusim.deploy import resolve
-    sc, _dep = resolve(_scenario(args))
+    sc = _scenario(args)
+    if isinstance(sc.system, GpuSystemSpec):
+        raise ConfigError(Issue("command line", None, None, "--system",
+                                f"{sc.system.name} is a GPU system: traces are of LPU programs"))
+    sc, _dep = resolve(sc)
     g = build_decode_graph(sc.model, GraphParams(
         batch=sc.batch, context=sc.context, precision=sc.precision,
         context_window=sc.context_window,

@@ -101,7 +101,7 @@ CASES = [
     ('merge_key.yaml', ['validate', '{h}/merge_key.yaml'],
      ['{h}/merge_key.yaml:4:1: YAML merge keys (<<) are not supported']),
     ('missing_kind.yaml', ['validate', '{h}/missing_kind.yaml'],
-     ["{h}/missing_kind.yaml: kind: missing required key 'kind' (one of chip, system, model, scenario)"]),
+     ["{h}/missing_kind.yaml: kind: missing required key 'kind' (one of chip, system, model, scenario, gpu, gpu_system)"]),
     ('missing_version.yaml', ['validate', '{h}/missing_version.yaml'],
      ["{h}/missing_version.yaml: version: missing required key 'version' (current: 1)"]),
     ('model_billion_layers.yaml', ['validate', '{h}/model_billion_layers.yaml'],

@@ -123,8 +123,9 @@ def calibrate(scenario: str = TRAINING_SCENARIO, target_ms: float = TRAINING_ITL
                 fast = mid
             else:
                 slow = mid
-        step = 1e-4 if p.kind == "fraction" else 1000.0
-        cands = sorted({round(fast / step) * step, round(slow / step) * step})
+        def snap(v: float, q: GpuParameter = p) -> float:     # 1e-4, or a whole ns
+            return round(v, 4) if q.kind == "fraction" else round(v / 1000.0) * 1000.0
+        cands = sorted({snap(fast), snap(slow)})
         values[p] = min(cands, key=lambda v, q=p: (abs(itl_ms(scenario, {**values, q: v})
                                                        - target_ms), v))
         rows.append(GpuFitRow(p.field, before[p], values[p], p.low, p.high, False, p.why))
