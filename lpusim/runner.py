@@ -17,6 +17,7 @@ from lpusim.config import resolve_ref
 from lpusim.config.specs import GpuSystemSpec, ScenarioSpec, SystemSpec
 from lpusim.deploy import resolve
 from lpusim.gpu import gpu_assumptions
+from lpusim.gpu.deploy import resolve_gpu
 from lpusim.sim import StepMetrics
 from lpusim.step import step_metrics
 
@@ -88,7 +89,8 @@ def run_scenario(scenario: ScenarioSpec | str | os.PathLike[str] = DEFAULT_SCENA
                  ) -> RunResult:
     """Simulate a scenario: the baseline decode step, and speculation if it has any."""
     sc = scenario if isinstance(scenario, ScenarioSpec) else load_scenario(scenario)
-    sc, dep = resolve(sc)
+    gpu = isinstance(sc.system, GpuSystemSpec)     # GPUs: lpusim.gpu's deployment rule
+    sc, dep = resolve_gpu(sc) if gpu else resolve(sc)
     m = baseline_step(sc)
     base_tps = 1e6 / m.latency_us
     tps, lat_us, speedup, spec = base_tps, m.latency_us, 1.0, None
@@ -132,10 +134,11 @@ def interleaving(m: StepMetrics, batch: int) -> dict[str, Any]:
 # breakdown categories whose time comes from each fittable system constant
 FITTED_CATEGORY = {"sync.collective_latency_ps": "collective_latency",
                    "sync.layer_barrier_ps": "layer_barrier",
-                   "sync.deskew_per_stage_ps": "stage_deskew"}
+                   "sync.deskew_per_stage_ps": "stage_deskew",
+                   "chip.latency.kernel.value_ps": "launch_overhead"}     # GPUs
 
 
-def fitted(m: StepMetrics, system: SystemSpec) -> dict[str, Any]:
+def fitted(m: StepMetrics, system: SystemSpec | GpuSystemSpec) -> dict[str, Any]:
     """Which of the system's constants were fitted (its `fitted` list) and the share of the
     step's time that rests on them, from the breakdown categories those constants fill."""
     names = tuple(system.fitted)

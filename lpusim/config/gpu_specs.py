@@ -114,6 +114,9 @@ class GpuSpec:
     links: GpuLinksSpec = nested_field()
     efficiency: GpuEfficiencySpec = nested_field()
     latency: GpuLatencySpec = nested_field()
+    fitted: str = spec_field("str", "none",
+                             doc="the fields `lpusim.gpu.calibrate` set from the training point "
+                                 "(dotted within this spec, comma-separated), or 'none'")
     source: str = spec_field("str", "")
 
     @property

@@ -424,6 +424,14 @@ class GpuSystemSpec:
     def nodes(self) -> int:
         return self.topology.nodes
 
+    @property
+    def fitted(self) -> tuple[str, ...]:
+        """Dotted system fields whose values were fitted to a published figure."""
+        f = self.chip.fitted
+        if f.strip() == "none":
+            return ()
+        return tuple(f"chip.{x.strip()}" for x in f.split(",") if x.strip())
+
     def default_tensor_parallel(self, chips: int) -> int:
         """Tensor parallelism when a scenario names none: all its GPUs, up to one server."""
         return max(1, min(self.topology.gpus_per_node, chips))

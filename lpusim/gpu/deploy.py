@@ -1,0 +1,64 @@
+"""Deployments on a GPU system: which GPUs and tensor parallelism serve a model.
+
+The GPU counterpart of `lpusim.deploy` (which sizes LPU deployments with the LPU compiler),
+with the same `Deployment` fields. Rule: the context window is the scenario's, capped at the
+model's maximum context, and the measured context is capped at the window (as on LPUs); the
+GPUs are the scenario's `chips` (default: all of the system's), tensor parallel over the
+scenario's `tensor_parallel` or all of them up to one server (one NVLink domain), further
+servers as pipeline stages. A model that does not fit is not moved to other GPUs: the step
+fails with the GPUs that would hold it. A drafter shares the target's GPUs (no chips of its
+own).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from lpusim.config.specs import ScenarioSpec
+
+POLICY = "as-asked"
+
+
+@dataclass(frozen=True)
+class GpuDeployment:
+    """The deployment a GPU run uses, and why (fields as `lpusim.deploy.Deployment`)."""
+
+    policy: str
+    system: str
+    chips_installed: int
+    chips_active: int
+    chips: int
+    tensor_parallel: int
+    stages: int
+    expert_parallel: int
+    draft_chips: int
+    context_window: int
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def resolve_gpu(sc: ScenarioSpec) -> tuple[ScenarioSpec, GpuDeployment]:
+    """The scenario with its GPU deployment made concrete, and the deployment."""
+    notes = []
+    window = sc.window
+    if window > sc.model.max_context:
+        notes.append(f"window {window:,} capped at {sc.model.name}'s maximum context "
+                     f"{sc.model.max_context:,}")
+        window = sc.model.max_context
+    context = min(sc.context, window)
+    if context < sc.context:
+        notes.append(f"context {sc.context:,} capped at the window {window:,}")
+    chips, tp = sc.chips_used, sc.tp
+    notes.append(f"{chips} GPU{'s' if chips > 1 else ''} at tp {tp} "
+                 f"({'as asked' if sc.chips else 'all of the system'}); a drafter shares them")
+    out = dataclasses.replace(sc, context=context, context_window=window, chips=chips,
+                              tensor_parallel=tp)
+    system = sc.system
+    return out, GpuDeployment(
+        policy=POLICY, system=system.name, chips_installed=system.chips,
+        chips_active=system.chips, chips=chips, tensor_parallel=tp, stages=chips // tp,
+        expert_parallel=1, draft_chips=0, context_window=window, reason="; ".join(notes))
