@@ -281,3 +281,22 @@ def test_shipped_gpu_scenarios_run():
     assert b.tokens_per_second > api.run("llama-3.1-70b-h100x8").tokens_per_second
     d = api.describe("chip_configs/h100x8.yaml")
     assert d["kind"] == "gpu_system" and d["derived"]["gpus"] == 8
+
+
+def test_pipeline_stages_hand_off_over_nvlink_or_the_scale_out_network():
+    """16 GPUs of two servers at tp 8: two stages, the hand-off and the token's return cross
+    servers, 64 BF16 values (128 B) each at 400 Gb/s after the 5 us scale-out latency; 8 GPUs
+    at tp 4: both inside the server, at 0.5 x 100 GB/s after the 2 us collective latency."""
+    model = ModelSpec(name="tiny8", layers=2, hidden_size=64, ffn_size=128, heads=8,
+                      kv_heads=2, head_dim=8, vocab_size=256, max_context=4096)
+    two = round_system(**{"topology.nodes": 2})
+    m = gpu_step_metrics(model, two, chips=16, tp=8, context=100, precision=FP8)
+    assert m.extra["pipeline_stages"] == 2
+    assert m.breakdown_us["pipeline"] == pytest.approx(2 * (5 + 128 / 50e9 * 1e6), abs=1e-3)
+    one = gpu_step_metrics(model, round_system(), chips=8, tp=4, context=100, precision=FP8)
+    assert one.breakdown_us["pipeline"] == pytest.approx(2 * (2 + 128 / 50e9 * 1e6), abs=1e-3)
+    flat = gpu_step_metrics(model, round_system(), chips=4, tp=4, context=100, precision=FP8)
+    # same kernels and collectives on each GPU group, half the weights per GPU
+    assert one.latency_us - one.breakdown_us["pipeline"] == pytest.approx(flat.latency_us,
+                                                                          abs=1e-3)
+    assert one.sram_bytes_by_category["weights"] < flat.sram_bytes_by_category["weights"]

@@ -14,7 +14,9 @@ for an all-reduce, (n-1)/n for an all-gather) / (peak NVLink bandwidth x nvlink 
 Every step adds a fixed `step` latency (sampling, host runtime). With more GPUs than `tp`, the
 layers are cut into pipeline stages of `tp` GPUs (contiguous blocks, balanced by resident
 bytes); at batch 1 the stages run one after another, and each hand-off moves the activations
-over NVLink (same server) or the scale-out network; the token returns to the first stage.
+over NVLink (same server: the collective latency plus the bytes at the achieved NVLink
+bandwidth) or the scale-out network (its latency and bandwidth); the token returns to the first
+stage the same way.
 
 Memory per GPU (HBM): the resident weights of its stage (split ops 1/tp), the KV cache reserved
 for `batch` sequences of the context window (split by KV heads), activation buffers
