@@ -300,3 +300,13 @@ def test_pipeline_stages_hand_off_over_nvlink_or_the_scale_out_network():
     assert one.latency_us - one.breakdown_us["pipeline"] == pytest.approx(flat.latency_us,
                                                                           abs=1e-3)
     assert one.sram_bytes_by_category["weights"] < flat.sram_bytes_by_category["weights"]
+
+
+def test_report_draws_lpu_and_gpu_breakdowns_side_by_side(tmp_path):
+    lpu, gpu = api.run("llama-3.1-70b-groqrack-576"), api.run("llama-3.1-70b-h100x8")
+    out = api.plot_breakdown([lpu, gpu], tmp_path)
+    s = out["series"]
+    assert s["launch_overhead"][0] == 0 and s["launch_overhead"][1] > 0
+    assert s["weights"][1] == pytest.approx(gpu.breakdown_us["weights"])
+    assert any(v[0] > 0 for k, v in s.items() if k in lpu.breakdown_us)
+    assert (tmp_path / "latency_breakdown.png").is_file()

@@ -170,11 +170,13 @@ def breakdown_bars(rows: list[dict[str, Any]], labels: list[str], outdir: Path,
     keys = list(dict.fromkeys([*(k for k in BREAKDOWN_ORDER
                                  if any(k in r["breakdown_us"] for r in rows)),
                                *(k for r in rows for k in r["breakdown_us"])]))
-    for k in keys:
+    colours = plt.get_cmap("tab20")     # distinct colours: LPU and GPU categories side by side
+    for i, k in enumerate(keys):
         vals = [float(r["breakdown_us"].get(k, 0.0)) for r in rows]
         if not any(vals):
             continue
-        ax.bar(range(len(rows)), vals, bottom=bottom, label=k.replace("_", " "))
+        ax.bar(range(len(rows)), vals, bottom=bottom, label=k.replace("_", " "),
+               color=colours(i % 20))
         bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
         series[k] = vals
     marks = [(i, v) for i, v in enumerate(per_token_us or []) if v is not None]
