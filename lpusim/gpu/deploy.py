@@ -54,7 +54,10 @@ def resolve_gpu(sc: ScenarioSpec) -> tuple[ScenarioSpec, GpuDeployment]:
         notes.append(f"context {sc.context:,} capped at the window {window:,}")
     chips, tp = sc.chips_used, sc.tp
     notes.append(f"{chips} GPU{'s' if chips > 1 else ''} at tp {tp} "
-                 f"({'as asked' if sc.chips else 'all of the system'}); a drafter shares them")
+                 f"({'as asked' if sc.chips else 'all of the system'})")
+    spec = sc.speculation
+    if spec is not None and spec.draft_model is not None and spec.strategy != "heads":
+        notes.append(f"the drafter {spec.draft_model.name} shares them")
     out = dataclasses.replace(sc, context=context, context_window=window, chips=chips,
                               tensor_parallel=tp)
     system = sc.system
