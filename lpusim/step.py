@@ -61,7 +61,8 @@ def step_metrics(model: ModelSpec, system: SystemSpec | GpuSystemSpec, *, chips:
     if isinstance(system, GpuSystemSpec):          # the GPU backend (lpusim.gpu)
         return gpu_step_metrics(model, system, chips=chips, tp=tp, positions=positions,
                                 batch=batch, context=context, precision=precision,
-                                with_heads=with_heads, context_window=context_window)
+                                with_heads=with_heads, context_window=context_window,
+                                expert_parallel=expert_parallel)
     inputs = dict(model=model, system=system, chips=chips, tp=tp, positions=positions,
                   batch=batch, context=context, precision=precision, with_heads=with_heads,
                   fidelity=fidelity, context_window=context_window)

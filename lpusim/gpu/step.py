@@ -44,7 +44,7 @@ from typing import Any
 
 from lpusim.config.gpu_specs import GpuSpec
 from lpusim.config.specs import GpuSystemSpec, ModelSpec, PrecisionSpec, dtype_bytes
-from lpusim.errors import CapacityError
+from lpusim.errors import CapacityError, ConfigError, Issue
 from lpusim.gpu.kernels import Collective, Kernel, build_kernels, shard
 from lpusim.graph import DecodeGraph, GraphParams, build_decode_graph
 from lpusim.sim import StepMetrics
@@ -184,11 +184,16 @@ def minimum_gpus(model: ModelSpec, params: GraphParams, system: GpuSystemSpec) -
 def gpu_step_metrics(model: ModelSpec, system: GpuSystemSpec, *, chips: int, tp: int,
                      positions: int = 1, batch: int = 1, context: int = 8192,
                      precision: PrecisionSpec | None = None, with_heads: bool = False,
-                     fidelity: str = "fast", context_window: int | None = None
-                     ) -> StepMetrics:
+                     fidelity: str = "fast", context_window: int | None = None,
+                     expert_parallel: bool = False) -> StepMetrics:
     """Latency and metrics of one decode step of `model` on the first `chips` GPUs of
-    `system` (same contract as `lpusim.step.step_metrics`; `fidelity` has no effect)."""
+    `system` (same contract as `lpusim.step.step_metrics`; `fidelity` has no effect; MoE
+    experts are sharded across the tensor-parallel GPUs, expert parallelism is not modelled)."""
     del fidelity
+    if expert_parallel:
+        raise ConfigError(Issue(system.name, None, None, "expert_parallel",
+                                "expert parallelism is not modelled on GPUs (experts are "
+                                "sharded across the tensor-parallel GPUs)"))
     _check_parallelism(system, chips, tp, model.heads)
     gpu = system.chip
     params = GraphParams(positions=positions, batch=batch, context=context,
