@@ -493,7 +493,9 @@ IMPLIED = (("draft", "draft then verify"), ("async", "asynchronous speculation")
 
 def validate_published(h: Hypothesis | None = None) -> list[dict[str, Any]]:
     """Predicted vs published figures: every row of the published file (fit rows are the fit's
-    residuals), the speculative endpoint under each strategy, and system-level checks."""
+    residuals), the speculative endpoint under each strategy, the GPU backend's rows
+    (`lpusim/data/published_gpu.yaml`, fitted and predicted by `lpusim.gpu`), and
+    system-level checks."""
     ov = base_overrides(h, _system()) | _fitted_overrides(h) if h else {}
     out: list[dict[str, Any]] = []
     for row in load_published():
@@ -524,6 +526,8 @@ def validate_published(h: Hypothesis | None = None) -> list[dict[str, Any]]:
                                 "inferred from the model", "inference",
                                 id=f"{row.id}:implied-{strategy}",
                                 reachable=a is not None))
+    from lpusim.gpu.validate import gpu_rows      # the GPU backend's own fit and prediction
+    out.extend({**r, "backend": "gpu"} for r in gpu_rows())
     out.append(_dragonfly_row())
     out.append(_allreduce_row())
     return out

@@ -114,8 +114,11 @@ def test_validate_published_json_lists_every_row():
     rows = json.loads(p.stdout)
     for r in rows:
         assert {"figure", "predicted", "published", "error_percent", "source", "use"} <= set(r)
-    fit = [r for r in rows if r["use"] == "fit"]
+    fit = [r for r in rows if r["use"] == "fit" and r.get("backend") != "gpu"]
     assert len(fit) == 3 and all(abs(r["error_percent"]) < 6 for r in fit)
+    gpu = [r for r in rows if r.get("backend") == "gpu"]
+    assert [r["use"] for r in gpu] == ["fit", "prediction"]
+    assert abs(gpu[0]["error_percent"]) < 5
     spec = [r for r in rows if r.get("id", "").startswith("llama-3.1-70b-specdec-8k:")]
     assert {r["id"].split(":")[1] for r in spec} >= {"draft", "async", "heads-eagle3",
                                                      "implied-draft", "implied-async"}
