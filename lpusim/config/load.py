@@ -1,8 +1,21 @@
 """Loading specs from YAML files, resolving references between them.
 
-A scenario names its model and system (and a system its chip) either by a path, relative to
-the referring file, or by a short name looked up in the shipped `chip_configs/` and `workloads/`
-directories. Overrides (dotted paths, as used by sweeps) are applied to the raw documents before
+A scenario names its model and system (and a system its chip) either by a path or by a short
+name. Lookup order:
+
+1. an explicit path: a reference with a directory part or a `.yaml`/`.yml` suffix is a path,
+   relative to the referring file (or, given on the command line or to the API, to the working
+   directory), and nothing else;
+2. a short name, looked up in `$LPUSIM_DATA/chip_configs/` and `$LPUSIM_DATA/workloads/` when
+   that variable is set (read at lookup, see `data_dirs`);
+3. the shipped specs: `lpusim/chip_configs/` and `lpusim/workloads/` inside the installed
+   package (read with importlib.resources; the build maps the repository's top-level
+   `chip_configs/` and `workloads/` there, see setup.py), or those top-level directories
+   themselves when lpusim runs from a source checkout.
+
+The working directory never shadows a shipped name: a bare name that is also a file in the
+working directory (or beside the referring file) is read as that file only when no shipped spec
+has the name. Overrides (dotted paths, as used by sweeps) are applied to the raw documents before
 validation, so an overridden value is checked exactly like one written in the file.
 """
 
@@ -12,6 +25,7 @@ import copy
 import dataclasses
 import difflib
 import os
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +38,6 @@ SPEC_VERSION = 1
 KINDS: dict[str, type] = {"chip": ChipSpec, "system": SystemSpec, "model": ModelSpec,
                           "scenario": ScenarioSpec}
 _KIND_OF = {v: k for k, v in KINDS.items()}
-ROOT = Path(__file__).resolve().parent.parent.parent
 SEARCH_DIRS = {
     "chip": ("chip_configs",),
     "system": ("chip_configs",),
@@ -32,14 +45,28 @@ SEARCH_DIRS = {
     "scenario": ("workloads/scenarios", "workloads"),
 }
 MAX_REF_DEPTH = 8
+DATA_ENV = "LPUSIM_DATA"
+_PATH_SUFFIXES = (".yaml", ".yml")
+
+
+def packaged_data() -> Path:
+    """The directory holding the shipped `chip_configs/` and `workloads/`: inside the installed
+    package (a wheel), or the repository root when lpusim runs from a checkout (editable
+    install or PYTHONPATH), where those directories live at the top level."""
+    pkg = resources.files("lpusim")
+    if pkg.joinpath("chip_configs").is_dir():
+        return Path(str(pkg))
+    return Path(str(pkg)).parent
 
 
 def data_dirs() -> list[Path]:
-    """Where shipped configs are looked up: $LPUSIM_DATA, the working directory, the repo."""
+    """Where short names are looked up, first match wins: $LPUSIM_DATA, then the shipped data.
+    The working directory is not one of them."""
     dirs = []
-    if os.environ.get("LPUSIM_DATA"):
-        dirs.append(Path(os.environ["LPUSIM_DATA"]))
-    dirs += [Path.cwd(), ROOT]
+    extra = os.environ.get(DATA_ENV)
+    if extra:
+        dirs.append(Path(extra))
+    dirs.append(packaged_data())
     out: list[Path] = []
     for d in dirs:
         if d not in out:
@@ -72,17 +99,24 @@ def _peek_kind(p: Path) -> str | None:
     return None
 
 
+def is_path_like(ref: str) -> bool:
+    """Whether a reference is written as a path (a directory part or a YAML suffix) rather
+    than a short name."""
+    return ("/" in ref or "\\" in ref or os.sep in ref
+            or ref.lower().endswith(_PATH_SUFFIXES))
+
+
 def find(kind: str, ref: str, relative_to: Path | None = None) -> Path | None:
-    """Resolve a reference: an existing path (relative to the referring file or cwd), else a
-    shipped short name."""
-    cands = []
-    if relative_to is not None:
-        cands.append(relative_to / ref)
-    cands.append(Path(ref))
-    for c in cands:
-        if c.is_file():
-            return c
-    return shipped(kind).get(ref)
+    """Resolve a reference (see the module docstring for the order). `relative_to` is the
+    directory of the referring file; without it (command line, API) paths are relative to the
+    working directory."""
+    as_file = (relative_to / ref) if relative_to is not None else Path(ref)
+    if is_path_like(ref):
+        return as_file if as_file.is_file() else None
+    hit = shipped(kind).get(ref)
+    if hit is not None:
+        return hit
+    return as_file if as_file.is_file() else None
 
 
 def _header(doc: Document, expect: str | None) -> str:
