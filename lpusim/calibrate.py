@@ -630,7 +630,7 @@ def sensitivity(scenario: str = ANCHOR_SCENARIO, delta: float = 0.5) -> list[dic
     """Tokens/s of `scenario` with each uncertain parameter at (1 - delta) and (1 + delta)."""
     sc = api.load_scenario(scenario)
     base = api.run(sc).tokens_per_second
-    out = []
+    out: list[dict[str, Any]] = []
     for label, fields, kind in SENSITIVITY:
         names = fields if isinstance(fields, tuple) else (fields,)
         res = {}

@@ -390,12 +390,12 @@ def cmd_speculate(args: argparse.Namespace) -> int:
         if g < 1:
             raise ConfigError(Issue("command line", None, None, "--gamma", "must be >= 1"))
     try:
-        e = acc.expected_tokens(g)
+        tokens = acc.expected_tokens(g)
         s = speedup(acc, g, c)
     except ValueError as err:
         raise ConfigError(Issue("command line", None, None, "--gamma", str(err))) from None
     out = {"acceptance": acc.describe(), "cost_ratio": c, "gamma": g,
-           "expected_tokens_per_pass": e, "speedup": s, "optimal_gamma": best_g,
+           "expected_tokens_per_pass": tokens, "speedup": s, "optimal_gamma": best_g,
            "optimal_speedup": best_s}
     if args.pipeline_stages is not None:
         from lpusim.speculative.asynchronous import evaluate_async

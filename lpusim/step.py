@@ -56,9 +56,10 @@ def step_metrics(model: ModelSpec, system: SystemSpec, *, chips: int, tp: int,
                  precision: PrecisionSpec = _DEFAULT_PRECISION, with_heads: bool = False,
                  fidelity: str = "fast", context_window: int | None = None) -> StepMetrics:
     """Latency and metrics of one decode step of `model` on the first `chips` of `system`."""
-    inputs = dict(model=model, system=system, chips=chips, tp=tp, positions=positions,
-                  batch=batch, context=context, precision=precision, with_heads=with_heads,
-                  fidelity=fidelity, context_window=context_window)
+    inputs: dict[str, Any] = dict(model=model, system=system, chips=chips, tp=tp,
+                                  positions=positions, batch=batch, context=context,
+                                  precision=precision, with_heads=with_heads, fidelity=fidelity,
+                                  context_window=context_window)
     where = _disk_path(inputs)
     if where is not None:
         hit = _disk_load(where)

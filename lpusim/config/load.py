@@ -141,7 +141,7 @@ def _header(doc: Document, expect: str | None) -> str:
                                               f"(this lpusim reads version {SPEC_VERSION})"))
     if issues:
         raise ConfigError(issues)
-    return kind
+    return str(kind)
 
 
 def apply_overrides(data: dict[str, Any], overrides: dict[str, Any], file: str) -> None:
@@ -217,7 +217,7 @@ class _Loader:
 
         spec = build(KINDS[kind], doc, (), doc.data, issues, resolver,
                      skip=("kind", "version"))
-        if issues:
+        if issues or spec is None:
             raise ConfigError(issues)
         if kind == "scenario":
             spec = dataclasses.replace(spec, file=str(path))

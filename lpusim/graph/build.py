@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import networkx as nx
 
@@ -342,7 +343,7 @@ class _Builder:
         return am
 
 
-def _replace(op: Op, **kw: int) -> Op:
+def _replace(op: Op, **kw: Any) -> Op:
     from dataclasses import replace
     return replace(op, **kw)
 

@@ -79,7 +79,7 @@ def _table(rows: list[dict[str, Any]], cols: list[str]) -> str:
     for r in rows:
         cells = []
         for c in cols:
-            v = r
+            v: Any = r
             for part in c.split("."):
                 v = v.get(part) if isinstance(v, dict) else None
             if isinstance(v, float):

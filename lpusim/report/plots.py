@@ -142,19 +142,19 @@ def tokens_vs_chips(rows: list[dict[str, Any]], outdir: Path) -> dict[str, Any] 
         return None
     chips = sorted(by)
     base = [max(by[c][0]) for c in chips]
-    spec = [max(by[c][1]) if by[c][1] else None for c in chips]
+    best: list[float | None] = [max(by[c][1]) if by[c][1] else None for c in chips]
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.5, 4))
     ax.plot(chips, base, marker="o", label="no speculation")
-    if any(s is not None for s in spec):
-        ax.plot([c for c, s in zip(chips, spec, strict=True) if s is not None],
-                [s for s in spec if s is not None], marker="s", label="with speculation (best)")
+    if any(s is not None for s in best):
+        ax.plot([c for c, s in zip(chips, best, strict=True) if s is not None],
+                [s for s in best if s is not None], marker="s", label="with speculation (best)")
     ax.set_xlabel("chips (target model)")
     ax.set_ylabel("tokens/s per user")
     ax.set_title("Tokens/s vs chip count")
     ax.legend()
     return {"name": "tokens_vs_chips", "files": _save(fig, outdir, "tokens_vs_chips"),
-            "series": {"chips": chips, "baseline": base, "speculative": spec}}
+            "series": {"chips": chips, "baseline": base, "speculative": best}}
 
 
 def breakdown_bars(rows: list[dict[str, Any]], labels: list[str], outdir: Path,

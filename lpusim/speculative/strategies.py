@@ -70,7 +70,7 @@ class TreeAcceptance(AcceptanceModel):
 
     def survival(self, gamma: int) -> np.ndarray:
         if isinstance(self.base, MixtureAcceptance):   # the component holds for a whole pass
-            return sum(w * self._level(m, gamma) for w, m in self.base.components)
+            return np.asarray(sum(w * self._level(m, gamma) for w, m in self.base.components))
         return self._level(self.base, gamma)
 
     def max_gamma(self) -> int | None:
@@ -187,6 +187,7 @@ def evaluate(sc: ScenarioSpec, baseline: StepMetrics) -> dict[str, Any]:
         gammas = range(g, g + 1)
     base_cycles = baseline.latency_cycles
     if spec.strategy == "async":
+        assert draft is not None
         return _evaluate_async(sc, acc, gammas, draft, d_chips, overhead, baseline, step)
     best: tuple[float, int, int] | None = None
     curve = []
