@@ -290,10 +290,11 @@ def _scenario(args: argparse.Namespace) -> Any:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from lpusim.config import load
+    from lpusim.speculative.checks import SCENARIO_CHECKS
     issues: list[Issue] = []
     for f in args.files:
         try:
-            load(f)
+            load(f, checks=SCENARIO_CHECKS)
         except ConfigError as e:
             issues.extend(e.issues)
     if issues:
@@ -583,7 +584,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     # below: exceptions no lpusim code raised on purpose. Unreadable or unwritable paths and
-    # values the library rejects late are still bad input (2); anything else is a bug (1).
+    # input too large or too deep to process are still bad input (2); anything else,
+    # ValueError included (the library raises typed InputErrors for bad input), is a bug (1).
     except OSError as e:
         if debug:
             raise
@@ -591,12 +593,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"lpusim: error: {one_line(where + (e.strerror or str(e)), 600)}",
               file=sys.stderr)
         return EXIT_BAD_INPUT
-    except (ValueError, OverflowError, RecursionError, MemoryError) as e:
+    except (RecursionError, MemoryError) as e:
         if debug:
             raise
         what = {RecursionError: "input nested too deeply",
-                MemoryError: "out of memory (input too large?)"}.get(type(e), str(e))
-        print(f"lpusim: error: {one_line(what, 600)}", file=sys.stderr)
+                MemoryError: "out of memory (input too large?)"}[type(e)]
+        print(f"lpusim: error: {what}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except Exception as e:
         if debug:

@@ -31,7 +31,7 @@ from typing import Any
 from lpusim.atomic import write_atomic
 from lpusim.compiler import compile_pipeline, compile_program
 from lpusim.config.specs import ModelSpec, PrecisionSpec, SystemSpec
-from lpusim.errors import CompileError
+from lpusim.errors import NoStageTemplate
 from lpusim.graph import GraphParams, build_decode_graph
 from lpusim.sim import StepMetrics, metrics_full, metrics_pipeline
 
@@ -128,9 +128,8 @@ def _step(model: ModelSpec, system: SystemSpec, *, chips: int, tp: int, position
         return metrics_full(compile_program(graph, system, chips=chips, tp=tp))
     try:
         return metrics_pipeline(compile_pipeline(graph, system, chips=chips, tp=tp))
-    except CompileError as e:
-        if "use fidelity 'full'" not in str(e):
-            raise
+    except NoStageTemplate:
+        pass
     # stages whose chips are not interchangeable (a group spanning nodes) have no exact
     # template: simulate the whole program instead
     m = metrics_full(compile_program(graph, system, chips=chips, tp=tp))

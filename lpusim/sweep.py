@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from lpusim.atomic import write_atomic
-from lpusim.config.load import find, load_scenario
+from lpusim.config.load import find
 from lpusim.config.yamlio import Document, load_document
 from lpusim.errors import CapacityError, ConfigError, Issue, LpusimError
 
@@ -111,6 +111,7 @@ def load_sweep(path: str | os.PathLike[str]) -> SweepSpec:
 
 def _check_values(spec: SweepSpec, doc: Document) -> None:
     """Load the base once per grid value so that bad values fail before anything runs."""
+    from lpusim.runner import load_scenario
     issues: list[Issue] = []
     for key, vals in spec.axes:
         for j, v in enumerate(vals):
@@ -131,7 +132,7 @@ def _hardware_key(ov: dict[str, Any]) -> str:
 
 def run_batch(base: str, batch: list[tuple[int, dict[str, Any]]]) -> list[dict[str, Any]]:
     """Run sweep points in this process (a worker); infeasible points become error lines."""
-    from lpusim.runner import run_scenario
+    from lpusim.runner import load_scenario, run_scenario
     out = []
     for index, ov in batch:
         line: dict[str, Any] = {"point": index, "id": point_id(ov), "overrides": ov}

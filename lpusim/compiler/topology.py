@@ -22,6 +22,7 @@ from functools import lru_cache
 from typing import Any
 
 from lpusim.config.specs import SystemSpec
+from lpusim.errors import TopologyError
 from lpusim.program import Link
 from lpusim.units import ps_to_cycles
 
@@ -95,7 +96,7 @@ class LinkGraph:
                 nxt = self.links[nl].dst
                 if nxt not in via:
                     heapq.heappush(heap, (d + self.latency[nl], hops + 1, nxt, nl))
-        raise ValueError(f"no route from chips {sources} to {targets}")
+        raise TopologyError(f"no route from chips {sources} to {targets}")
 
     def _adjacency(self) -> dict[int, list[tuple[int, int, int]]]:
         """chip -> (next chip, hop latency, link id) of its outgoing links, in `out` order."""
@@ -139,7 +140,7 @@ class LinkGraph:
                 if chip == b:
                     break
             else:
-                raise ValueError(f"no route from chips {[a]} to {[b]}")
+                raise TopologyError(f"no route from chips {[a]} to {[b]}")
         path = []
         c = b
         while via[c] >= 0:

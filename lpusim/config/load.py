@@ -25,6 +25,7 @@ import copy
 import dataclasses
 import difflib
 import os
+from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -182,9 +183,16 @@ def _cached_document(path: Path) -> Document:
     return dataclasses.replace(doc, file=str(path), overridden=set(doc.overridden))
 
 
+SpecCheck = Callable[[Any, Document], list[Issue]]
+"""A check made after a spec is built, by a layer above config (e.g. that a scenario's
+acceptance trace exists, lpusim.speculative.checks): given the spec and its Document, it
+returns the problems, placed with `Document.issue` (file:line:column of the field)."""
+
+
 class _Loader:
-    def __init__(self, overrides: dict[str, Any] | None):
+    def __init__(self, overrides: dict[str, Any] | None, checks: Sequence[SpecCheck] = ()):
         self.overrides = dict(overrides or {})
+        self.checks = tuple(checks)
         self.depth = 0
 
     def load_doc(self, path: Path, expect: str | None, prefix: str) -> Any:
@@ -221,6 +229,10 @@ class _Loader:
             raise ConfigError(issues)
         if kind == "scenario":
             spec = dataclasses.replace(spec, file=str(path))
+        for check in self.checks:
+            issues.extend(check(spec, doc))
+        if issues:
+            raise ConfigError(issues)
         return spec
 
     def resolve(self, cls: type, ref: str, doc: Document, path: tuple, issues: list[Issue],
@@ -252,9 +264,10 @@ class _Loader:
 
 
 def load(path: str | os.PathLike[str], expect: str | None = None,
-         overrides: dict[str, Any] | None = None) -> Any:
-    """Load any spec file; `expect` names the kind required, `overrides` sets dotted keys."""
-    return _Loader(overrides).load_doc(Path(path), expect, "")
+         overrides: dict[str, Any] | None = None, checks: Sequence[SpecCheck] = ()) -> Any:
+    """Load any spec file; `expect` names the kind required, `overrides` sets dotted keys,
+    `checks` run on every spec built (the file's and those it references)."""
+    return _Loader(overrides, checks).load_doc(Path(path), expect, "")
 
 
 def load_chip(path: str | os.PathLike[str]) -> ChipSpec:
@@ -269,9 +282,9 @@ def load_model(path: str | os.PathLike[str]) -> ModelSpec:
     return load(path, "model")
 
 
-def load_scenario(path: str | os.PathLike[str],
-                  overrides: dict[str, Any] | None = None) -> ScenarioSpec:
-    return load(path, "scenario", overrides)
+def load_scenario(path: str | os.PathLike[str], overrides: dict[str, Any] | None = None,
+                  checks: Sequence[SpecCheck] = ()) -> ScenarioSpec:
+    return load(path, "scenario", overrides, checks)
 
 
 def resolve_ref(kind: str, ref: str) -> Path:

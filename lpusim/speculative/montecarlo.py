@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from lpusim.errors import AcceptanceError, InputError
 from lpusim.speculative.acceptance import AcceptanceModel, _check_count
 from lpusim.speculative.theory import _cost, _pass_cycles
 
@@ -100,7 +101,7 @@ def simulate_passes(
     seed = _check_count(seed, "seed")
     clock = _cost(clock_hz, "clock_hz")
     if clock <= 0:
-        raise ValueError(f"clock_hz must be > 0, got {clock_hz!r}")
+        raise InputError(f"clock_hz must be > 0, got {clock_hz!r}")
     cycles = _pass_cycles(
         gamma,
         _cost(draft_step_cycles, "draft_step_cycles"),
@@ -110,7 +111,7 @@ def simulate_passes(
     rng = np.random.default_rng(seed)
     accepted = np.asarray(model.sample_accepted(gamma, n_passes, rng), dtype=np.int64)
     if accepted.shape != (n_passes,) or accepted.min() < 0 or accepted.max() > gamma:
-        raise ValueError(f"acceptance model returned prefix lengths outside [0, {gamma}]")
+        raise AcceptanceError(f"acceptance model returned prefix lengths outside [0, {gamma}]")
     hist = np.bincount(accepted + 1, minlength=gamma + 2)[1:]
     tokens = np.arange(1, gamma + 2)
     total_tokens = int(np.dot(hist, tokens))
