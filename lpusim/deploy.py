@@ -34,9 +34,9 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
+from lpusim import caches
 from lpusim.compiler import minimum_chips, place
 from lpusim.config.specs import ChipSpec, ModelSpec, PrecisionSpec, ScenarioSpec, SystemSpec
 from lpusim.errors import CapacityError, ConfigError, Issue
@@ -83,7 +83,7 @@ class Candidate:
         return {**dataclasses.asdict(self), "tokens_per_second": self.tokens_per_second}
 
 
-@lru_cache(maxsize=512)
+@caches.memoise("placement_graph", maxsize=512)
 def _graph_for_placement(model: ModelSpec, batch: int, context: int, precision: PrecisionSpec,
                          window: int, with_heads: bool = False) -> Any:
     return build_decode_graph(model, GraphParams(batch=batch, context=context,

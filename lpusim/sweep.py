@@ -14,6 +14,7 @@ so the same sweep gives the same bytes whatever the number of workers.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import itertools
 import json
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lpusim import caches
 from lpusim.atomic import write_atomic
 from lpusim.config.load import find
 from lpusim.config.yamlio import Document, load_document
@@ -130,9 +132,19 @@ def _hardware_key(ov: dict[str, Any]) -> str:
                       sort_keys=True)
 
 
-def run_batch(base: str, batch: list[tuple[int, dict[str, Any]]]) -> list[dict[str, Any]]:
-    """Run sweep points in this process (a worker); infeasible points become error lines."""
+def _worker_init() -> None:
+    """Entry point of a sweep worker process (ours, so process-wide settings are ours to
+    make): pause the cyclic garbage collector, as the CLI does (see lpusim.step)."""
+    gc.disable()
+
+
+def run_batch(base: str, batch: list[tuple[int, dict[str, Any]]],
+              cache_dir: str | None = None) -> list[dict[str, Any]]:
+    """Run sweep points in this process (a worker); infeasible points become error lines.
+    `cache_dir` is the on-disk step cache to use (passed explicitly: a worker on another
+    machine or a spawned process does not share the caller's settings)."""
     from lpusim.runner import load_scenario, run_scenario
+    caches.set_disk_dir(cache_dir)
     out = []
     for index, ov in batch:
         line: dict[str, Any] = {"point": index, "id": point_id(ov), "overrides": ov}
@@ -203,16 +215,20 @@ def run_sweep(spec: SweepSpec, output: str | os.PathLike[str], *, workers: int =
     try:
         if batches:
             if executor is None and workers > 1:
-                own = executor = ProcessPoolExecutor(max_workers=workers)
+                own = executor = ProcessPoolExecutor(max_workers=workers,
+                                                     initializer=_worker_init)
+            disk = caches.disk_dir()
+            cache_dir = str(disk) if disk is not None else None
             if executor is None:
                 for b in batches:
-                    for row in run_batch(str(spec.base), b):
+                    for row in run_batch(str(spec.base), b, cache_dir):
                         _append(fd, row)
                         finished += 1
                     if progress:
                         progress(finished, total)
             else:
-                futs = [executor.submit(run_batch, str(spec.base), b) for b in batches]
+                futs = [executor.submit(run_batch, str(spec.base), b, cache_dir)
+                        for b in batches]
                 for f in as_completed(futs):
                     for row in f.result():
                         _append(fd, row)

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lpusim import api
-from lpusim.step import step_metrics
+from lpusim import api, caches
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = {
@@ -64,15 +63,15 @@ def test_program_hash_matches_in_process(outputs, name):
     if name == "heads":
         return                          # CLI-only flags; covered by the byte comparison
     sc = api.load_scenario(argv[0] if argv else api.DEFAULT_SCENARIO)
-    step_metrics.cache_clear()
+    caches.clear()
     assert api.run(sc).program_hash == data["program_hash"]
 
 
 def test_in_process_runs_are_identical():
     sc = api.load_scenario("tests/data/small-specdec.yaml")
-    step_metrics.cache_clear()
+    caches.clear()
     a = json.dumps(api.run(sc).to_dict(), sort_keys=True)
-    step_metrics.cache_clear()
+    caches.clear()
     b = json.dumps(api.run(sc).to_dict(), sort_keys=True)
     assert a == b
 

@@ -18,9 +18,9 @@ from __future__ import annotations
 import heapq
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
+from lpusim import caches
 from lpusim.config.specs import SystemSpec
 from lpusim.errors import TopologyError
 from lpusim.program import Link
@@ -157,7 +157,7 @@ def build_link_graph(system: SystemSpec, chips: int | None = None) -> LinkGraph:
     return _build_link_graph(system, chips if chips is not None else system.chips)
 
 
-@lru_cache(maxsize=8)
+@caches.memoise("link_graph", maxsize=8)
 def _build_link_graph(system: SystemSpec, n: int) -> LinkGraph:
     t = system.topology
     clock = system.chip.clock_hz

@@ -30,6 +30,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from lpusim.caches import BoundedCache
 from lpusim.config.schema import build
 from lpusim.config.specs import ChipSpec, ModelSpec, ScenarioSpec, SystemSpec
 from lpusim.config.yamlio import Document, load_document
@@ -162,7 +163,7 @@ def apply_overrides(data: dict[str, Any], overrides: dict[str, Any], file: str) 
         cur[parts[-1]] = value
 
 
-_DOCS: dict[tuple[str, int, int], Document] = {}
+_DOCS: BoundedCache[Document] = BoundedCache("documents", maxsize=512)
 
 
 def _cached_document(path: Path) -> Document:
@@ -177,9 +178,7 @@ def _cached_document(path: Path) -> Document:
     doc = _DOCS.get(key)
     if doc is None:
         doc = load_document(path)
-        if len(_DOCS) >= 512:
-            _DOCS.clear()
-        _DOCS[key] = doc
+        _DOCS.put(key, doc)
     return dataclasses.replace(doc, file=str(path), overridden=set(doc.overridden))
 
 
