@@ -12,7 +12,8 @@ dataclasses, so equal inputs give equal keys and a cached answer is the answer):
 - ``placement_graph``: decode graphs built to size a deployment (`lpusim.deploy`).
 - ``documents``: parsed YAML files by (path, mtime, size) (`lpusim.config.load`); callers get
   their own copy of a Document's data when they change it.
-- ``code_fingerprint``: the SHA-256 of lpusim's source, part of every on-disk step key.
+- ``code_fingerprint``: the SHA-256 of lpusim's source, part of every on-disk step key and of
+  every sweep row's basis (`lpusim.sweep`), so a code change never reuses an old answer.
 
 The on-disk cache is off unless a directory is set with `set_disk_dir` (the CLI sets it from
 the environment variable LPUSIM_CACHE_DIR; the library itself reads no environment variable
@@ -22,6 +23,7 @@ fingerprint, so a code change never reuses an old entry; see `lpusim.step`.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -29,7 +31,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-__all__ = ["BoundedCache", "clear", "disk_dir", "info", "memoise", "set_disk_dir"]
+__all__ = ["BoundedCache", "clear", "code_fingerprint", "disk_dir", "info", "memoise",
+           "set_disk_dir"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 V = TypeVar("V")
@@ -82,6 +85,16 @@ class BoundedCache(Generic[V]):
 
     def __len__(self) -> int:
         return len(self._data)
+
+
+@memoise("code_fingerprint", maxsize=1)
+def code_fingerprint() -> str:
+    """SHA-256 of lpusim's source files (their paths and bytes)."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
 
 
 def clear() -> None:

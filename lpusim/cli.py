@@ -436,10 +436,14 @@ def emit_rows(rows: list[dict[str, Any]], fmt: str, out: Any = None) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from lpusim.sweep import dask_executor, load_sweep, run_sweep, stderr_progress
+    from lpusim.sweep import dask_executor, load_sweep, run_sweep, stale_rows, stderr_progress
     if args.workers < 1:
         raise ConfigError(Issue("command line", None, None, "--workers", "must be >= 1"))
     spec = load_sweep(args.file)
+    stale = stale_rows(spec, args.output)
+    if stale:
+        print(f"{args.output}: {stale} rows were computed from another base scenario or "
+              "lpusim version; recomputing them", file=sys.stderr)
     ex = dask_executor(args.scheduler) if args.scheduler else None
     rows = run_sweep(spec, args.output, workers=args.workers, executor=ex,
                      progress=stderr_progress)

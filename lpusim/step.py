@@ -76,23 +76,12 @@ def _cached_step(model: ModelSpec, system: SystemSpec, chips: int, tp: int, posi
     return m
 
 
-@caches.memoise("code_fingerprint", maxsize=1)
-def code_fingerprint() -> str:
-    """SHA-256 of lpusim's source files (so that a code change never reuses old steps or old
-    sweep rows)."""
-    root = Path(__file__).resolve().parent
-    h = hashlib.sha256()
-    for f in sorted(root.rglob("*.py")):
-        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
-    return h.hexdigest()
-
-
 def _disk_path(inputs: dict[str, Any]) -> Path | None:
     """Where the step with these inputs is cached on disk, or None when caching is off."""
     base = caches.disk_dir()
     if base is None:
         return None
-    key = hashlib.sha256(f"{code_fingerprint()}\0{sorted(inputs.items())!r}".encode())
+    key = hashlib.sha256(f"{caches.code_fingerprint()}\0{sorted(inputs.items())!r}".encode())
     digest = key.hexdigest()
     return Path(base) / "steps" / digest[:2] / f"{digest}.json"
 

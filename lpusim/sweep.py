@@ -7,13 +7,19 @@ through any `concurrent.futures.Executor` (a process pool by default, a Dask clu
 one batch per hardware point, so that points differing only in speculation settings reuse the
 compiled steps of one worker. Each finished point is appended to the results file as one whole
 JSON line (one write on an O_APPEND descriptor, flushed), so an interrupted sweep
-keeps its finished points; re-running skips points already present (matched by a hash of the
-point's overrides). When every point is done the file is rewritten, atomically, in grid order,
-so the same sweep gives the same bytes whatever the number of workers.
+keeps its finished points; re-running skips points already present. A point is present when a
+row has its id (a hash of the point's overrides) and the sweep's current `basis`: a hash of the
+resolved base scenario (the scenario with its model, system and chip files, and the bytes of
+an acceptance trace it names) and of lpusim's source code. Rows computed from an edited base
+scenario, chip or model file, or by another version of lpusim, are stale: they are recomputed
+and dropped from the file, never mixed with current ones. When every point is done the file
+is rewritten, atomically, in grid order, so the same sweep gives the same bytes whatever the
+number of workers.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import hashlib
 import itertools
@@ -57,6 +63,24 @@ class SweepSpec:
 
 def point_id(overrides: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(overrides, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def sweep_basis(spec: SweepSpec) -> str:
+    """What every row of this sweep was computed from: a hash of the resolved base scenario
+    (all its fields, the referenced model/system/chip specs included, and the bytes of an
+    acceptance trace file it names) and of lpusim's source code (lpusim.caches)."""
+    from lpusim.runner import load_scenario
+    sc = load_scenario(spec.base)
+    resolved = dataclasses.asdict(sc)
+    resolved.pop("file", None)              # where the file is does not change a result
+    h = hashlib.sha256(caches.code_fingerprint().encode() + b"\0")
+    h.update(json.dumps(resolved, sort_keys=True, default=repr).encode())
+    acc = sc.speculation.acceptance if sc.speculation else None
+    if isinstance(acc, str):
+        trace = Path(acc) if Path(acc).is_absolute() else Path(sc.file).parent / acc
+        if trace.is_file():
+            h.update(b"\0trace\0" + trace.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def load_sweep(path: str | os.PathLike[str]) -> SweepSpec:
@@ -186,10 +210,19 @@ def _append(fd: int, row: dict[str, Any]) -> None:
     os.write(fd, (json.dumps(row, sort_keys=True) + "\n").encode())
 
 
+def stale_rows(spec: SweepSpec, output: str | os.PathLike[str]) -> int:
+    """How many rows of `output` were computed from another basis (see the module docstring)
+    and will be recomputed by `run_sweep`."""
+    basis = sweep_basis(spec)
+    return sum(1 for r in read_results(output) if r.get("basis") != basis)
+
+
 def run_sweep(spec: SweepSpec, output: str | os.PathLike[str], *, workers: int = 1,
               executor: Executor | None = None,
               progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
-    """Run every point not yet in `output`; return all rows in grid order."""
+    """Run every point not yet in `output` with the current basis; return all rows (each
+    carrying its `basis`) in grid order."""
+    basis = sweep_basis(spec)
     out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.exists() and out.stat().st_size:
@@ -197,7 +230,7 @@ def run_sweep(spec: SweepSpec, output: str | os.PathLike[str], *, workers: int =
         if not raw.endswith(b"\n"):          # drop a torn last line before appending
             keep = raw[: raw.rfind(b"\n") + 1]
             write_atomic(out, keep)
-    done = {r["id"] for r in read_results(out)}
+    done = {r["id"] for r in read_results(out) if r.get("basis") == basis}
     todo = [(i, ov) for i, ov in spec.points() if point_id(ov) not in done]
     groups: dict[str, list[tuple[int, dict[str, Any]]]] = {}
     for i, ov in todo:
@@ -222,7 +255,7 @@ def run_sweep(spec: SweepSpec, output: str | os.PathLike[str], *, workers: int =
             if executor is None:
                 for b in batches:
                     for row in run_batch(str(spec.base), b, cache_dir):
-                        _append(fd, row)
+                        _append(fd, {**row, "basis": basis})
                         finished += 1
                     if progress:
                         progress(finished, total)
@@ -231,7 +264,7 @@ def run_sweep(spec: SweepSpec, output: str | os.PathLike[str], *, workers: int =
                         for b in batches]
                 for f in as_completed(futs):
                     for row in f.result():
-                        _append(fd, row)
+                        _append(fd, {**row, "basis": basis})
                         finished += 1
                     if progress:
                         progress(finished, total)
@@ -239,7 +272,7 @@ def run_sweep(spec: SweepSpec, output: str | os.PathLike[str], *, workers: int =
         os.close(fd)
         if own is not None:
             own.shutdown(cancel_futures=True)
-    rows = {r["id"]: r for r in read_results(out)}
+    rows = {r["id"]: r for r in read_results(out) if r.get("basis") == basis}
     ordered = [rows[point_id(ov)] for _i, ov in spec.points() if point_id(ov) in rows]
     for k, r in enumerate(ordered):
         r["point"] = k

@@ -200,7 +200,7 @@ def test_disk_cache_round_trip(disk, monkeypatch):
 def test_disk_cache_is_invalidated_by_a_code_change(disk, monkeypatch):
     first = _step()
     caches.clear()
-    monkeypatch.setattr(step_mod, "code_fingerprint", lambda: "another version of lpusim")
+    monkeypatch.setattr(caches, "code_fingerprint", lambda: "another version of lpusim")
     calls = []
     real = step_mod._step
     monkeypatch.setattr(step_mod, "_step", lambda **kw: calls.append(1) or real(**kw))
