@@ -1,6 +1,7 @@
 """The repository describes itself: nothing refers to paths outside it, and the architecture
 document names files that exist."""
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -64,3 +65,14 @@ def test_readme_points_at_the_docs():
     assert "pip install -e '.[dev]' && pytest" in readme
     ci = (ROOT / ".ci/run").read_text()
     assert "pip install -e . && lpusim run" in ci and "pip install -e '.[dev]' && pytest" in ci
+
+
+def test_performance_page_is_generated_from_its_json():
+    """docs/performance.md is `python -m benchmarks.doc docs/performance.json`: every number on
+    it comes from a measurement, none is typed in."""
+    import sys
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.doc import render
+    data = json.loads((ROOT / "docs/performance.json").read_text())
+    assert (ROOT / "docs/performance.md").read_text() == render(data)
+    assert {c["name"] for c in data["cases"]} >= {"cli_run_cold", "step_70b_full", "sweep_1000"}
