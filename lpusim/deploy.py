@@ -144,7 +144,8 @@ def tp_choices(model: ModelSpec, system: SystemSpec, chips: int, *, batch: int, 
 def candidates(sc: ScenarioSpec, chips: int, tp: int | None = None) -> list[Candidate]:
     """Every feasible split of `chips` chips for the scenario's model, fastest first."""
     from lpusim.step import step_metrics
-    kw = dict(batch=sc.batch, context=sc.context, precision=sc.precision, window=sc.window)
+    kw: dict[str, Any] = dict(batch=sc.batch, context=sc.context, precision=sc.precision,
+                              window=sc.window)
     heads = _with_heads(sc)
     tps = [tp] if tp else tp_choices(sc.model, sc.system, chips, with_heads=heads, **kw)
     out = []
@@ -177,14 +178,14 @@ def draft_chips(sc: ScenarioSpec) -> tuple[int, int]:
             raise ConfigError(Issue(sc.file or "scenario", None, None, "speculation.draft_chips",
                                     f"{n} chips are not whole groups of {tp}"))
         return n, tp
-    n = least_chips(spec.draft_model, sc.system.chip, tp, batch=sc.batch,
-                    context=min(sc.context, spec.draft_model.max_context),
-                    precision=sc.precision,
-                    window=min(sc.window, spec.draft_model.max_context))
-    if n is None:
+    fit = least_chips(spec.draft_model, sc.system.chip, tp, batch=sc.batch,
+                      context=min(sc.context, spec.draft_model.max_context),
+                      precision=sc.precision,
+                      window=min(sc.window, spec.draft_model.max_context))
+    if fit is None:
         raise CapacityError(f"draft model {spec.draft_model.name} does not fit at tensor "
                             f"parallelism {tp}")
-    return n, tp
+    return fit, tp
 
 
 def _cap_window(sc: ScenarioSpec) -> tuple[ScenarioSpec, list[str]]:
@@ -210,8 +211,8 @@ def resolve(sc: ScenarioSpec) -> tuple[ScenarioSpec, Deployment]:
     d_chips, _ = draft_chips(sc)
     avail = system.active_chips - d_chips
     cpn = system.topology.chips_per_node
-    kw = dict(batch=sc.batch, context=sc.context, precision=sc.precision, window=sc.window,
-              with_heads=_with_heads(sc))
+    kw: dict[str, Any] = dict(batch=sc.batch, context=sc.context, precision=sc.precision,
+                              window=sc.window, with_heads=_with_heads(sc))
     where = sc.file or "scenario"
     if sc.chips is not None:
         # chips asked for are all active: spare nodes may be used, the drafter's may not
