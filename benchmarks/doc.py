@@ -125,7 +125,7 @@ def render(data: dict[str, Any]) -> str:
                f"{'the quick subset' if data.get('quick') else 'every case'}, "
                f"{data['total_s']:.0f} s in all.")
     if data.get("commit"):
-        out.append(f"Code measured: commit `{data['commit']}`.")
+        out.append(f"Code measured: commit {data['commit']}.")
     if data.get("note"):
         out.append(f"**Conditions:** {data['note']}.")
     if busy:
