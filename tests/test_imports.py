@@ -19,6 +19,7 @@ ALLOWED: dict[str, set[str]] = {
     "caches": set(),
     "units": {"errors"},
     "config": {"errors", "units", "caches"},
+    "published": {"config"} | _BASE,        # the published figures (lpusim/data/)
     "graph": {"config"} | _BASE,
     "program": _BASE,
     "compiler": {"program", "graph", "config"} | _BASE,
@@ -34,8 +35,8 @@ ALLOWED: dict[str, set[str]] = {
     "report": {"sim", "program"} | _BASE,
     "api": {"report", "sweep", "runner", "speculative", "deploy", "step", "compiler", "sim",
             "graph", "program", "config"} | _BASE,
-    "calibrate": {"api", "runner", "speculative", "deploy", "step", "compiler", "sim", "graph",
-                  "program", "config"} | _BASE,
+    "calibrate": {"api", "published", "runner", "speculative", "deploy", "step", "compiler",
+                  "sim", "graph", "program", "config"} | _BASE,
 }
 ALLOWED["cli"] = set(ALLOWED) - {"cli"}
 ONLY_IN = {"simpy": "sim", "matplotlib": "report", "yaml": "config"}

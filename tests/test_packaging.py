@@ -69,6 +69,10 @@ def test_wheel_maps_every_shipped_directory_and_every_package(monkeypatch):
                      for p in (ROOT / base).rglob("*") if p.is_file()}
     patterns = {pat.removeprefix("*") for pat in captured["package_data"]["lpusim.workloads"]}
     assert shipped_files <= patterns, f"file types not in the wheel: {shipped_files - patterns}"
+    inside = {p.suffix for p in (ROOT / "lpusim").rglob("*") if p.is_file()
+              and p.suffix not in (".py", ".pyc")}
+    own = {pat.rsplit("*", 1)[-1] for pat in captured["package_data"]["lpusim"]}
+    assert inside <= own, f"data files inside lpusim/ not in the wheel: {inside - own}"
 
 
 @pytest.mark.parametrize("kind", ["chip", "system", "model", "scenario"])
