@@ -87,3 +87,16 @@ def test_step_falls_back_to_the_full_program_on_it():
     full = baseline_step(api.load_scenario("llama-3.1-405b-groqrack-2304", {
         "model": "llama-3.2-1b", "chips": 32, "context": 1024, "fidelity": "full"}))
     assert fast.latency_cycles == full.latency_cycles
+
+
+def test_input_checks_raise_typed_errors_not_bare_value_errors():
+    """Graph, compiler (topology) and speculation code report bad input with lpusim errors, so
+    the CLI can tell bad input (exit 2) from a bug (exit 1)."""
+    import re
+    bad = []
+    for area in ("graph", "compiler", "speculative"):
+        for f in sorted((ROOT / "lpusim" / area).rglob("*.py")):
+            for n, line in enumerate(f.read_text().splitlines(), 1):
+                if re.search(r"raise (ValueError|TypeError|KeyError)\(", line):
+                    bad.append(f"{f.relative_to(ROOT)}:{n}: {line.strip()}")
+    assert not bad

@@ -176,9 +176,9 @@ class MeasuredTreeAcceptance(AcceptanceModel):
 
     def __post_init__(self) -> None:
         if not 1.0 <= self.tau <= self.depth + 1:
-            raise ValueError(f"tau {self.tau:g} is outside [1, depth + 1 = {self.depth + 1}]")
+            raise AcceptanceError(f"tau {self.tau:g} is outside [1, depth + 1 = {self.depth + 1}]")
         if self.nodes < self.depth:
-            raise ValueError(f"a tree of depth {self.depth} has at least {self.depth} nodes")
+            raise AcceptanceError(f"a tree of depth {self.depth} has at least {self.depth} nodes")
 
     @property
     def chain_a(self) -> float:
