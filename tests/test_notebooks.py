@@ -9,8 +9,9 @@ import pytest
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 
 
-def _expected_lines(name: str) -> list[str]:
-    """Lines the notebook must print, computed here with the same API calls."""
+def _expected_lines(name: str) -> list[str] | None:
+    """Lines the notebook must print, computed here with the same API calls (None: a notebook
+    not listed here, which must then check its own answers with asserts)."""
     from lpusim import api
     chip = api.load_chip("groqchip1")
     if name.startswith("01"):
@@ -35,7 +36,7 @@ def _expected_lines(name: str) -> list[str]:
             out.append(f"{preset:28s} E(gamma=7) = {acc.expected_tokens(7):.2f}   "
                        f"best gamma {g:2d}: {s:.2f}x")
         return out
-    raise AssertionError(f"no expected output listed for {name}; add it to _expected_lines")
+    return None
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
@@ -52,8 +53,14 @@ def test_notebook_executes_and_prints_the_api_answers(path):
     assert not silent, f"code cells {silent} show nothing"
     printed = "".join(o.get("text", "") for c in cells for o in c.get("outputs", [])
                       if o.get("output_type") == "stream" and o.get("name") == "stdout")
+    expected = _expected_lines(path.name)
+    if expected is None:
+        asserts = sum("assert " in "".join(c.source) for c in cells)
+        assert asserts, (f"{path.name} checks nothing: list lines it must print in "
+                         "_expected_lines or give it asserts")
+        return
     lines = set(printed.splitlines())
-    missing = [ln for ln in _expected_lines(path.name) if ln not in lines]
+    missing = [ln for ln in expected if ln not in lines]
     assert not missing, f"{path.name} does not print: {missing}"
 
 

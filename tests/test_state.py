@@ -49,7 +49,7 @@ def test_step_metrics_are_the_callers_copy():
 def test_every_cache_is_registered_bounded_and_cleared():
     api.run(api.load_scenario(SMALL))
     info = caches.info()
-    assert set(info) == {"step", "link_graph", "placement_graph", "documents",
+    assert set(info) >= {"step", "link_graph", "placement_graph", "documents",
                          "code_fingerprint"}
     assert all(bound >= 1 for _n, bound in info.values())
     assert info["step"][0] > 0 and info["documents"][0] > 0
