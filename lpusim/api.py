@@ -58,7 +58,8 @@ def plan(model: ModelSpec, chip: ChipSpec, *, context: int = 8192, batch: int = 
     every layer fits: a layer too big for one node's SRAM spans several nodes."""
     from lpusim.config.specs import PrecisionSpec
     prec = precision or PrecisionSpec()
-    graph = build_decode_graph(model, GraphParams(context=context, batch=batch, precision=prec))
+    graph = build_decode_graph(model, GraphParams(context=context, batch=batch, precision=prec,
+                                                  with_heads=model.speculative_heads is not None))
     tps = [tp] if tp else [chips_per_node * 2**k for k in range(8)]
     need = None
     for tp in tps:
@@ -205,13 +206,9 @@ def plot_breakdown(results: list[RunResult | dict[str, Any]], outdir: str | os.P
 def report(results_file: str | os.PathLike[str], outdir: str | os.PathLike[str]) -> Path:
     """Plots and a self-contained report.html from a sweep's results file."""
     from lpusim.report.html import build_report
-    from lpusim.sweep import read_results
+    from lpusim.results import read_results
     p = Path(results_file)
-    if p.is_dir():
-        raise ConfigError(Issue(str(p), None, None, "", "is a directory, not a results file"))
-    if not p.is_file():
-        raise ConfigError(Issue(str(p), None, None, "", "no such file"))
-    rows = read_results(p)
+    rows = read_results(p, missing_ok=False)        # typed: file:line errors, nothing drawn
     if not rows:
         raise ConfigError(Issue(str(p), None, None, "", "no results: the file is empty"))
     return build_report(rows, Path(outdir), str(results_file))

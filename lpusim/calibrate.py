@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from lpusim import api
+from lpusim import api, progress
 from lpusim.atomic import write_atomic
 from lpusim.config.load import resolve_ref
 from lpusim.config.specs import SystemSpec
@@ -41,7 +41,7 @@ from lpusim.speculative.theory import least_acceptance
 ANCHOR_SCENARIO = "llama-3.1-70b-groqrack-576"
 SPECDEC_SCENARIO = "llama-3.1-70b-specdec"
 # the shipped systems of the calibrated machine: all carry the fitted constants
-CALIBRATED_SYSTEMS = ("groqrack-576", "groqnode-8", "groqrack-2304")
+CALIBRATED_SYSTEMS = ("groqrack-576", "groqnode-8", "groqrack-2304", "groqrack-4608")
 
 
 @dataclass(frozen=True)
@@ -333,7 +333,8 @@ def calibrate(only: str | None = None) -> Calibration:
     """Evaluate every hypothesis (or only `only`) and choose by mean leave-one-out error."""
     rows = training_rows()
     hs = [hypothesis(only)] if only else list(HYPOTHESES)
-    reports = tuple(evaluate_hypothesis(h, rows) for h in hs)
+    reports = tuple(evaluate_hypothesis(h, rows)
+                    for h in progress.iterate(hs, "calibrate", "hypothesis"))
     pool = [r for r in reports if not r.hypothesis.catch_all and r.loo_error_percent] \
         or list(reports)
     chosen = min(pool, key=lambda r: (round(r.mean_abs_loo_percent, 6),
@@ -420,13 +421,13 @@ def written_files(cal: Calibration) -> dict[str, str]:
             text = _set_line(text, section, key, _fmt(c, v),
                              f"fitted by `lpusim calibrate` ({h.name}) on {rows}{bound}",
                              str(path))
+        cal_spec = api.load_system(str(path)).calibration
+        assert cal_spec is not None
         for n in CONSTANTS:
             c = CONSTANTS[n]
             if n in f.values or c.field.startswith("chip."):
                 continue
             section, key = c.field.split(".", 1)
-            cal_spec = api.load_system(str(path)).calibration
-            assert cal_spec is not None
             text = _set_line(text, section, key, _fmt(c, cal_spec.bounds(n)[2]),
                              f"nominal: calibration.{n}_nominal{'_ps' if c.unit == 'ps' else ''} "
                              f"(not fitted in {h.name})", str(path))
@@ -631,7 +632,7 @@ def sensitivity(scenario: str = ANCHOR_SCENARIO, delta: float = 0.5) -> list[dic
     sc = api.load_scenario(scenario)
     base = api.run(sc).tokens_per_second
     out: list[dict[str, Any]] = []
-    for label, fields, kind in SENSITIVITY:
+    for label, fields, kind in progress.iterate(SENSITIVITY, "sensitivity", "parameter"):
         names = fields if isinstance(fields, tuple) else (fields,)
         res = {}
         for tag, f in (("low", 1 - delta), ("high", 1 + delta)):

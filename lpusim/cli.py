@@ -22,6 +22,8 @@ from typing import Any
 from lpusim.errors import ConfigError, Issue, LpusimError
 
 EXIT_BAD_INPUT = 2
+# more processes than this only thrash (and a million would be a fork bomb)
+MAX_WORKERS = min(256, 4 * (os.cpu_count() or 1))
 
 
 def _fmt_num(v: Any) -> str:
@@ -45,9 +47,13 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def emit(data: dict[str, Any], fmt: str, out: Any = None) -> None:
-    """Print a result as an aligned table, one JSON object, or CSV (header + one row)."""
+def emit(data: dict[str, Any], fmt: str, out: Any = None, render: Any = None) -> None:
+    """Print a result as an aligned table (or what `render` makes of it: see
+    lpusim.report.tables), one JSON object, or CSV (header + one row)."""
     out = out or sys.stdout
+    if fmt == "table" and render is not None:
+        out.write(render(data))
+        return
     if fmt == "json":
         out.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
         return
@@ -62,6 +68,36 @@ def emit(data: dict[str, Any], fmt: str, out: Any = None) -> None:
     width = max((len(k) for k in flat), default=0)
     for k, v in flat.items():
         out.write(f"{k:<{width}}  {_fmt_num(v)}\n")
+
+
+def _with_progress(fn: Any) -> Any:
+    """A long command: progress on stderr when it is a terminal (lpusim.progress, tqdm)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(args: argparse.Namespace) -> int:
+        from lpusim import progress
+        progress.enable()
+        try:
+            return fn(args)
+        finally:
+            progress.enable(False)
+    return wrapper
+
+
+def _all_or_none(fn: Any) -> Any:
+    """Run a command so that it leaves all of its -o outputs or none (see lpusim.atomic)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(args: argparse.Namespace) -> int:
+        from lpusim.atomic import all_or_none
+        out = getattr(args, "output", None)
+        if not out:
+            return fn(args)
+        with all_or_none([out]):
+            return fn(args)
+    return wrapper
 
 
 def _format_arg(p: argparse.ArgumentParser) -> None:
@@ -174,7 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
                            help="draft: draft gamma then verify; async: draft without "
                                 "waiting, verify windows of gamma as they are drafted")
             p.add_argument("--gamma", help="draft length (async: window), or 'auto'")
-            p.add_argument("--acceptance", help="constant, preset name, list, mix or file")
+            p.add_argument("--acceptance",
+                           help="constant, preset name, list, mix or file (default: the "
+                                "scenario's own; with --draft or --heads on a scenario "
+                                f"without one, that of the shipped "
+                                f"{DEFAULT_ACCEPTANCE_SCENARIO} scenario, "
+                                f"{_default_acceptance()})")
             p.add_argument("-o", "--output", help="directory for the scenario and result")
             _format_arg(p)
         else:
@@ -287,28 +328,124 @@ def _scenario(args: argparse.Namespace) -> Any:
     ov = _overrides(args)
     spec_ov = ov.pop("speculation", None) or {}
     ov.update({f"speculation.{k}": v for k, v in spec_ov.items()})
-    return api.load_scenario(args.scenario or api.DEFAULT_SCENARIO, ov)
+    ref = _given("SCENARIO", args.scenario) or api.DEFAULT_SCENARIO
+    if spec_ov and "acceptance" not in spec_ov:
+        acc = _base_acceptance(ref)
+        if acc is not None:
+            ov["speculation.acceptance"] = acc
+    if ov and not any(k == "name" or k.startswith("name.") for k in ov):
+        from lpusim.config.load import resolve_ref
+        from lpusim.config.yamlio import load_document
+        doc = load_document(resolve_ref("scenario", ref)).data
+        if isinstance(doc.get("name"), str):
+            ov["name"] = _derived_name(doc, ov)
+    return api.load_scenario(ref, ov)
+
+
+DEFAULT_ACCEPTANCE_SCENARIO = "llama-3.1-70b-specdec"
+
+
+def _default_acceptance() -> Any:
+    """The acceptance of the shipped speculative scenario: what `--draft`/`--heads` use
+    when neither the command line nor the scenario gives one."""
+    from lpusim.config.load import find
+    from lpusim.config.yamlio import load_document
+    p = find("scenario", DEFAULT_ACCEPTANCE_SCENARIO)
+    try:
+        spec = load_document(p).data.get("speculation") if p else None
+    except ConfigError:
+        return None
+    return spec.get("acceptance") if isinstance(spec, dict) else None
+
+
+def _base_acceptance(ref: str) -> Any:
+    """None when the scenario sets its own acceptance, else the documented default."""
+    from lpusim.config.load import resolve_ref
+    from lpusim.config.yamlio import load_document
+    spec = load_document(resolve_ref("scenario", ref)).data.get("speculation")
+    if isinstance(spec, dict) and "acceptance" in spec:
+        return None
+    return _default_acceptance()
+
+
+def _derived_name(doc: dict[str, Any], ov: dict[str, Any]) -> str:
+    """The name of an overridden run, so that it does not pass for the scenario it started
+    from: `MODEL-SYSTEM` when either was replaced, then `+key=value` per other change."""
+    name = str(doc["name"])
+    if "model" in ov or "system" in ov:
+        model = Path(str(ov.get("model", doc.get("model", "model")))).stem
+        system = Path(str(ov.get("system", doc.get("system", "system")))).stem
+        name = f"{model}-{system}"
+    for k, v in ov.items():
+        if k in ("model", "system"):
+            continue
+        if k == "speculation.draft_model":
+            v = Path(str(v)).stem
+        elif k == "speculation.acceptance" and isinstance(v, str) and Path(v).is_file():
+            v = Path(v).name
+        name += f"+{k.removeprefix('speculation.')}={v}"
+    return name
+
+
+def _given(what: str, value: str | None) -> str | None:
+    """A file or name argument as given; an empty one is an error, not 'use the default'."""
+    if value is not None and not value.strip():
+        raise ConfigError(Issue("command line", None, None, what,
+                                "is empty; give a file or a shipped name (or leave it out "
+                                "for the default)"))
+    return value
+
+
+def _spec_file(ref: str) -> str:
+    """A spec named on the command line: a path as given, else a shipped name of any kind
+    (what `run` accepts for a scenario, `--model` for a model, ...)."""
+    _given("FILE", ref)
+    if Path(ref).exists():
+        return ref
+    from lpusim.config.load import KINDS, find
+    for kind in KINDS:
+        p = find(kind, ref)
+        if p is not None:
+            return str(p)
+    return ref                  # the reader reports 'no such file'
+
+
+def _is_sweep(path: str) -> bool:
+    from lpusim.config.yamlio import load_document
+    return Path(path).is_file() and load_document(path).data.get("kind") == "sweep"
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from lpusim.config import load
     from lpusim.speculative.checks import SCENARIO_CHECKS
+    from lpusim.sweep import load_sweep
     issues: list[Issue] = []
     for f in args.files:
         try:
-            load(f, checks=SCENARIO_CHECKS)
+            path = _spec_file(f)
+            if _is_sweep(path):
+                load_sweep(path)
+            else:
+                load(path, checks=SCENARIO_CHECKS)
         except ConfigError as e:
             issues.extend(e.issues)
+            continue
+        print(f"{f}: ok", flush=True)
     if issues:
         raise ConfigError(issues)
-    for f in args.files:
-        print(f"{f}: ok")
     return 0
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
     from lpusim import api
-    emit(api.describe(args.file), args.format)
+    path = _spec_file(args.file)
+    if _is_sweep(path):
+        from lpusim.sweep import load_sweep
+        sw = load_sweep(path)
+        emit({"kind": "sweep", "name": sw.name, "base": str(sw.base), "points": sw.size,
+              "axes": {k: [str(v) for v in vals] for k, vals in sw.axes}}, args.format)
+        return 0
+    emit(api.describe(path), args.format)
     return 0
 
 
@@ -339,11 +476,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
         return 0
     model = load_model(_ref("--model", "model", args.model, absolute=False))
     chip = load_chip(_ref("--chip", "chip", args.chip, absolute=False))
+    from lpusim.report.tables import plan_table
     emit(api.plan(model, chip, context=args.context, batch=args.batch, tp=args.tp),
-         args.format)
+         args.format, render=plan_table)
     return 0
 
 
+@_all_or_none
+@_with_progress
 def cmd_run(args: argparse.Namespace) -> int:
     from lpusim import api
     sc = _scenario(args)
@@ -359,16 +499,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             api.plot_gamma_curve(result, out)
         else:
             api.plot_breakdown([result], out)
-    emit(data, args.format)
-    if args.format == "table" and result.fitted_share > FITTED_CAVEAT:
-        names = ", ".join(result.fitted_constants) or "none"
-        print(f"caveat: {100 * result.fitted_share:.0f}% of the target's step time rests on "
-              f"constants fitted to published figures ({names}); see docs/validation.md")
+    from lpusim.report.tables import run_table
+    emit(data, args.format, render=run_table)
     return 0
-
-
-# `run` prints a caveat when more of the step time than this rests on fitted constants
-FITTED_CAVEAT = 0.25
 
 
 def cmd_speculate(args: argparse.Namespace) -> int:
@@ -413,9 +546,14 @@ def cmd_speculate(args: argparse.Namespace) -> int:
     return 0
 
 
-def emit_rows(rows: list[dict[str, Any]], fmt: str, out: Any = None) -> None:
-    """Print a list of flat records as an aligned table, a JSON list or CSV."""
+def emit_rows(rows: list[dict[str, Any]], fmt: str, out: Any = None, render: Any = None
+              ) -> None:
+    """Print a list of flat records as an aligned table (or `render`'s), a JSON list or
+    CSV."""
     out = out or sys.stdout
+    if fmt == "table" and render is not None:
+        out.write(render(rows))
+        return
     if fmt == "json":
         out.write(json.dumps(rows, indent=2, default=str) + "\n")
         return
@@ -435,29 +573,39 @@ def emit_rows(rows: list[dict[str, Any]], fmt: str, out: Any = None) -> None:
                   + "\n")
 
 
+@_with_progress
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from lpusim.sweep import dask_executor, load_sweep, run_sweep, stale_rows, stderr_progress
-    if args.workers < 1:
-        raise ConfigError(Issue("command line", None, None, "--workers", "must be >= 1"))
+    from lpusim.sweep import dask_executor, load_sweep, run_sweep, stale_rows
+    if not 1 <= args.workers <= MAX_WORKERS:
+        raise ConfigError(Issue("command line", None, None, "--workers",
+                                f"must be between 1 and {MAX_WORKERS} (4 x the "
+                                f"{os.cpu_count() or 1} cores), got {args.workers}"))
+    from lpusim import progress
     spec = load_sweep(args.file)
     stale = stale_rows(spec, args.output)
     if stale:
         print(f"{args.output}: {stale} rows were computed from another base scenario or "
               "lpusim version; recomputing them", file=sys.stderr)
     ex = dask_executor(args.scheduler) if args.scheduler else None
-    rows = run_sweep(spec, args.output, workers=args.workers, executor=ex,
-                     progress=stderr_progress)
+    with progress.bar(spec.size, "sweep", "point") as bar:
+        rows = run_sweep(spec, args.output, workers=args.workers, executor=ex,
+                         progress=lambda done, _total: bar.update(done - bar.n))
     bad = sum(1 for r in rows if "error" in r)
     print(f"{args.output}: {len(rows)} points ({bad} infeasible)", file=sys.stderr)
     return 0
 
 
+@_with_progress
 def cmd_compare(args: argparse.Namespace) -> int:
     from lpusim import api
-    emit_rows(api.compare([api.load_scenario(s) for s in args.scenarios]), args.format)
+    from lpusim.report.tables import compare_table
+    emit_rows(api.compare([api.load_scenario(str(_given('SCENARIO', s)))
+                           for s in args.scenarios]),
+              args.format, render=compare_table)
     return 0
 
 
+@_all_or_none
 def cmd_report(args: argparse.Namespace) -> int:
     from lpusim import api
     dest = api.report(args.results, args.output)
@@ -465,6 +613,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+@_all_or_none
+@_with_progress
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from lpusim import calibrate as cal
     if args.hypothesis is not None:
@@ -490,11 +640,14 @@ def cmd_validate_published(args: argparse.Namespace) -> int:
     return 0
 
 
+@_all_or_none
+@_with_progress
 def cmd_sensitivity(args: argparse.Namespace) -> int:
     from lpusim import calibrate as cal
     if not 0 < args.delta < 1:
         raise ConfigError(Issue("command line", None, None, "--delta", "must be in (0, 1)"))
-    rows = cal.sensitivity(args.scenario or cal.ANCHOR_SCENARIO, args.delta)
+    rows = cal.sensitivity(_given("--scenario", args.scenario) or cal.ANCHOR_SCENARIO,
+                           args.delta)
     if args.output:
         from lpusim.report.plots import tornado
         tornado(rows, Path(args.output))
@@ -502,6 +655,7 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
     return 0
 
 
+@_all_or_none
 def cmd_trace(args: argparse.Namespace) -> int:
     from lpusim.atomic import write_atomic
     from lpusim.compiler import compile_program
@@ -639,23 +793,21 @@ _OUTPUT_DIRS = ("run", "report", "sensitivity", "calibrate")
 
 def _check_output(command: str, output: str) -> None:
     """Reject an output path that cannot be written before any work is done, so a bad path
-    is a one-line error and not a crash after minutes of simulation with nothing saved."""
-    p = Path(output)
-    bad = None
-    if command in _OUTPUT_DIRS and p.exists() and not p.is_dir():
-        bad = "exists and is not a directory"
-    elif command not in _OUTPUT_DIRS and p.is_dir():
-        bad = "is a directory, not a file"
-    else:
-        parent = p.absolute().parent
-        while not parent.exists() and parent != parent.parent:
-            parent = parent.parent
-        if not parent.is_dir():
-            bad = f"cannot be created: {parent} is not a directory"
-        elif not os.access(parent, os.W_OK | os.X_OK):
-            bad = f"cannot be created: no permission to write in {parent}"
+    is a one-line error and not a crash after minutes of simulation with nothing saved. Only
+    looks (never opens or truncates anything): a FIFO is refused without blocking, and a sweep
+    refuses to append to an existing file that is not an lpusim results file."""
+    from lpusim.atomic import check_output
+    bad = check_output(output, directory=command in _OUTPUT_DIRS)
     if bad:
         raise ConfigError(Issue("command line", None, None, "--output", f"{output!r} {bad}"))
+    if command == "sweep" and Path(output).is_file():
+        from lpusim.results import read_results
+        try:
+            read_results(output)
+        except ConfigError as e:
+            raise ConfigError([Issue("command line", None, None, "--output",
+                                     f"{output!r} exists and is not an lpusim results file; "
+                                     f"refusing to append to it"), *e.issues]) from None
 
 
 if __name__ == "__main__":

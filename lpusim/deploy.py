@@ -24,9 +24,13 @@ documented rule, the same for every model (policy `fewest-nodes`):
    whole multiples of nodes) at which its largest block fits; if the system cannot provide
    that, the smallest shipped system of the same chip that can.
 
+For a mixture-of-experts model, step 3 also tries expert parallelism (each stage's chips hold
+whole experts, E / tp each, and exchange the active experts' outputs) beside sharding every
+expert across the chips, when the experts divide evenly over a stage; without `chips` experts
+are sharded unless the scenario sets `expert_parallel`.
+
 Assumptions: the drafter runs on chips of its own; a deployment uses contiguous chips from
-chip 0; expert parallelism is not yet modelled separately (MoE experts shard like dense
-FFNs, `expert_parallel` is 1).
+chip 0.
 """
 
 from __future__ import annotations
@@ -74,6 +78,7 @@ class Candidate:
     stages: int
     sram_headroom_bytes: int    # usable SRAM left on the fullest chip
     step_latency_us: float
+    expert_parallel: bool = False
 
     @property
     def tokens_per_second(self) -> float:
@@ -153,12 +158,23 @@ def candidates(sc: ScenarioSpec, chips: int, tp: int | None = None) -> list[Cand
         room = _headroom(sc.model, sc.system.chip, chips, t, with_heads=heads, **kw)
         if room is None:
             continue
-        m = step_metrics(sc.model, sc.system, chips=chips, tp=t, batch=sc.batch,
-                         context=sc.context, precision=sc.precision, with_heads=heads,
-                         fidelity=sc.fidelity, context_window=sc.context_window)
-        out.append(Candidate(chips, t, chips // t, room, m.latency_us))
-    out.sort(key=lambda c: (c.step_latency_us, c.chips, c.tensor_parallel))
+        for ep in _ep_choices(sc, t):
+            m = step_metrics(sc.model, sc.system, chips=chips, tp=t, batch=sc.batch,
+                             context=sc.context, precision=sc.precision, with_heads=heads,
+                             fidelity=sc.fidelity, context_window=sc.context_window,
+                             expert_parallel=ep)
+            out.append(Candidate(chips, t, chips // t, room, m.latency_us, ep))
+    out.sort(key=lambda c: (c.step_latency_us, c.chips, c.tensor_parallel, c.expert_parallel))
     return out
+
+
+def _ep_choices(sc: ScenarioSpec, tp: int) -> tuple[bool, ...]:
+    """Expert parallelism to try at this tensor parallelism: the scenario's, or both when the
+    model's experts divide evenly over the stage's chips."""
+    if sc.expert_parallel is not None:
+        return (bool(sc.expert_parallel),)
+    m = sc.model
+    return (False, True) if m.experts > 1 and tp > 1 and m.experts % tp == 0 else (False,)
 
 
 def _with_heads(sc: ScenarioSpec) -> bool:
@@ -229,9 +245,11 @@ def resolve(sc: ScenarioSpec) -> tuple[ScenarioSpec, Deployment]:
             raise CapacityError(f"{sc.model.name} has no feasible split of {sc.chips} chips"
                                 f"{at}; {_would_fit(sc, kw)}")
         best = found[0]
+        ep = " with expert parallelism" if best.expert_parallel else ""
         why = (f"{sc.chips} chips as asked: the fastest of {len(found)} feasible split"
                f"{'s' if len(found) > 1 else ''} (tp {best.tensor_parallel} x "
-               f"{best.stages} stages)")
+               f"{best.stages} stages{ep})")
+        sc = dataclasses.replace(sc, expert_parallel=best.expert_parallel)
         return _done(sc, best.chips, best.tensor_parallel, d_chips, notes + [why])
     tp = sc.tensor_parallel or cpn
     chips = avail // tp * tp
@@ -258,7 +276,7 @@ def resolve(sc: ScenarioSpec) -> tuple[ScenarioSpec, Deployment]:
                             f"(plus {d_chips} for the drafter); no shipped system of "
                             f"{system.chip.name} has that many")
     name, spec = bigger
-    moved = dataclasses.replace(sc, system=spec)
+    moved = dataclasses.replace(sc, system=spec, name=f"{sc.name}@{name}")
     why = (f"{problem}; policy {POLICY}: it needs {need} chips at tp {need_tp}, more than "
            f"{system.name} has; the smallest shipped system that holds it is {name}")
     return _done(moved, need, need_tp, d_chips, notes + [why])
@@ -306,7 +324,8 @@ def _done(sc: ScenarioSpec, chips: int, tp: int, d_chips: int,
     return out, Deployment(
         policy=POLICY, system=system.name, chips_installed=system.chips,
         chips_active=system.active_chips, chips=chips, tensor_parallel=tp,
-        stages=chips // tp, expert_parallel=1, draft_chips=d_chips,
+        stages=chips // tp, expert_parallel=tp if out.expert_parallel else 1,
+        draft_chips=d_chips,
         context_window=out.window, reason="; ".join(notes))
 
 

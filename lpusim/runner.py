@@ -81,7 +81,8 @@ def baseline_step(sc: ScenarioSpec, positions: int = 1, with_heads: bool = False
     return step_metrics(sc.model, sc.system, chips=sc.chips_used, tp=sc.tp,
                         positions=positions, batch=sc.batch, context=sc.context,
                         precision=sc.precision, with_heads=with_heads, fidelity=sc.fidelity,
-                        context_window=sc.context_window)
+                        context_window=sc.context_window,
+                        expert_parallel=bool(sc.expert_parallel))
 
 
 def run_scenario(scenario: ScenarioSpec | str | os.PathLike[str] = DEFAULT_SCENARIO

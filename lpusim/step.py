@@ -42,11 +42,12 @@ _DEFAULT_PRECISION = PrecisionSpec()
 def step_metrics(model: ModelSpec, system: SystemSpec, *, chips: int, tp: int,
                  positions: int = 1, batch: int = 1, context: int = 8192,
                  precision: PrecisionSpec = _DEFAULT_PRECISION, with_heads: bool = False,
-                 fidelity: str = "fast", context_window: int | None = None) -> StepMetrics:
+                 fidelity: str = "fast", context_window: int | None = None,
+                 expert_parallel: bool = False) -> StepMetrics:
     """Latency and metrics of one decode step of `model` on the first `chips` of `system`
     (the caller's own copy of the cached answer)."""
     return _copy(_cached_step(model, system, chips, tp, positions, batch, context, precision,
-                              with_heads, fidelity, context_window))
+                              with_heads, fidelity, context_window, expert_parallel))
 
 
 def _copy(m: StepMetrics) -> StepMetrics:
@@ -60,11 +61,14 @@ def _copy(m: StepMetrics) -> StepMetrics:
 @caches.memoise("step", maxsize=256)
 def _cached_step(model: ModelSpec, system: SystemSpec, chips: int, tp: int, positions: int,
                  batch: int, context: int, precision: PrecisionSpec, with_heads: bool,
-                 fidelity: str, context_window: int | None) -> StepMetrics:
+                 fidelity: str, context_window: int | None,
+                 expert_parallel: bool = False) -> StepMetrics:
     inputs: dict[str, Any] = dict(model=model, system=system, chips=chips, tp=tp,
                                   positions=positions, batch=batch, context=context,
                                   precision=precision, with_heads=with_heads, fidelity=fidelity,
                                   context_window=context_window)
+    if expert_parallel:         # absent otherwise, so earlier disk-cache keys stay valid
+        inputs["expert_parallel"] = True
     where = _disk_path(inputs)
     if where is not None:
         hit = _disk_load(where)
@@ -124,11 +128,13 @@ def _disk_store(path: Path, m: StepMetrics) -> None:
 
 def _step(model: ModelSpec, system: SystemSpec, *, chips: int, tp: int, positions: int,
           batch: int, context: int, precision: PrecisionSpec, with_heads: bool,
-          fidelity: str, context_window: int | None) -> StepMetrics:
+          fidelity: str, context_window: int | None,
+          expert_parallel: bool = False) -> StepMetrics:
     graph = build_decode_graph(model, GraphParams(
         positions=positions, batch=batch, context=context, precision=precision,
         with_heads=with_heads, context_window=context_window,
-        window_attention=system.compiler.attention_span == "window"))
+        window_attention=system.compiler.attention_span == "window",
+        expert_parallel=expert_parallel))
     if fidelity == "full":
         return metrics_full(compile_program(graph, system, chips=chips, tp=tp))
     try:

@@ -25,7 +25,6 @@ import hashlib
 import itertools
 import json
 import os
-import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -34,9 +33,10 @@ from typing import Any
 
 from lpusim import caches
 from lpusim.atomic import write_atomic
-from lpusim.config.load import find
+from lpusim.config.load import find, load_scenario
+from lpusim.config.schema import plain_value_issue
 from lpusim.config.yamlio import Document, load_document
-from lpusim.errors import CapacityError, ConfigError, Issue, LpusimError
+from lpusim.errors import CapacityError, ConfigError, Issue, LpusimError, short_repr
 
 MAX_POINTS = 1_000_000
 
@@ -98,9 +98,13 @@ def load_sweep(path: str | os.PathLike[str]) -> SweepSpec:
     if doc.data.get("kind") != "sweep":
         issues.append(doc.issue(("kind",), f"expected 'kind: sweep', got "
                                            f"{doc.data.get('kind')!r}"))
-    if doc.data.get("version") != 1:
-        issues.append(doc.issue(("version",), f"unsupported version "
-                                              f"{doc.data.get('version')!r} (expected 1)"))
+    version = doc.data.get("version")
+    if version is None:
+        issues.append(Issue(doc.file, None, None, "version",
+                            "missing required key 'version' (current: 1)"))
+    elif isinstance(version, bool) or not isinstance(version, int) or version != 1:
+        issues.append(doc.issue(("version",), f"unsupported version {short_repr(version)} "
+                                              f"(this lpusim reads version 1)"))
     name = doc.data.get("name", Path(path).stem)
     if not isinstance(name, str) or not name:
         issues.append(doc.issue(("name",), "expected a non-empty string"))
@@ -121,9 +125,20 @@ def load_sweep(path: str | os.PathLike[str]) -> SweepSpec:
             if not isinstance(vals, list) or not vals:
                 issues.append(doc.issue(("grid", key), "expected a non-empty list of values"))
                 continue
+            odd = [(j, plain_value_issue(v)) for j, v in enumerate(vals)]
+            odd = [(j, m) for j, m in odd if m]
+            for j, m in odd:
+                issues.append(doc.issue(("grid", key, j), str(m)))
+            if odd:
+                continue
             if len({json.dumps(v, sort_keys=True) for v in vals}) != len(vals):
                 issues.append(doc.issue(("grid", key), "values repeat"))
             axes.append((str(key), tuple(vals)))
+    if base is not None:
+        try:
+            load_scenario(base)         # a bad base is its own error, at its own position,
+        except ConfigError as e:        # not one false error per grid value
+            issues.extend(e.issues)
     if issues:
         raise ConfigError(issues)
     assert base is not None
@@ -183,27 +198,9 @@ def run_batch(base: str, batch: list[tuple[int, dict[str, Any]]],
 
 
 def read_results(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The JSON lines of a results file; a torn last line (a killed writer) is dropped."""
-    p = Path(path)
-    if not p.exists():
-        return []
-    rows = []
-    data = p.read_bytes()
-    lines = data.split(b"\n")
-    for n, raw in enumerate(lines, 1):
-        if not raw.strip():
-            continue
-        try:
-            row = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            if n == len(lines):          # no newline after it: an interrupted append
-                continue
-            raise ConfigError(Issue(str(p), n, 1, "", "not a JSON object line")) from None
-        if not isinstance(row, dict) or "id" not in row or "overrides" not in row:
-            raise ConfigError(Issue(str(p), n, 1, "", "not an lpusim sweep result line "
-                                                      "(needs 'id' and 'overrides')"))
-        rows.append(row)
-    return rows
+    """The checked rows of a results file (see `lpusim.results`); [] if there is none."""
+    from lpusim.results import read_results as read
+    return read(path)
 
 
 def _append(fd: int, row: dict[str, Any]) -> None:
@@ -225,6 +222,12 @@ def run_sweep(spec: SweepSpec, output: str | os.PathLike[str], *, workers: int =
     basis = sweep_basis(spec)
     out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)
+    done = {r["id"] for r in read_results(out)}   # refuses a file of another kind, unchanged
+    foreign = done - {point_id(ov) for _i, ov in spec.points()}
+    if foreign:             # the final rewrite keeps this sweep's points only: refuse first
+        raise ConfigError(Issue(str(out), None, None, "",
+                                f"holds {len(foreign)} points of another sweep (or another "
+                                f"grid); give a new results file, or delete this one"))
     if out.exists() and out.stat().st_size:
         raw = out.read_bytes()
         if not raw.endswith(b"\n"):          # drop a torn last line before appending
@@ -278,15 +281,6 @@ def run_sweep(spec: SweepSpec, output: str | os.PathLike[str], *, workers: int =
         r["point"] = k
     write_atomic(out, "".join(json.dumps(r, sort_keys=True) + "\n" for r in ordered))
     return ordered
-
-
-def stderr_progress(done: int, total: int) -> None:
-    """A one-line progress counter on stderr (only when stderr is a terminal)."""
-    if sys.stderr.isatty():
-        end = "\n" if done >= total else ""
-        sys.stderr.write(f"\rsweep: {done}/{total} points ({100 * done // max(1, total)}%)"
-                         + end)
-        sys.stderr.flush()
 
 
 def dask_executor(address: str) -> Executor:

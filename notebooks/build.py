@@ -1,15 +1,40 @@
-"""Writes the what-if notebooks (unexecuted; `tests/test_notebooks.py` runs them).
+"""Writes the what-if notebooks, executed, with their outputs (plots included), so that they
+read on a code host without running anything.
 
-Run from the repository root: `python notebooks/build.py [OUTDIR]` (default: notebooks/). Edit
-the cells here, not in the .ipynb files, so that the notebooks stay reviewable as code; a test
-checks that the committed notebooks are what this script writes.
+Run from the repository root: `python notebooks/build.py [OUTDIR] [--no-execute]` (default:
+notebooks/). Edit the cells here, not in the .ipynb files, so that the notebooks stay
+reviewable as code. `tests/test_notebooks.py` checks that the committed notebooks have this
+script's cells, that they were executed, and executes them again: every notebook draws at
+least one plot and asserts what it shows, so a wrong number fails the test.
 """
 
 import json
 import sys
 from pathlib import Path
 
-OUT = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent
+ARGS = [a for a in sys.argv[1:] if not a.startswith("--")]
+OUT = Path(ARGS[0]) if ARGS else Path(__file__).parent
+EXECUTE = "--no-execute" not in sys.argv[1:]
+
+
+def execute(path):
+    """Run a notebook in place (nbclient, a fresh kernel in the notebook's directory); no
+    timing metadata, so that a rebuild only changes what the cells print and draw."""
+    import os
+
+    import nbclient
+    import nbformat
+    # the kernel imports this checkout's lpusim, whatever else is installed
+    root = str(Path(__file__).resolve().parent.parent)
+    os.environ["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [os.environ.get(
+        "PYTHONPATH")])])
+    book = nbformat.read(path, as_version=4)
+    nbclient.NotebookClient(book, timeout=900, kernel_name="python3", record_timing=False,
+                            resources={"metadata": {"path": str(Path(path).parent)}}).execute()
+    for cell in book.cells:
+        cell.get("metadata", {}).pop("execution", None)
+    text = json.dumps(book, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+    Path(path).write_text(text)
 
 
 def nb(cells, path):
@@ -23,8 +48,11 @@ def nb(cells, path):
             c["outputs"] = []
             c["execution_count"] = None
         out["cells"].append(c)
-    with open(OUT / Path(path).name, "w") as f:
-        f.write(json.dumps(out, indent=1) + "\n")
+    dest = OUT / Path(path).name
+    with open(dest, "w") as f:
+        f.write(json.dumps(out, indent=1, sort_keys=True) + "\n")
+    if EXECUTE:
+        execute(dest)
 
 
 M, C = "markdown", "code"
@@ -53,13 +81,19 @@ for a in (0.7, 0.8, 0.85, 0.9, 0.95):
                  "verify/step": round(s["verify_cost_ratio"], 2), "draft/step": round(s["cost_ratio"], 3),
                  "tokens/s": round(r.tokens_per_second), "speedup": round(r.speedup, 2)})
 for row in rows:
-    print(row)"""),
+    print(row)
+# what the table shows: more acceptance, more tokens/s, and speculation always pays here
+assert all(x["tokens/s"] < y["tokens/s"] for x, y in zip(rows, rows[1:]))
+assert all(row["speedup"] > 1 for row in rows)"""),
 (M, """The drafter pays the same fixed cost per collective as the target, so its step is about a tenth of the target's; verification is cheap: checking 17 positions costs little more than one token, because the weights are read once whatever the width. What grows is the softmax over the 8k context and the wider all-gathers and hand-offs. The gamma curve shows the trade-off directly."""),
 (C, """import tempfile
 r = api.run(api.load_scenario("llama-3.1-70b-specdec", {"speculation.acceptance": 0.9, "speculation.max_gamma": 24,
                                                         "speculation.monte_carlo_passes": 20000}))
 out = tempfile.mkdtemp()
-series = api.plot_gamma_curve(r, out)
+series = api.plot_gamma_curve(r, out)["series"]
+# the marked optimum is the highest point of the curve
+best = max(range(len(series["gamma"])), key=lambda i: series["tokens_per_second"][i])
+assert series["optimum"] == series["gamma"][best] == r.speculation["gamma"]
 from IPython.display import Image
 Image(filename=f"{out}/tokens_vs_gamma.png")"""),
 (M, """Which drafter? A bigger drafter accepts more often but drafts slower. Compare Llama 3.2 1B and 3B at acceptance rates a bigger model might plausibly add (an assumption, not a measurement)."""),
@@ -110,10 +144,24 @@ cases = {
     "2x weight feed to the MXM": {"system.chip.mxm.weight_load_streams": 16},
 }
 print(f"baseline {base:.0f} tokens/s")
+gains = {}
 for name, ov in cases.items():
     t = tps(ov)
-    print(f"{name:28s} {t:7.0f} tokens/s  ({t / base:.2f}x)")"""),
-(M, """The fixed cost per collective (fitted on three published deployments, see docs/validation.md) is the largest single part of the baseline, so halving it is worth more than any single hardware change here; faster links barely matter at batch 1, because the messages are small. Doubling SRAM per chip instead changes the *placement*: fewer chips hold the model, so the pipeline gets shorter."""),
+    gains[name] = t / base
+    print(f"{name:28s} {t:7.0f} tokens/s  ({t / base:.2f}x)")
+
+import matplotlib.pyplot as plt
+fig, ax = plt.subplots(figsize=(6.5, 3))
+ax.barh(list(gains), list(gains.values()), color="#4C72B0")
+ax.axvline(1, color="black", lw=0.8)
+ax.set_xlabel("tokens/s per user relative to the baseline (x)")
+ax.set_title("One change at a time: Llama 3.1 70B on 576 GroqChip1 chips", fontsize=10)
+plt.show()
+# what the chart shows: every change helps; the feed of weights and window KV into the MXM
+# and the fixed cost per collective are the two levers that matter
+assert all(g > 1 for g in gains.values())
+assert set(sorted(gains, key=gains.get)[-2:]) == {'collective latency halved', '2x weight feed to the MXM'}"""),
+(M, """Two parts dominate the baseline: the MXM's feed of weights and of the 128k window's KV cache (attention is compiled for the whole window), and the fixed cost per collective (fitted on three published deployments, see docs/validation.md). Doubling the one or halving the other is worth more than any other change here; faster links barely matter at batch 1, because the messages are small. Doubling SRAM per chip instead changes the *placement*: fewer chips hold the model, so the pipeline gets shorter."""),
 (C, """g1 = api.load_chip("groqchip1")
 for name, ov in (("GroqChip1 (230 MB)", {}), ("2x SRAM (460 MB)", {"mem.slice_capacity_bytes": "5MiB"})):
     import dataclasses
@@ -147,9 +195,23 @@ for m in ("llama-3.2-1b", "llama-3.1-8b", "mixtral-8x7b", "llama-3.1-70b", "llam
           f"tp {p['tensor_parallel']:2d}  min {p['min_chips']:5d} chips  -> {p['recommended_racks']} racks")"""),
 (M, """Context length costs SRAM too: the KV cache grows linearly with it."""),
 (C, """model = api.load_model("llama-3.1-70b")
-for ctx in (2048, 8192, 32768, 131072):
+contexts = (2048, 8192, 32768, 131072)
+need = []
+for ctx in contexts:
     p = api.plan(model, chip, context=ctx)
-    print(f"context {ctx:6d}: {p['min_chips']} chips")"""),
+    need.append(p["min_chips"])
+    print(f"context {ctx:6d}: {p['min_chips']} chips, KV cache {p['sram_per_stage'][1]['kv_cache'] / 1e6:.1f} MB per chip")
+
+import matplotlib.pyplot as plt
+fig, ax = plt.subplots(figsize=(6, 3.2))
+ax.plot(contexts, need, marker="o")
+ax.set_xscale("log", base=2)
+ax.set_xlabel("context (tokens, log scale)")
+ax.set_ylabel("minimum GroqChip1 chips")
+ax.set_title("Llama 3.1 70B: chips needed grow with the context", fontsize=10)
+plt.show()
+# what the plot shows: a longer context never needs fewer chips, and 128k needs more than 2k
+assert all(a <= b for a, b in zip(need, need[1:])) and need[-1] > need[0]"""),
 (M, """Speed at a given size: tokens/s per user for each model on the smallest whole-node system that holds it (the 576-chip rack's constants)."""),
 (C, """for m in ("llama-3.2-1b", "llama-3.1-8b", "mixtral-8x7b", "llama-3.1-70b"):
     model = api.load_model(m)
@@ -175,10 +237,23 @@ Acceptance is not one number: it decays with position for some drafters, and it 
 for name, source in api.acceptance_presets().items():
     print(f"{name:34s} {source[:90]}")"""),
 (M, """Textbook first (Leviathan et al. 2023): speedup at cost ratio c = 0.02 for each model of acceptance. A bursty 50/50 mixture of 0.95 and 0.55 commits more tokens per pass than a flat 0.75 with the same mean, because the expected tokens are convex in a."""),
-(C, """for name in ("flat-0.75", "bursty-mix", "eagle1-llama2-70b-mtbench", "leviathan-0.9"):
+(C, """import matplotlib.pyplot as plt
+fig, ax = plt.subplots(figsize=(6.5, 3.5))
+gammas = range(1, 17)
+expected = {}
+for name in ("flat-0.75", "bursty-mix", "eagle1-llama2-70b-mtbench", "leviathan-0.9"):
     acc = api.acceptance(name)
     g, s = api.textbook_optimum(acc, 0.02, max_gamma=32)
-    print(f"{name:28s} E(gamma=7) = {acc.expected_tokens(7):.2f}   best gamma {g:2d}: {s:.2f}x")"""),
+    expected[name] = [acc.expected_tokens(k) for k in gammas]
+    ax.plot(gammas, expected[name], marker="o", ms=3, label=name)
+    print(f"{name:28s} E(gamma=7) = {acc.expected_tokens(7):.2f}   best gamma {g:2d}: {s:.2f}x")
+ax.set_xlabel("gamma (drafted tokens per pass)")
+ax.set_ylabel("expected tokens committed per pass")
+ax.legend(fontsize=8)
+plt.show()
+# what the plot shows: the bursty mixture commits more per pass than the flat rate of the
+# same mean at every gamma above 1 (the expected tokens are convex in a)
+assert all(b > f for b, f in zip(expected["bursty-mix"][1:], expected["flat-0.75"][1:]))"""),
 (M, """Now on the simulated machine: the same acceptance models with the real drafter and verification costs of Llama 3.1 70B on 576 chips."""),
 (C, """for acc in ("flat-0.75", "bursty-mix", "eagle1-llama2-70b-mtbench", "mix:0.3@0.95,0.7@0.7"):
     r = api.run(api.load_scenario("llama-3.1-70b-specdec", {"speculation.acceptance": acc, "speculation.max_gamma": 12,

@@ -41,7 +41,7 @@ CASES = [
     ('scenario_draft_missing.yaml', ["{f}:9:3: speculation.draft_model: strategy 'draft' needs a draft_model"]),
     ('scenario_dtype.yaml', ["{f}:9:12: precision.weights: 'int7' is not one of int4, int8, fp8, fp16, bf16, fp32; did you mean 'int8'?"]),
     ('scenario_gamma.yaml', ['{f}:11:10: speculation.gamma: gamma 40 exceeds max_gamma 32']),
-    ('scenario_many_errors.yaml', ["{f}:8:1: fidelty: unknown key; did you mean 'fidelity'? (valid keys: batch, chips, context, context_window, fidelity, model, name, precision, seed, speculation, system, tensor_parallel)", '{f}:6:8: batch: 0 is below the minimum 1', '{f}:7:10: context: -5 is below the minimum 1']),
+    ('scenario_many_errors.yaml', ["{f}:8:1: fidelty: unknown key; did you mean 'fidelity'? (valid keys: batch, chips, context, context_window, expert_parallel, fidelity, model, name, precision, seed, speculation, system, tensor_parallel)", '{f}:6:8: batch: 0 is below the minimum 1', '{f}:7:10: context: -5 is below the minimum 1']),
     ('scenario_unknown_model.yaml', ["{f}:4:8: model: no model named 'llama-3.1-8bb'; did you mean 'llama-3.1-8b'? (shipped: gemma-2-27b, gemma-2-9b, gemma-7b, llama-2-70b, llama-2-7b, llama-3-70b, llama-3-8b, llama-3.1-405b, llama-3.1-70b, llama-3.1-70b-medusa, llama-3.1-8b, llama-3.2-1b, llama-3.2-3b, llama-3.3-70b, mistral-7b, mixtral-8x22b, mixtral-8x7b, qwen-2.5-32b, qwen-2.5-72b, qwen-2.5-7b)"]),
     ('system_bad_latency.yaml', ['{f}:14:26: links.global_hop_latency_ps: 0.6 has no unit; expected a time like 0.6us or 250ns']),
     ('system_links_short.yaml', ['{f}:10:25: topology.local_links_per_chip: 5 local links cannot fully connect 8 chips in a node (need 7)']),

@@ -164,3 +164,46 @@ def test_mixtral_runs_on_576_chips_with_node_spanning_tensor_parallelism():
 def test_no_feasible_split_names_one_that_fits():
     with pytest.raises(CapacityError, match="would fit"):
         _resolved(chips=64)
+
+
+MOE = ModelSpec(name="tiny-moe", layers=1, hidden_size=640, ffn_size=1280, heads=4,
+                kv_heads=2, head_dim=160, vocab_size=3200, max_context=4096, experts=8,
+                experts_per_token=2)
+
+
+def test_expert_parallel_all_to_all_bytes_and_hops_hand_computed():
+    from lpusim.compiler import compile_program
+    s = system("groqrack-576")
+    g = build_decode_graph(MOE, GraphParams(context=16, expert_parallel=True))
+    prog = compile_program(g, s, chips=8, tp=8)
+    combine = [t for t in prog.transfers if t.op.endswith(".combine")]
+    # batch 1, 2 experts per token: 2 active experts, each on its own chip (expert e on chip
+    # e), whose 640-element FP8 output goes to the 7 other chips over one direct link each
+    assert len(combine) == 2 * 7
+    assert {t.nbytes for t in combine} == {640}
+    assert {len(t.route) for t in combine} == {1}
+    assert {t.src for t in combine} == {0, 1}
+    # the experts run whole on their owners: no all-reduce of expert partial sums
+    assert not any("expert" in t.op and "allreduce" in t.op for t in prog.transfers)
+    owners = {i.chip for i in prog.instructions if ".expert" in i.op and "proj" in i.op}
+    assert owners == {0, 1}
+
+
+def test_expert_parallel_fast_equals_full():
+    from lpusim.step import step_metrics
+    s = system("groqrack-576")
+    kw = dict(chips=16, tp=8, context=16, context_window=64, expert_parallel=True)
+    fast = step_metrics(MOE, s, fidelity="fast", **kw)
+    full = step_metrics(MOE, s, fidelity="full", **kw)
+    assert fast.latency_cycles == full.latency_cycles
+
+
+def test_moe_chips_given_compare_expert_parallel_and_sharded_experts():
+    sc = api.load_scenario("llama-3.1-70b-groqrack-576", {
+        "model": "mixtral-8x7b", "context_window": 8192, "chips": 256})
+    plan = api.plan_chips(sc, 256)
+    eps = {c["expert_parallel"] for c in plan["candidates"] if c["tensor_parallel"] == 8}
+    assert eps == {False, True}
+    sc2, dep = resolve(sc)
+    best = plan["candidates"][0]
+    assert dep.expert_parallel == (best["tensor_parallel"] if best["expert_parallel"] else 1)

@@ -20,7 +20,7 @@ def test_validate_fails_a_scenario_whose_trace_is_missing(capsys, monkeypatch):
     rc = cli.main(["validate", f"{H}/scenario_acceptance_missing_trace.yaml",
                    "chip_configs/groqchip1.yaml"])
     out, err = capsys.readouterr()
-    assert (rc, out) == (2, "")
+    assert (rc, out) == (2, "chip_configs/groqchip1.yaml: ok\n")
     assert err == (f"lpusim: error: {H}/scenario_acceptance_missing_trace.yaml:14:15: "
                    f"speculation.acceptance: acceptance trace file not found: "
                    f"{H}/traces/none.csv\n")

@@ -279,7 +279,7 @@ CASES = [
     ('flag_heads_zero', ['run', '--heads', '0'],
      ['{root}/workloads/scenarios/llama-3.1-70b-groqrack-576.yaml: speculation.heads: 0 is below the minimum 1 (overridden)']),
     ('flag_set_unknown_key', ['run', '--set', 'badkey=1'],
-     ['{root}/workloads/scenarios/llama-3.1-70b-groqrack-576.yaml: badkey: unknown key (valid keys: batch, chips, context, context_window, fidelity, model, name, precision, seed, speculation, system, tensor_parallel) (overridden)']),
+     ['{root}/workloads/scenarios/llama-3.1-70b-groqrack-576.yaml: badkey: unknown key (valid keys: batch, chips, context, context_window, expert_parallel, fidelity, model, name, precision, seed, speculation, system, tensor_parallel) (overridden)']),
     ('flag_set_unknown_nested_key', ['run', '--set', 'precision.weight=int4'],
      ["{root}/workloads/scenarios/llama-3.1-70b-groqrack-576.yaml: precision.weight: unknown key; did you mean 'weights'? (valid keys: activations, kv, logits, weights) (overridden)"]),
     ('flag_set_no_equals', ['run', '--set', 'chips'],
@@ -369,8 +369,73 @@ CASES = [
      ['{h}/nonexistent.yaml: no such file']),
     ('path_under_file', ['describe', '{h}/zero_bytes.yaml/chip.yaml'],
      ['{h}/zero_bytes.yaml/chip.yaml: cannot read: Not a directory']),
-    ('validate_many', ['validate', '{h}/model_zero_heads.yaml', 'chip_configs/groqchip1.yaml', '{h}/chip_zero_clock.yaml'],
+    ('validate_many', ['validate', '{h}/model_zero_heads.yaml', '{h}/chip_zero_clock.yaml'],
      ['{h}/model_zero_heads.yaml:7:8: heads: 0 is below the minimum 1', "{h}/chip_zero_clock.yaml:4:11: clock_hz: '0MHz' must be positive"]),
+    # issue 19's second corpus, by class. Values YAML can express:
+    ('sweep_version_bool.yaml', ['validate', '{h}/sweep_version_bool.yaml'],
+     ['{h}/sweep_version_bool.yaml:2:10: version: unsupported version True (this lpusim reads version 1)']),
+    ('sweep_grid_date.yaml', ['sweep', '{h}/sweep_grid_date.yaml', '-o', '{out}/r.jsonl'],
+     ['{h}/sweep_grid_date.yaml:6:10: grid.name[0]: a date (2024-01-01) is not a value lpusim reads; quote it to make it a string']),
+    ('sweep_grid_binary.yaml', ['sweep', '{h}/sweep_grid_binary.yaml', '-o', '{out}/r.jsonl'],
+     ['{h}/sweep_grid_binary.yaml:6:33: grid.speculation.acceptance[1]: binary data (!!binary, 5 bytes) is not a value lpusim reads']),
+    ('sweep_grid_kind.yaml', ['validate', '{h}/sweep_grid_kind.yaml'],
+     ["{h}/sweep_grid_kind.yaml:6:10: grid.kind[0]: 'chip': cannot override 'kind': it says what the file is, it is not a setting",
+      "{h}/sweep_grid_kind.yaml:6:16: grid.kind[1]: 'model': cannot override 'kind': it says what the file is, it is not a setting"]),
+    ('flag_set_version', ['run', '--set', 'version=99'],
+     ["{root}/workloads/scenarios/llama-3.1-70b-groqrack-576.yaml: version: cannot override 'version': it says what the file is, it is not a setting"]),
+    ('flag_set_kind', ['run', '--set', 'kind=chip', '-o', '{out}'],
+     ["{root}/workloads/scenarios/llama-3.1-70b-groqrack-576.yaml: kind: cannot override 'kind': it says what the file is, it is not a setting"]),
+    ('flag_set_nested_kind', ['run', '--set', 'system.kind=model'],
+     ["{root}/chip_configs/groqrack-576.yaml: system.kind: cannot override 'kind': it says what the file is, it is not a setting"]),
+    ('flag_calibrate_unknown_hypothesis', ['calibrate', '--hypothesis', 'collective+windw', '-o', '{out}'],
+     ["command line: --hypothesis: unknown hypothesis 'collective+windw'; expected one of collective+window, collective, collective+window+spares, barrier+window, collective+barrier+window, collective+feed+window, collective+deskew+window, deskew-catch-all"]),
+    ('flag_empty_scenario', ['run', '', '-o', '{out}'],
+     ['command line: SCENARIO: is empty; give a file or a shipped name (or leave it out for the default)']),
+    ('flag_empty_scenario_compare', ['compare', 'tests/data/small-specdec.yaml', ' '],
+     ['command line: SCENARIO: is empty; give a file or a shipped name (or leave it out for the default)']),
+    ('flag_empty_scenario_trace', ['trace', '', '-o', '{out}/t.json'],
+     ['command line: SCENARIO: is empty; give a file or a shipped name (or leave it out for the default)']),
+    ('flag_empty_file_validate', ['validate', ''],
+     ['command line: FILE: is empty; give a file or a shipped name (or leave it out for the default)']),
+    # errors at the right place
+    ('sweep_base_invalid.yaml', ['sweep', '{h}/sweep_base_invalid.yaml', '-o', '{out}/r.jsonl'],
+     ['{h}/sweep_base_invalid_scenario.yaml:6:8: batch: 0 is below the minimum 1']),
+    ('sweep_base_invalid_scenario.yaml', ['validate', '{h}/sweep_base_invalid_scenario.yaml'],
+     ['{h}/sweep_base_invalid_scenario.yaml:6:8: batch: 0 is below the minimum 1']),
+    ('scenario_acceptance_list_above_one.yaml', ['validate', '{h}/scenario_acceptance_list_above_one.yaml'],
+     ["{h}/scenario_acceptance_list_above_one.yaml:14:15: speculation.acceptance: position 3: acceptance 1.2 is outside [0, 1] in '0.9,0.8,1.2'"]),
+    ('scenario_acceptance_mix_above_one.yaml', ['run', '{h}/scenario_acceptance_mix_above_one.yaml', '-o', '{out}'],
+     ["{h}/scenario_acceptance_mix_above_one.yaml:14:15: speculation.acceptance: mixture part 2: acceptance 1.5 is outside [0, 1] in 'mix:0.5@0.9,0.5@1.5'"]),
+    # physics that validates
+    ('chip_link_bandwidth_zero.yaml', ['validate', '{h}/chip_link_bandwidth_zero.yaml'],
+     ['{h}/chip_link_bandwidth_zero.yaml:46:26: c2c.lane_rate_bytes_per_s: 1 lanes x 1 B/s x efficiency 0.5 rounds to a link bandwidth of 0 B/s']),
+    ('flag_link_bandwidth_zero', ['run', '--model', 'llama-3.2-1b', '--system', 'groqnode-8', '--set', 'system.chip.c2c.lanes_per_link=1',
+                                  '--set', 'system.chip.c2c.lane_rate_bytes_per_s=1B/s', '--set', 'system.chip.c2c.efficiency=0.5'],
+     ['{root}/chip_configs/groqchip1.yaml: c2c.lane_rate_bytes_per_s: 1 lanes x 1 B/s x efficiency 0.5 rounds to a link bandwidth of 0 B/s (overridden)']),
+    ('system_node_1000_chips.yaml', ['validate', '{h}/system_node_1000_chips.yaml'],
+     ["{h}/system_node_1000_chips.yaml:10:26: topology.global_links_per_chip: 999 links per chip exceed the chip's 16"]),
+    # resources
+    ('flag_workers_huge', ['sweep', 'tests/data/sweep-200.yaml', '-o', '{out}/r.jsonl', '--workers', '1000000'],
+     [f'command line: --workers: must be between 1 and {cli.MAX_WORKERS} (4 x the {os.cpu_count() or 1} cores), got 1000000']),
+    ('flag_workers_zero', ['sweep', 'tests/data/sweep-200.yaml', '-o', '{out}/r.jsonl', '--workers', '0'],
+     [f'command line: --workers: must be between 1 and {cli.MAX_WORKERS} (4 x the {os.cpu_count() or 1} cores), got 0']),
+    # files of the wrong schema: one typed reader of results files
+    ('results_missing_fields.jsonl', ['report', '{h}/results_missing_fields.jsonl', '-o', '{out}'],
+     ["{h}/results_missing_fields.jsonl:1: scenario: missing required field 'scenario' (not an lpusim sweep result line)"]),
+    ('results_wrong_type.jsonl', ['report', '{h}/results_wrong_type.jsonl', '-o', '{out}'],
+     ["{h}/results_wrong_type.jsonl:2: chips: expected an integer, got a string '8' (not an lpusim sweep result line)"]),
+    ('results_other_shape.jsonl', ['report', '{h}/results_other_shape.jsonl', '-o', '{out}'],
+     ["{h}/results_other_shape.jsonl:1: point: missing required field 'point' (not an lpusim sweep result line)"]),
+    ('results_not_object.jsonl', ['report', '{h}/results_not_object.jsonl', '-o', '{out}'],
+     ['{h}/results_not_object.jsonl:1: line: expected a JSON object, got a list (not an lpusim sweep result line)']),
+    ('results_not_json', ['report', '{h}/model_zero_heads.yaml', '-o', '{out}'],
+     ['{h}/model_zero_heads.yaml:1: not a JSON object line (is this an lpusim results file?)']),
+    # outputs
+    ('flag_sweep_output_other_kind', ['sweep', 'tests/data/sweep-200.yaml', '-o', '{h}/results_other_shape.jsonl'],
+     ["command line: --output: '{h}/results_other_shape.jsonl' exists and is not an lpusim results file; refusing to append to it",
+      "{h}/results_other_shape.jsonl:1: point: missing required field 'point' (not an lpusim sweep result line)"]),
+    ('flag_output_name_too_long', ['trace', '-o', '{out}/' + 'n' * 300 + '.json'],
+     ["command line: --output: '{out}/" + 'n' * 300 + ".json' has a name of 305 bytes; the file system allows 255"]),
 ]
 
 
@@ -594,3 +659,48 @@ def test_library_input_errors_are_typed():
         g.route([0], [7])
     for e in (GraphError, TopologyError, AcceptanceError):
         assert issubclass(e, InputError) and e.exit_code == 2
+# issue 19: inputs that are right and must be accepted
+
+
+def test_trace_with_byte_order_mark(tmp_path, capsys):
+    """Spreadsheets write a UTF-8 byte-order mark before the header; the header is right."""
+    plain, bom = tmp_path / "plain.csv", tmp_path / "bom.csv"
+    plain.write_text("accepted,drafted\n2,4\n3,4\n4,4\n")
+    bom.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())
+    outs = []
+    for f in (plain, bom):
+        rc, out, err = run_main(["speculate", "--acceptance", str(f), "--cost-ratio", "0.1",
+                                 "--format", "json"], capsys)
+        assert (rc, err) == (0, "")
+        outs.append(out.replace(str(f), "TRACE"))
+    assert outs[0] == outs[1]
+
+
+def test_validate_reports_the_files_that_passed(capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    rc, out, err = run_main(["validate", f"{H}/model_zero_heads.yaml",
+                             "chip_configs/groqchip1.yaml", "llama-3.2-1b"], capsys)
+    assert rc == 2
+    assert out == "chip_configs/groqchip1.yaml: ok\nllama-3.2-1b: ok\n"
+    assert err == f"lpusim: error: {H}/model_zero_heads.yaml:7:8: heads: 0 is below the minimum 1\n"
+
+
+def test_validate_accepts_every_shipped_file(capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    files = sorted(str(p.relative_to(ROOT)) for pat in ("chip_configs/*.yaml", "workloads/*.yaml",
+                                                        "workloads/*/*.yaml")
+                   for p in ROOT.glob(pat))
+    assert any("sweeps/" in f for f in files)
+    rc, out, err = run_main(["validate", *files], capsys)
+    assert (rc, err) == (0, "")
+    assert out.splitlines() == [f"{f}: ok" for f in files]
+
+
+@pytest.mark.parametrize("name", ["llama-3.2-1b", "groqnode-8", "groqchip1",
+                                  "llama-3.1-70b-specdec"])
+def test_describe_accepts_shipped_names(name, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    rc, out, err = run_main(["describe", name, "--format", "json"], capsys)
+    assert (rc, err) == (0, "")
+    import json
+    assert json.loads(out)["kind"] in ("model", "system", "chip", "scenario")

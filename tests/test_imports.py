@@ -57,7 +57,7 @@ ALLOWED["calibrate"] |= {"cost", "gpu", "gpu.validate"}
 # modules of a subpackage that sit in another layer than the rest of it
 SUBAREAS = {"gpu/calibrate.py": "gpu.validate", "gpu/validate.py": "gpu.validate"}
 ALLOWED["cli"] = set(ALLOWED) - {"cli"}
-ONLY_IN = {"simpy": "sim", "matplotlib": "report", "yaml": "config"}
+ONLY_IN = {"simpy": "sim", "matplotlib": "report", "yaml": "config", "tqdm": "progress"}
 
 
 def modules() -> list[Path]:

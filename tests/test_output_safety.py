@@ -203,3 +203,133 @@ def test_sigkill_during_trace_write(tmp_path):
     # the next write cleans the killed writer's leftover
     write_atomic(out, before)
     assert sorted(os.listdir(tmp_path)) == [out.name], temps
+
+
+# issue 19: output paths are checked once, before any work, by looking only; a run leaves all
+# of its outputs or none
+
+
+def _cli(argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "lpusim.cli", *argv], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_fifo_output_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "out.jsonl"
+    os.mkfifo(fifo)
+    for argv in (["sweep", "tests/data/sweep-200.yaml", "-o", str(fifo)],
+                 ["trace", "tests/data/small-specdec.yaml", "-o", str(fifo)],
+                 ["run", "tests/data/small-specdec.yaml", "-o", str(fifo)]):
+        p = _cli(argv, timeout=30)               # a blocking open would time out here
+        assert p.returncode == 2, p.stderr
+        assert "is a FIFO" in p.stderr and len(p.stderr.splitlines()) == 1
+    assert stat_is_fifo(fifo)
+    p = _cli(["report", str(fifo), "-o", str(tmp_path / "rep")], timeout=30)   # as input
+    assert (p.returncode, p.stderr) == (2, f"lpusim: error: {fifo}: not a regular file\n")
+    assert not (tmp_path / "rep").exists()
+
+
+def stat_is_fifo(p: Path) -> bool:
+    import stat
+    return stat.S_ISFIFO(os.stat(p).st_mode)
+
+
+def test_sweep_never_modifies_a_file_it_refuses(tmp_path):
+    """A results path holding another kind of file (here without a final newline, which
+    the sweep used to 'repair' by truncating before the check) is left byte for byte."""
+    other = tmp_path / "notes.jsonl"
+    other.write_bytes(b'{"my": "data"}\nimportant, no final newline')
+    before = other.read_bytes()
+    p = _cli(["sweep", "tests/data/sweep-200.yaml", "-o", str(other)])
+    assert p.returncode == 2
+    assert "is not an lpusim results file" in p.stderr
+    assert other.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["notes.jsonl"]
+
+
+def test_longest_legal_name_is_written(tmp_path):
+    """A name of legal length must not fail after the work because the temporary file's
+    name (NAME plus about 20 characters) would be too long."""
+    from lpusim.atomic import name_max
+    name = "t" * (name_max(tmp_path) - 5) + ".json"
+    p = _cli(["trace", "tests/data/small-specdec.yaml", "-o", str(tmp_path / name)])
+    assert p.returncode == 0, p.stderr
+    assert os.listdir(tmp_path) == [name]
+    assert json.loads((tmp_path / name).read_text())["traceEvents"]
+
+
+def test_long_name_temporaries_are_found_and_cleaned(tmp_path):
+    from lpusim.atomic import _temp_prefix, name_max
+    dest = tmp_path / ("é" * ((name_max(tmp_path) - 5) // 2) + ".json")
+    prefix = _temp_prefix(dest)
+    assert len(os.fsencode(prefix)) + len("4194304.abcdefgh.tmp") <= name_max(tmp_path)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    stale = tmp_path / f"{prefix}{int(dead.stdout)}.abcd1234.tmp"
+    stale.write_text("partial")
+    write_atomic(dest, "{}\n")
+    assert sorted(os.listdir(tmp_path)) == [dest.name]
+
+
+def test_failed_run_leaves_no_outputs(tmp_path, monkeypatch, capsys):
+    """The result is written, then the plot fails: neither file stays (all or none)."""
+    from lpusim import api, cli
+
+    def broken_plot(*a, **k):
+        raise ValueError("plot failed")
+    monkeypatch.setattr(api, "plot_gamma_curve", broken_plot)
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / "a" / "run"
+    assert cli.main(["run", "tests/data/small-specdec.yaml", "-o", str(out)]) == 2
+    assert "plot failed" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists(), "a directory or file of the failed run was left"
+
+
+def test_one_unwritable_output_of_a_pair_writes_neither(tmp_path, capsys, monkeypatch):
+    from lpusim import cli
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / "run"
+    (out / "scenario.json").mkdir(parents=True)    # the second file cannot take its place
+    assert cli.main(["run", "tests/data/small-specdec.yaml", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "scenario.json" in err and len(err.splitlines()) == 1
+    assert sorted(os.listdir(out)) == ["scenario.json"]       # no result.json, no plots
+
+
+def test_report_of_a_bad_file_leaves_nothing(tmp_path, capsys, monkeypatch):
+    """A results file whose last complete line is of another shape: no plots without the
+    page, nothing at all."""
+    from lpusim import cli
+    monkeypatch.chdir(ROOT)
+    res = tmp_path / "r.jsonl"
+    sw = tmp_path / "s.yaml"
+    sw.write_text(f"kind: sweep\nversion: 1\nname: s\nbase: {ROOT}/tests/data/small-specdec.yaml"
+                  f"\ngrid:\n  speculation.gamma: [1, 2, 3]\n")
+    assert cli.main(["sweep", str(sw), "-o", str(res), "--workers", "1"]) == 0
+    lines = res.read_text().splitlines()[:3]
+    res.write_text("\n".join([*lines, '{"point": 9, "id": "x", "overrides": {}, '
+                              '"tokens_per_second": "fast"}']) + "\n")
+    capsys.readouterr()
+    out = tmp_path / "report"
+    assert cli.main(["report", str(res), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"lpusim: error: {res}:4: ") and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_sweep_refuses_the_results_of_another_sweep(tmp_path, capsys, monkeypatch):
+    """Resuming into another sweep's results would drop that sweep's rows on the final
+    rewrite: refused before any work, the file left as it was."""
+    from lpusim import cli
+    monkeypatch.chdir(ROOT)
+    res = tmp_path / "r.jsonl"
+    for grid, rc in (("[1, 2]", 0), ("[1, 3]", 2)):
+        sw = tmp_path / "s.yaml"
+        sw.write_text(f"kind: sweep\nversion: 1\nname: s\nbase: {ROOT}/tests/data/small-specdec"
+                      f".yaml\ngrid:\n  speculation.gamma: {grid}\n")
+        before = res.read_bytes() if res.exists() else None
+        assert cli.main(["sweep", str(sw), "-o", str(res), "--workers", "1"]) == rc
+    err = capsys.readouterr().err
+    assert err.endswith(f"lpusim: error: {res}: holds 1 points of another sweep (or another "
+                        f"grid); give a new results file, or delete this one\n")
+    assert res.read_bytes() == before

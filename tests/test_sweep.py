@@ -121,10 +121,14 @@ def _cli(*args):
 
 @pytest.mark.parametrize("content,message", [
     (b"", "{f}: no results: the file is empty"),
-    (b'{"id": "a", "overrides": {}}\nnot json\n{"id": "b", "overrides": {}}\n',
-     "{f}:2:1: not a JSON object line"),
-    (b'[1, 2]\n', "{f}:1:1: not an lpusim sweep result line (needs 'id' and 'overrides')"),
-    (b"\x00\x01binary\n", "{f}:1:1: not a JSON object line"),
+    (b'{"point": 0, "id": "a", "overrides": {}, "error": "x"}\nnot json\n'
+     b'{"point": 1, "id": "b", "overrides": {}, "error": "y"}\n',
+     "{f}:2: not a JSON object line (is this an lpusim results file?)"),
+    (b'{"id": "a", "overrides": {}}\n',
+     "{f}:1: point: missing required field 'point' (not an lpusim sweep result line)"),
+    (b'[1, 2]\n', "{f}:1: line: expected a JSON object, got a list (not an lpusim sweep "
+                  "result line)"),
+    (b"\x00\x01binary\n", "{f}:1: not a JSON object line (is this an lpusim results file?)"),
 ])
 def test_report_rejects_bad_results_files(tmp_path, content, message):
     f = tmp_path / "r.jsonl"

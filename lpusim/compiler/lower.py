@@ -127,7 +127,7 @@ def op_costs(op: Op, chip: ChipSpec, tp: int, graph: DecodeGraph) -> list[tuple[
         nbytes = ceil_div(op.kv_write_bytes, tp) if op.kv_heads >= tp else op.kv_write_bytes
         return [(".layout", sxm_cost(chip, nbytes)), ("", mem_cost(chip, nbytes))]
     par = op.parallel
-    if par == "replicated":
+    if par in ("replicated", "expert"):
         elements, trans = op.elements, op.transcendentals
     else:
         elements, trans = ceil_div(op.elements, tp), ceil_div(op.transcendentals, tp)

@@ -62,6 +62,8 @@ def block_sram(graph: DecodeGraph, block: str, tp: int) -> dict[str, int]:
         if op.kind in ("attn_scores", "attn_softcap", "softmax", "attn_values"):
             continue
         par = op.parallel if op.kind not in ("residual", "norm") else "replicated"
+        if par == "expert":         # whole on its owner chip
+            par = "replicated"
         act = max(act, 2 * (shard(op.act_in_bytes, tp, par) + shard(op.act_out_bytes, tp, par)))
     tot["activations"] = act
     return tot

@@ -158,6 +158,20 @@ class Lowerer:
         return {c: self.instr(c, aname, block, Cost("icu", 1, 0, 0, "synchronisation"),
                               (red[c], *ag[c])) for c in chips}
 
+    def expert_gather(self, chips: tuple[int, ...], ready: dict[int, int], src: str,
+                      block: int) -> dict[int, int]:
+        """An expert-parallel op's output, on its owner chip only, sent (vector by vector, as
+        the expert produces it) to every other chip of the stage: chip -> the task holding
+        it. Together over a MoE layer's active experts this is the all-to-all combine."""
+        (owner, t), = ready.items()
+        nbytes = self.g.op(src).act_out_bytes
+        out = {owner: t}
+        for c in chips:
+            if c != owner:
+                out[c] = self.transfer(owner, c, self.direct(owner, c), nbytes,
+                                       f"{src}.combine", block, (t,), stream=(t,))
+        return out
+
     # a stage -------------------------------------------------------------------------
     def handoff_plan(self, s: int) -> list[tuple[int, int, list[int]]]:
         return handoff_plan(self.links, self.pl, s)
@@ -205,6 +219,7 @@ class Lowerer:
         value: dict[str, dict[int, int]] = {}
         partial: set[str] = set()
         reduced: dict[str, dict[int, int]] = {}
+        gathered: dict[str, dict[int, int]] = {}
         last = ""
         gathers: list[str] = []
         for blk in blocks:
@@ -221,9 +236,15 @@ class Lowerer:
                 op = self.g.op(name)
                 costs = op_costs(op, self.chip, tp, self.g)
                 ins: list[dict[int, int]] = []
+                owner = chips[op.expert % tp] if op.parallel == "expert" else None
                 for src in op.inputs:
                     if src not in value:
                         ins.append(sync)
+                    elif owner is None and self.g.op(src).parallel == "expert":
+                        # an expert's output, whole on its owner: sent to every other chip
+                        if src not in gathered:
+                            gathered[src] = self.expert_gather(chips, value[src], src, bi)
+                        ins.append(gathered[src])
                     elif src in partial and op.kind != "moe_combine":
                         if src not in reduced:
                             nbytes = self.g.op(src).act_out_bytes
@@ -235,13 +256,17 @@ class Lowerer:
                 if not op.inputs:
                     ins.append(sync)
                 out: dict[int, int] = {}
-                for c in chips:
+                for c in (chips if owner is None else (owner,)):
                     deps = tuple(sorted({v[c] for v in ins}))
                     t = -1
                     for suffix, cost in costs:
                         t = self.instr(c, name + suffix, bi, cost, deps)
                         deps = (t,)
                     out[c] = t if t >= 0 else sync[c]
+                if op.kind == "moe_combine" and any(s in gathered for s in op.inputs):
+                    # the expert outputs' exchange (an all-to-all) is one collective
+                    out = self.delay(out, f"{name}.latency", bi, "collective_latency",
+                                     self.collective_cycles)
                 value[name] = out
                 if tp > 1 and (op.parallel == "row" or (op.kind == "embedding" and op.inputs)
                                or (op.kind == "moe_combine"

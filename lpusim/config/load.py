@@ -209,6 +209,10 @@ class _Loader:
                     if f.metadata.get("kind") == "nested"}
             for k, v in mine.items():
                 head = k.split(".")[0]
+                if head in ("kind", "version"):     # the file's header, not a setting
+                    raise ConfigError(Issue(doc.file, None, None, prefix + k,
+                                            f"cannot override '{head}': it says what the file "
+                                            f"is, it is not a setting"))
                 ref_is_str = isinstance(doc.data.get(head), str) and "." in k
                 if ref_is_str and head not in refs:     # e.g. name.x: would vanish silently
                     raise ConfigError(Issue(doc.file, None, None, k,

@@ -10,6 +10,7 @@ values) before raising one `ConfigError`. Cross-field rules live in each spec's 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import difflib
 import math
 import re
@@ -119,8 +120,47 @@ def _dot(path: Path_) -> str:
 def _type_name(v: Any) -> str:
     if v is None:
         return "nothing (null)"
+    if isinstance(v, datetime.datetime):
+        return "a timestamp"
+    if isinstance(v, datetime.date):
+        return "a date"
+    if isinstance(v, bytes | bytearray):
+        return "binary data (!!binary)"
     return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
             list: "a list", dict: "a mapping"}.get(type(v), type(v).__name__)
+
+
+PLAIN = (str, int, float, bool, type(None))
+
+
+def plain_value_issue(value: Any, depth: int = 0) -> str | None:
+    """The one check of what a YAML parser can produce beyond plain data: a date, timestamp,
+    binary value or set (YAML tags PyYAML's safe loader turns into Python objects) is not a
+    value of any spec field, cannot be written to JSON results, and is refused here with what
+    it is; None when `value` (and everything inside it) is a string, number, boolean, null,
+    list or mapping with string keys."""
+    if isinstance(value, PLAIN):
+        return None
+    if isinstance(value, list) and depth < 64:
+        for v in value:
+            bad = plain_value_issue(v, depth + 1)
+            if bad:
+                return bad
+        return None
+    if isinstance(value, dict) and depth < 64:
+        for k, v in value.items():
+            if not isinstance(k, str):
+                return f"a key {short_repr(k)} is {_type_name(k)}, not a name"
+            bad = plain_value_issue(v, depth + 1)
+            if bad:
+                return bad
+        return None
+    if isinstance(value, datetime.date):
+        return (f"{_type_name(value)} ({value.isoformat()}) is not a value lpusim reads; "
+                f"quote it to make it a string")
+    if isinstance(value, bytes | bytearray):
+        return f"binary data (!!binary, {len(value)} bytes) is not a value lpusim reads"
+    return f"{_type_name(value)} {short_repr(value)} is not a value lpusim reads"
 
 
 def _shown(v: Any) -> str:
@@ -132,7 +172,8 @@ def convert(raw: Any, meta: Mapping[str, Any], doc: Document, path: Path_,
             issues: list[Issue]) -> Any:
     """Convert one scalar value according to its field metadata; None on error."""
     kind = meta["kind"]
-    err = _convert_value(raw, kind, meta)
+    bad = plain_value_issue(raw)
+    err = _Bad(bad) if bad else _convert_value(raw, kind, meta)
     if isinstance(err, _Bad):
         issues.append(doc.issue(path, err.message))
         return None

@@ -8,6 +8,7 @@ structural numbers, never typed in as totals.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,6 +157,11 @@ class ChipSpec:
             out.append((("mxm", "rows"),
                         f"MXM tile {self.mxm.rows}x{self.mxm.cols} must match the "
                         f"{self.lanes} lanes of a vector"))
+        if self.c2c.link_bandwidth_bytes_per_s < 1:
+            c = self.c2c
+            out.append((("c2c", "lane_rate_bytes_per_s"),
+                        f"{c.lanes_per_link} lanes x {c.lane_rate_bytes_per_s} B/s x "
+                        f"efficiency {c.efficiency:g} rounds to a link bandwidth of 0 B/s"))
         return out
 
     def derived(self) -> dict[str, Any]:
@@ -593,7 +599,39 @@ class SpeculationSpec:
             out.append((("gamma",), f"gamma {self.gamma} exceeds max_gamma {self.max_gamma}"))
         if isinstance(self.acceptance, int | float) and not 0 <= self.acceptance <= 1:
             out.append((("acceptance",), f"{self.acceptance:g} is outside [0, 1]"))
+        elif isinstance(self.acceptance, str):
+            bad = _acceptance_probabilities(self.acceptance)
+            if bad:
+                out.append((("acceptance",), bad))
         return out
+
+
+def _acceptance_probabilities(text: str) -> str | None:
+    """The numbers of an acceptance list (`0.9,0.8`) or mixture (`mix:0.5@0.9,...`) checked
+    at validation time, so the error has its position; presets and trace files (which need
+    lpusim.speculative and the scenario's directory) are checked when the run starts."""
+    t = text.strip()
+    mix = t.lower().startswith("mix:")
+    if not mix and "," not in t:
+        return None
+    weights = []
+    for i, part in enumerate((t[4:] if mix else t).split(",")):
+        w, sep, prob = part.strip().partition("@") if mix else ("", "", part.strip())
+        try:
+            a = float(prob)
+        except ValueError:
+            a = None                      # a preset in a mixture, or a malformed part
+        if a is not None and not (math.isfinite(a) and 0 <= a <= 1):
+            where = f"mixture part {i + 1}" if mix else f"position {i + 1}"
+            return f"{where}: acceptance {prob.strip()} is outside [0, 1] in {text!r}"
+        if mix:
+            try:
+                weights.append(float(w))
+            except ValueError:
+                return None               # malformed: the run reports it in full
+    if mix and weights and abs(sum(weights) - 1) > 1e-6:
+        return f"mixture weights must sum to 1, got {sum(weights):g} in {text!r}"
+    return None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -603,6 +641,10 @@ class ScenarioSpec:
     system: SystemSpec = nested_field()
     chips: int | None = spec_field("int", None, min=1, max=BIG)
     tensor_parallel: int | None = spec_field("int", None, min=1, max=4096)
+    expert_parallel: bool | None = spec_field("bool", None,
+                                              doc="MoE: experts whole on the chips of a stage "
+                                                  "(true) or sharded across them (false); "
+                                                  "default: the deployment policy decides")
     batch: int = spec_field("int", 1, min=1, max=65_536)
     context: int = spec_field("int", 8192, min=1, max=10**8,
                               doc="tokens in the KV cache at the measured step")

@@ -54,6 +54,7 @@ class GraphParams:
     with_heads: bool = False   # include the model's speculative heads
     context_window: int | None = None   # KV cache reserved per sequence; None: context
     window_attention: bool = False      # attention compiled for the whole window
+    expert_parallel: bool = False       # MoE: experts whole on chips, not sharded across them
 
     @property
     def attended(self) -> int:
@@ -300,8 +301,14 @@ class _Builder:
                                  precision=saved.precision,
                                  context_window=saved.context_window)
             ep = f"{pre}expert{e}."
+            first = len(self.block_ops[self.block])
             act = self.ffn_body(ep, f, rows, (1, rows, m.ffn_size))
             outs.append(self.matmul(ep + "down_proj", act, m.ffn_size, m.hidden_size, "row"))
+            if saved.expert_parallel:
+                # the expert runs whole on its owner chip, which holds the (replicated) input
+                for name in self.block_ops[self.block][first:]:
+                    node = self.dag.nodes[name]
+                    node["op"] = _replace(node["op"], parallel="expert", expert=e)
         self.p = saved
         comb = self.vector(pre + "moe_combine", "moe_combine", (t, *outs),
                            (b, p, m.hidden_size), 2 * k, elements=tokens * m.hidden_size,

@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 #   row      split the reduction (k); partial sums need an all-reduce
 #   heads    split attention heads (and their KV)
 #   vocab    split the vocabulary (embedding rows, LM-head columns, argmax)
-#   experts  split each expert's FFN like column/row (MoE)
+#   expert   (expert parallelism, MoE) the op runs whole on the chip that owns its expert
+#            (`expert`, owner = expert index modulo the stage's chips)
 #   replicated  every chip does the whole op
-PARALLEL = ("column", "row", "heads", "vocab", "replicated")
+PARALLEL = ("column", "row", "heads", "vocab", "replicated", "expert")
 
 # unit: which functional unit executes the op's arithmetic
 UNIT_OF_KIND = {
@@ -73,6 +74,7 @@ class Op:
     transcendentals: int = 0
     heads: int = 0                  # attention heads (q) the op spans, for head sharding
     kv_heads: int = 0
+    expert: int = -1                # MoE expert index of an expert-parallel op
     # kv_append: tokens per sequence its layer's KV cache holds. It sizes SRAM, not the op's
     # work, so it stays out of repr (the compiler's structure digest of stage templates)
     kv_tokens: int = field(default=0, repr=False)

@@ -43,10 +43,11 @@ class _Figures:
     """The two pyplot calls the plots use, on the object API (no global figure registry)."""
 
     @staticmethod
-    def subplots(figsize: tuple[float, float]) -> tuple[Any, Any]:
+    def subplots(*grid: int, figsize: tuple[float, float], **kw: Any) -> tuple[Any, Any]:
+        """pyplot.subplots(nrows, ncols, figsize=..., squeeze=...) on a bare Figure."""
         from matplotlib.figure import Figure
         fig = Figure(figsize=figsize)
-        return fig, fig.subplots()
+        return fig, fig.subplots(*grid, **kw)
 
     @staticmethod
     def close(fig: Any) -> None:
@@ -193,56 +194,110 @@ def tokens_vs_chips(rows: list[dict[str, Any]], outdir: Path) -> dict[str, Any] 
 
 @_styled
 def breakdown_bars(rows: list[dict[str, Any]], labels: list[str], outdir: Path,
-                   name: str = "latency_breakdown") -> dict[str, Any]:
-    """Per-token latency breakdown (one step of the target model), stacked bars."""
+                   name: str = "latency_breakdown",
+                   per_token_us: list[float | None] | None = None) -> dict[str, Any]:
+    """The critical path of one decode step of the target model without speculation, by
+    category (stacked bars, whatever categories `breakdown_us` has); `per_token_us` marks
+    the time per token with speculation (a pass commits several tokens), where known."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(max(6.5, 0.6 * len(rows) + 3), 4.5))
     bottom = [0.0] * len(rows)
-    series = {}
-    for k in BREAKDOWN_ORDER:
-        vals = [r["breakdown_us"].get(k, 0.0) for r in rows]
+    series: dict[str, Any] = {}
+    keys = list(dict.fromkeys([*(k for k in BREAKDOWN_ORDER
+                                 if any(k in r["breakdown_us"] for r in rows)),
+                               *(k for r in rows for k in r["breakdown_us"])]))
+    for k in keys:
+        vals = [float(r["breakdown_us"].get(k, 0.0)) for r in rows]
         if not any(vals):
             continue
         ax.bar(range(len(rows)), vals, bottom=bottom, label=k.replace("_", " "))
         bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
         series[k] = vals
+    marks = [(i, v) for i, v in enumerate(per_token_us or []) if v is not None]
+    if marks:
+        ax.plot([i for i, _ in marks], [v for _, v in marks], ls="none", marker="_", ms=28,
+                mew=2.5, color="black", label="per token with speculation\n(best point)")
+        series["per_token_with_speculation_us"] = list(per_token_us or [])
     ax.set_xticks(range(len(rows)), labels, rotation=30, ha="right")
-    ax.set_ylabel("latency of one decode step (us)")
-    ax.set_title("Where the token time goes (critical path)")
+    ax.set_ylabel("time (us)")
+    ax.set_title("Where the time goes: one target decode step without speculation "
+                 "(critical path)", fontsize=10)
     ax.legend(fontsize=8, bbox_to_anchor=(1.01, 1), loc="upper left")
     return {"name": name, "files": _save(fig, outdir, name), "series": series,
             "labels": labels}
 
 
+MAX_FACETS = 6
+
+
 @_styled
 def heatmap(rows: list[dict[str, Any]], x: str, y: str, outdir: Path,
             metric: str = "tokens_per_second") -> dict[str, Any]:
-    """A metric over two swept axes (values as given in the sweep's overrides)."""
+    """A metric over two swept axes (values as given in the sweep's overrides). Other swept
+    axes are not hidden: one panel per combination of their values (up to MAX_FACETS);
+    beyond that each cell shows the best point over them, and the title says so."""
     xs = sorted({_key(r["overrides"][x]) for r in rows}, key=_sortkey)
     ys = sorted({_key(r["overrides"][y]) for r in rows}, key=_sortkey)
-    grid = [[float("nan")] * len(xs) for _ in ys]
-    for r in rows:
-        i, j = ys.index(_key(r["overrides"][y])), xs.index(_key(r["overrides"][x]))
-        grid[i][j] = max(r[metric], grid[i][j]) if grid[i][j] == grid[i][j] else r[metric]
+    others = list(dict.fromkeys(k for r in rows for k in r["overrides"] if k not in (x, y)))
+
+    def combo(r: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(_key(r["overrides"].get(k)) for k in others)
+    combos = sorted({combo(r) for r in rows}, key=lambda c: [_sortkey(v) for v in c])
+    facets = combos if len(combos) <= MAX_FACETS else [None]
+    grids = []
+    for f in facets:
+        grid = [[float("nan")] * len(xs) for _ in ys]
+        for r in rows:
+            if f is not None and combo(r) != f:
+                continue
+            i, j = ys.index(_key(r["overrides"][y])), xs.index(_key(r["overrides"][x]))
+            v = float(r[metric])
+            grid[i][j] = v if grid[i][j] != grid[i][j] else max(v, grid[i][j])
+        grids.append(grid)
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(1.0 * len(xs) + 3, 0.5 * len(ys) + 2.5))
-    ax.grid(False)
-    im = ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis")
-    ax.set_xticks(range(len(xs)), [str(v) for v in xs], rotation=30, ha="right")
-    ax.set_yticks(range(len(ys)), [str(v) for v in ys])
-    ax.set_xlabel(x)
-    ax.set_ylabel(y)
-    for i in range(len(ys)):
-        for j in range(len(xs)):
-            if grid[i][j] == grid[i][j]:
-                ax.text(j, i, f"{grid[i][j]:.0f}", ha="center", va="center", fontsize=7,
-                        color="white")
-    fig.colorbar(im, ax=ax, label=metric.replace("_", " ").replace("per second", "/s"))
-    others = {k for r in rows for k in r["overrides"]} - {x, y}
-    best = " (best over the other swept axes)" if others else ""
-    ax.set_title(f"{metric.replace('_', ' ')} over {x} and {y}{best}", fontsize=9)
+    ncols = min(3, len(facets))
+    nrows = -(-len(facets) // ncols)
+    fig, axs = plt.subplots(nrows, ncols, squeeze=False,
+                            figsize=(ncols * (0.8 * len(xs) + 2.5), nrows * (0.45 * len(ys) + 2)))
+    finite = [v for g in grids for row in g for v in row if v == v]
+    lo, hi = (min(finite), max(finite)) if finite else (0.0, 1.0)
+    im = None
+    for n, (f, grid) in enumerate(zip(facets, grids, strict=True)):
+        ax = axs[n // ncols][n % ncols]
+        ax.grid(False)
+        im = ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis", vmin=lo, vmax=hi)
+        ax.set_xticks(range(len(xs)), [str(v) for v in xs], rotation=30, ha="right")
+        ax.set_yticks(range(len(ys)), [str(v) for v in ys])
+        ax.set_xlabel(x)
+        if n % ncols == 0:
+            ax.set_ylabel(y)
+        if f is not None and others:
+            ax.set_title(", ".join(f"{k.split('.')[-1]}={v}" for k, v in zip(others, f,
+                                                                            strict=True)),
+                         fontsize=8)
+        for i in range(len(ys)):
+            for j in range(len(xs)):
+                if grid[i][j] == grid[i][j]:
+                    ax.text(j, i, f"{grid[i][j]:.0f}", ha="center", va="center", fontsize=7,
+                            color="white")
+    for n in range(len(facets), nrows * ncols):
+        axs[n // ncols][n % ncols].axis("off")
+    if im is not None:
+        fig.colorbar(im, ax=axs, label=metric.replace("_", " ").replace("per second", "/s"))
+    if not others:
+        how = ""
+    elif facets[0] is not None:
+        how = f"; one panel per {', '.join(others)}"
+    else:
+        how = f"; each cell the best over {', '.join(others)} ({len(combos)} combinations)"
+    fig.suptitle(f"{metric.replace('_', ' ')} over {x} and {y}{how}", fontsize=9, y=1.04)
     return {"name": "heatmap", "files": _save(fig, outdir, "heatmap"),
-            "series": {"x": [str(v) for v in xs], "y": [str(v) for v in ys], "z": grid}}
+            "series": {"x": [str(v) for v in xs], "y": [str(v) for v in ys], "z": grids[0],
+                       "panels": [{"fixed": dict(zip(others, map(str, f), strict=True))
+                                   if f is not None else None, "z": g}
+                                  for f, g in zip(facets, grids, strict=True)],
+                       "reduced_over": others if facets[0] is None else []},
+            "reduction": how.removeprefix("; ")}
 
 
 def _key(v: Any) -> Any:

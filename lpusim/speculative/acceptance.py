@@ -574,7 +574,7 @@ def load_trace(path: str | Path, drafted: int | None = None) -> TraceAcceptance:
         line = raw.count(b"\n", 0, raw.index(b"\x00")) + 1
         raise AcceptanceError(f"{name}:{line}: trace: binary data, not a CSV or JSONL text file")
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")      # a byte-order mark (spreadsheet exports) is fine
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         raise AcceptanceError(f"{name}:{line}: trace: not UTF-8 text (byte {exc.start})") from None

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from lpusim import progress
 from lpusim.config.specs import HeadsSpec, ScenarioSpec
 from lpusim.deploy import draft_chips
 from lpusim.errors import ConfigError, Issue
@@ -138,7 +139,9 @@ def evaluate(sc: ScenarioSpec, baseline: StepMetrics) -> dict[str, Any]:
         return step_metrics(model, sc.system, chips=chips, tp=tp, positions=width,
                             batch=sc.batch, context=sc.context, precision=sc.precision,
                             with_heads=heads, fidelity=sc.fidelity,
-                            context_window=sc.context_window)
+                            context_window=sc.context_window,
+                            expert_parallel=bool(sc.expert_parallel)
+                            and model.name == sc.model.name)
 
     if spec.strategy in ("draft", "async"):
         assert spec.draft_model is not None
@@ -197,7 +200,7 @@ def evaluate(sc: ScenarioSpec, baseline: StepMetrics) -> dict[str, Any]:
     def width_of(g: int) -> int:
         return acc.nodes + 1 if measured else 1 + tree_nodes(tree, g)  # type: ignore[attr-defined]
 
-    for g in gammas:
+    for g in progress.iterate(gammas, f"{spec.strategy}: verify widths", "gamma"):
         width = width_of(g)
         verify = step(target, sc.chips_used, sc.tp, width, with_heads).latency_cycles
         head, p_head = _head_start(acc, g, draft_cycles, verify + overhead, pipelined)
@@ -266,7 +269,7 @@ def _evaluate_async(sc: ScenarioSpec, acc: AcceptanceModel, windows: range,
     d = draft.latency_cycles
     best: tuple[float, int, StepMetrics, AsyncResult] | None = None
     curve = []
-    for k in windows:
+    for k in progress.iterate(windows, "async: windows", "window"):
         v = step(sc.model, sc.chips_used, sc.tp, k, False)
         r = evaluate_async(acc, k, d, v.latency_cycles, overhead, v.initiation_interval_cycles,
                            clock_hz=clock)
