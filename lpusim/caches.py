@@ -10,6 +10,7 @@ dataclasses, so equal inputs give equal keys and a cached answer is the answer):
 - ``link_graph``: the link graph of a system's first n chips and its route cache
   (`lpusim.compiler.topology`), shared by the compiles of one hardware point (read-only).
 - ``placement_graph``: decode graphs built to size a deployment (`lpusim.deploy`).
+- ``nested_spec_types``: the spec class of each nested field (`lpusim.config.schema`).
 - ``documents``: parsed YAML files by (path, mtime, size) (`lpusim.config.load`); callers get
   their own copy of a Document's data when they change it.
 - ``code_fingerprint``: the SHA-256 of lpusim's source, part of every on-disk step key and of

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import MISSING
 from typing import Any, TypeVar
 
+from lpusim import caches
 from lpusim.config.yamlio import Document, Path_
 from lpusim.errors import Issue, short_repr
 from lpusim.units import UnitError, parse_quantity
@@ -49,6 +50,7 @@ def nested_field(default_factory: Any = MISSING, *, optional: bool = False) -> A
     return dataclasses.field(default_factory=default_factory, metadata=meta)
 
 
+@caches.memoise("nested_spec_types", maxsize=1024)   # per spec class and field: few
 def _nested_type(cls: type, name: str) -> type:
     hint = typing.get_type_hints(cls)[name]
     for arg in typing.get_args(hint) or (hint,):

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from lpusim.errors import AcceptanceError, InputError
-from lpusim.speculative.acceptance import AcceptanceModel, _check_count
+from lpusim.speculative.acceptance import AcceptanceModel, TraceAcceptance, _check_count
 from lpusim.speculative.theory import _cost, _pass_cycles
 
 __all__ = ["MonteCarloResult", "simulate_passes"]
@@ -84,8 +84,8 @@ def simulate_passes(
 ) -> MonteCarloResult:
     """Simulate ``n_passes`` speculative passes of draft length ``gamma``.
 
-    Each pass commits ``L + 1`` tokens, ``L`` drawn from ``model`` with
-    ``numpy.random.default_rng(seed)``, and takes
+    Each pass commits ``L + 1`` tokens, ``L`` drawn from ``model`` (the passes' counts per
+    ``L`` as one multinomial draw, ``numpy.random.default_rng(seed)``), and takes
     ``gamma * draft_step_cycles + verify_step_cycles + overhead_cycles`` cycles.
     Per-token latency is defined as pass time / tokens committed in that pass, given to each of
     those tokens; p50 and p99 are token-weighted percentiles (inverted CDF, deterministic).
@@ -94,7 +94,8 @@ def simulate_passes(
     verifies, betting that the whole window is accepted and that its own next token matches
     the target's bonus token: a pass is ``head_start_cycles`` shorter when the previous pass
     accepted all ``gamma`` drafts and the bet held (probability ``head_start_prob``, drawn
-    after the prefix lengths so that the other results do not change).
+    after the prefix lengths so that the other results do not change). A recorded trace is
+    replayed in order from a seeded offset instead of drawn.
     """
     gamma = _check_count(gamma, "gamma")
     n_passes = _check_count(n_passes, "n_passes", minimum=1)
@@ -109,28 +110,21 @@ def simulate_passes(
         _cost(overhead_cycles, "overhead_cycles"),
     )
     rng = np.random.default_rng(seed)
-    accepted = np.asarray(model.sample_accepted(gamma, n_passes, rng), dtype=np.int64)
-    if accepted.shape != (n_passes,) or accepted.min() < 0 or accepted.max() > gamma:
-        raise AcceptanceError(f"acceptance model returned prefix lengths outside [0, {gamma}]")
-    hist = np.bincount(accepted + 1, minlength=gamma + 2)[1:]
-    tokens = np.arange(1, gamma + 2)
-    total_tokens = int(np.dot(hist, tokens))
-    # per pass: its time, and the tokens it commits (each token gets time / tokens); a pass
-    # is short or not and commits 1..gamma+1 tokens, so tokens are weighed per such pair
-    per_tokens = accepted + 1
-    ahead = np.zeros(n_passes, dtype=np.int64)
-    total_cycles = n_passes * cycles
     head = _cost(head_start_cycles, "head_start_cycles")
     saved = min(head, cycles)
-    if head > 0 and _cost(head_start_prob, "head_start_prob") > 0:
-        u = rng.random(n_passes)
-        ahead[1:] = (accepted[:-1] == gamma) & (u[1:] < head_start_prob)
-        total_cycles -= int(ahead.sum()) * saved
-    pairs = np.bincount(ahead * (gamma + 2) + per_tokens, weights=per_tokens,
-                        minlength=2 * (gamma + 2)).astype(np.int64).reshape(2, gamma + 2)
-    short, k = np.nonzero(pairs)
-    weight = pairs[short, k]
-    latency_us = (cycles - short * saved) / clock * 1e6 / k
+    bet = head > 0 and _cost(head_start_prob, "head_start_prob") > 0
+    if isinstance(model, TraceAcceptance):
+        hist, short = _replayed(model, gamma, n_passes, rng, head_start_prob if bet else 0.0)
+    else:
+        hist, short = _drawn(model, gamma, n_passes, rng, head_start_prob if bet else 0.0)
+    tokens = np.arange(1, gamma + 2)
+    total_tokens = int(np.dot(hist, tokens))
+    total_cycles = n_passes * cycles - int(short.sum()) * saved
+    # per-token latency: every token of a pass gets the pass time / the tokens it committed
+    pairs = np.stack([(hist - short) * tokens, short * tokens])
+    is_short, k_idx = np.nonzero(pairs)
+    weight = pairs[is_short, k_idx]
+    latency_us = (cycles - is_short * saved) / clock * 1e6 / tokens[k_idx]
     return MonteCarloResult(
         gamma=gamma,
         n_passes=n_passes,
@@ -144,3 +138,40 @@ def simulate_passes(
         p50_token_latency_us=_weighted_percentile(latency_us, weight, 50),
         p99_token_latency_us=_weighted_percentile(latency_us, weight, 99),
     )
+
+
+def _drawn(model: AcceptanceModel, gamma: int, n_passes: int, rng: np.random.Generator,
+           bet_prob: float) -> tuple[np.ndarray, np.ndarray]:
+    """Passes per accepted-prefix length L = 0..gamma, and how many of them a head start
+    shortened, drawn as counts: the passes are independent and alike, so one multinomial over
+    the prefix-length law gives the histogram in O(gamma) whatever the number of passes."""
+    pmf = np.clip(np.asarray(model.prefix_length_pmf(gamma), dtype=float), 0.0, None)
+    if pmf.shape != (gamma + 1,) or not pmf.sum() > 0:
+        raise AcceptanceError(f"acceptance model gave no prefix-length law over [0, {gamma}]")
+    hist = rng.multinomial(n_passes, pmf / pmf.sum()).astype(np.int64)
+    short = np.zeros(gamma + 1, dtype=np.int64)
+    if bet_prob > 0:
+        # a pass is short when the one before it accepted all gamma drafts (the last pass's
+        # own outcome has no successor) and the bet on the bonus token held; which passes
+        # those are does not depend on their own outcome
+        last_full = rng.random() < hist[gamma] / n_passes
+        after_full = int(hist[gamma]) - int(last_full)
+        n_short = int(rng.binomial(after_full, bet_prob)) if after_full else 0
+        if n_short:
+            short = rng.multivariate_hypergeometric(hist, n_short).astype(np.int64)
+    return hist, short
+
+
+def _replayed(model: TraceAcceptance, gamma: int, n_passes: int, rng: np.random.Generator,
+              bet_prob: float) -> tuple[np.ndarray, np.ndarray]:
+    """The same counts for a recorded trace, replayed in order from a seeded offset."""
+    accepted = np.asarray(model.sample_accepted(gamma, n_passes, rng), dtype=np.int64)
+    if accepted.shape != (n_passes,) or accepted.min() < 0 or accepted.max() > gamma:
+        raise AcceptanceError(f"acceptance model returned prefix lengths outside [0, {gamma}]")
+    hist = np.bincount(accepted, minlength=gamma + 1)[:gamma + 1].astype(np.int64)
+    ahead = np.zeros(n_passes, dtype=bool)
+    if bet_prob > 0:
+        u = rng.random(n_passes)
+        ahead[1:] = (accepted[:-1] == gamma) & (u[1:] < bet_prob)
+    short = np.bincount(accepted[ahead], minlength=gamma + 1)[:gamma + 1].astype(np.int64)
+    return hist, short
