@@ -32,7 +32,8 @@ from lpusim.runner import (
 __all__ = ["DEFAULT_SCENARIO", "RunResult", "assumptions", "baseline_step", "compare",
            "describe", "load_scenario", "plan", "plan_chips", "plot_breakdown",
            "plot_gamma_curve", "report", "run", "sweep", "to_frame", "load_model", "load_chip",
-           "load_system", "acceptance", "acceptance_presets", "textbook_optimum"]
+           "load_system", "acceptance", "acceptance_presets", "textbook_optimum", "serve",
+           "plot_frontier"]
 
 
 def run(scenario: ScenarioSpec | str | os.PathLike[str] = DEFAULT_SCENARIO) -> RunResult:
@@ -246,3 +247,26 @@ def textbook_optimum(acceptance_model: Any, cost_ratio: float, max_gamma: int = 
     """Leviathan et al.'s optimal gamma and speedup for a drafter of relative cost c."""
     from lpusim.speculative import optimal_gamma
     return optimal_gamma(acceptance_model, cost_ratio, max_gamma=max_gamma)
+
+
+def serve(scenario: ScenarioSpec | str | os.PathLike[str] = DEFAULT_SCENARIO,
+          **options: Any) -> Any:
+    """Sweep load on a scenario's deployment (`lpusim.serve`): the frontier of per-user against
+    system tokens/s, TTFT, J/token and $ per million output tokens. `options` are the fields
+    of `lpusim.serve.ServeOptions` (contexts, paged, page_tokens, prompt_tokens, max_batch,
+    strategies, ttft_prompts)."""
+    from lpusim.serve import ServeOptions
+    from lpusim.serve import serve as _serve
+    sc = scenario if isinstance(scenario, ScenarioSpec) else load_scenario(scenario)
+    if "strategies" in options:
+        options["strategies"] = tuple(options["strategies"])
+    if "ttft_prompts" in options:
+        options["ttft_prompts"] = tuple(options["ttft_prompts"])
+    return _serve(sc, ServeOptions(**options))
+
+
+def plot_frontier(result: Any, outdir: str | os.PathLike[str]) -> dict[str, Any]:
+    """The serving frontier of a `serve` result (PNG and SVG in outdir)."""
+    from lpusim.report.plots import serving_frontier
+    d = result if isinstance(result, dict) else result.to_dict()
+    return serving_frontier(d, Path(outdir))

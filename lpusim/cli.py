@@ -226,6 +226,39 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "then each layer's attention, FFN and down "
                                                  "projection, then the head)")
             p.add_argument("--layer-range", help="only transformer layers A:B (0-based)")
+
+    p = sub.add_parser("serve", help="many users on one deployment: per-user vs system "
+                                     "tokens/s, time to first token, J and $ per token")
+    p.add_argument("scenario", nargs="?", default=None,
+                   help="scenario file or name (default: Llama 3.1 70B on 576 chips)")
+    p.add_argument("--model", help="target model name or file")
+    p.add_argument("--system", help="system name or file")
+    p.add_argument("--chips", type=int, help="use the first N chips of the system")
+    p.add_argument("--context-window", type=int,
+                   help="KV cache reserved per user with --kv window (default: the context)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any scenario field by dotted path (repeatable)")
+    p.add_argument("--strategies", default=None,
+                   help="comma-separated speculation strategies to compare with none: draft, "
+                        "async, heads (default: the scenario's, if it speculates)")
+    p.add_argument("--draft", help="draft model for draft and async (name or file)")
+    p.add_argument("--heads", type=int, help="K Medusa-style heads for heads")
+    p.add_argument("--gamma", help="draft length (async: window), or 'auto'")
+    p.add_argument("--acceptance", help="constant, preset name, list, mix or file")
+    p.add_argument("--contexts", default="chat",
+                   help="context lengths of the traffic: N, A,B,C, chat (1k prompt + 1k "
+                        "output, the default), uniform:LO:HI or exponential:MEAN")
+    p.add_argument("--kv", choices=("paged", "window"), default="paged",
+                   help="paged KV (each user holds its context in pages) or a whole window "
+                        "reserved per user (default: paged)")
+    p.add_argument("--page-tokens", type=int, default=None,
+                   help="tokens per KV page (default 64, an assumption)")
+    p.add_argument("--prompt-tokens", type=int, default=None,
+                   help="prompt length for ttft_ms (default 1000)")
+    p.add_argument("--max-batch", type=int, default=None,
+                   help="widest batch (users per step) tried (default 64)")
+    p.add_argument("-o", "--output", help="directory for the frontier plot and serve.json")
+    _format_arg(p)
     return ap
 
 
@@ -686,11 +719,107 @@ def cmd_trace(args: argparse.Namespace) -> int:
     return 0
 
 
+@_all_or_none
+def cmd_serve(args: argparse.Namespace) -> int:
+    from lpusim import api
+    from lpusim.serve import STRATEGIES
+    for flag in ("page_tokens", "prompt_tokens", "max_batch", "chips", "context_window",
+                 "heads"):
+        v = getattr(args, flag)
+        if v is not None and v < 1:
+            raise ConfigError(Issue("command line", None, None, f"--{flag.replace('_', '-')}",
+                                    f"must be at least 1, got {v}"))
+    if args.max_batch is not None and args.max_batch > 65_536:     # as scenarios' batch
+        raise ConfigError(Issue("command line", None, None, "--max-batch",
+                                f"must be at most 65536, got {args.max_batch}"))
+    strategies: list[str] = []
+    if args.strategies is not None:
+        for s in (x.strip() for x in args.strategies.split(",")):
+            if s not in STRATEGIES:
+                raise ConfigError(Issue("command line", None, None, "--strategies",
+                                        f"unknown strategy {s!r} (one of "
+                                        f"{', '.join(STRATEGIES)})"))
+            strategies.append(s)
+    sc = _scenario(args)
+    if args.strategies is None and sc.speculation is not None:
+        strategies = [sc.speculation.strategy]
+    opts: dict[str, Any] = {"contexts": _contexts_flag(args.contexts),
+                            "paged": args.kv == "paged", "strategies": strategies}
+    for flag in ("page_tokens", "prompt_tokens", "max_batch"):
+        if getattr(args, flag) is not None:
+            opts[flag] = getattr(args, flag)
+    if args.prompt_tokens is not None and args.prompt_tokens >= sc.window:
+        raise ConfigError(Issue("command line", None, None, "--prompt-tokens",
+                                f"must be below the window of {sc.window} tokens"))
+    try:
+        from lpusim.serve import parse_contexts
+        parse_contexts(opts["contexts"], sc.window)
+    except ValueError as e:
+        raise ConfigError(Issue("command line", None, None, "--contexts", str(e))) from None
+    result = api.serve(sc, **opts)
+    data = result.to_dict()
+    if args.output:
+        from lpusim.atomic import write_atomic
+        out = Path(args.output)
+        write_atomic(out / "serve.json", json.dumps(data, indent=2) + "\n")
+        api.plot_frontier(result, out)
+    _emit_serve(data, args.format)
+    return 0
+
+
+def _contexts_flag(text: str) -> Any:
+    t = text.strip()
+    return int(t) if t.isdigit() else t
+
+
+SERVE_COLUMNS = ("users", "batch", "groups", "tokens_per_second_per_user",
+                 "system_tokens_per_second", "tokens_per_second_per_chip", "ttft_ms",
+                 "joules_per_token", "usd_per_million_output_tokens", "limit")
+
+
+def _emit_serve(data: dict[str, Any], fmt: str, out: Any = None) -> None:
+    """A serve result: JSON as is; CSV one row per frontier point (every strategy); a table
+    per strategy with the list price beside it."""
+    out = out or sys.stdout
+    if fmt == "json":
+        emit(data, "json", out)
+        return
+    price = data["list_price_usd_per_million_output_tokens"]
+    lines = {"none": data["frontier"], **data["speculation"]}
+    if fmt == "csv":
+        rows = [{"strategy": name, **{k: v for k, v in p.items() if k != "strategy"},
+                 "list_price_usd_per_million_output_tokens": price}
+                for name, pts in lines.items() for p in pts]
+        emit_rows(rows, "csv", out)
+        return
+    ctx = data["contexts"]
+    out.write(f"{data['scenario']}: {data['model']} on {data['chips']} chips of "
+              f"{data['system']}; contexts {ctx['label']} (mean {ctx['mean_tokens']:.0f}), "
+              f"{'paged' if data['paged_kv'] else 'window-reserved'} KV "
+              f"({data['kv_tokens_per_user']:.0f} tokens per user), "
+              f"ttft at a {data['prompt_tokens']}-token prompt\n")
+    for name, pts in lines.items():
+        out.write(f"\n{'no speculation' if name == 'none' else 'speculation: ' + name}\n")
+        cols = SERVE_COLUMNS + (("speedup_per_user", "gamma") if name != "none" else ())
+        emit_rows([{k: ("-" if p.get(k) is None else p.get(k)) for k in cols} for p in pts],
+                  "table", out)
+        lim = data["limits"].get(name, {})
+        if lim:
+            out.write(f"pipeline-full limit {lim['pipeline_full_tokens_per_second']:,.0f} "
+                      f"tokens/s (largest batch that fits: {lim['largest_batch']})\n")
+    for name, err in data.get("errors", {}).items():
+        out.write(f"\nspeculation: {name}: not served: {err}\n")
+    out.write("\ntime to first token\n")
+    emit_rows(data["ttft"], "table", out)
+    out.write(f"\ncomparison (a price, not a fit): ${price:.2f} per million output tokens, "
+              f"{data['list_price_source']}\n")
+
+
 COMMANDS = {"validate": cmd_validate, "describe": cmd_describe, "plan": cmd_plan,
             "run": cmd_run, "trace": cmd_trace, "speculate": cmd_speculate,
             "calibrate": cmd_calibrate, "validate-published": cmd_validate_published,
             "sensitivity": cmd_sensitivity, "sweep": cmd_sweep, "compare": cmd_compare,
-            "report": cmd_report}
+            "report": cmd_report, "serve": cmd_serve}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -788,7 +917,7 @@ def _entry_point_settings() -> Iterator[None]:
 
 MAX_ISSUES_SHOWN = 20
 # commands whose -o/--output is a directory (the others write one file)
-_OUTPUT_DIRS = ("run", "report", "sensitivity", "calibrate")
+_OUTPUT_DIRS = ("run", "report", "sensitivity", "calibrate", "serve")
 
 
 def _check_output(command: str, output: str) -> None:

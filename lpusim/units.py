@@ -1,10 +1,11 @@
 """Unit strings to exact integers.
 
 Quantities in YAML are strings with units: sizes (`230MB`, `220MiB`), frequencies (`900MHz`),
-bandwidths (`30Gbps` bits, `14.6GB/s` bytes) and times (`0.6us`). Decimal prefixes are powers
-of 1000, binary prefixes (KiB, MiB, ...) powers of 1024: MB is not MiB. Results are integers in
-the model's base units: bytes, hertz, bytes per second, picoseconds. A value that is not a whole
-number of base units is rounded to the nearest one (sizes must be exact).
+bandwidths (`30Gbps` bits, `14.6GB/s` bytes), times (`0.6us`) and powers (`300W`, `1.2kW`).
+Decimal prefixes are powers of 1000, binary prefixes (KiB, MiB, ...) powers of 1024: MB is not
+MiB. Results are integers in the model's base units: bytes, hertz, bytes per second,
+picoseconds, watts. A value that is not a whole number of base units is rounded to the nearest
+one (sizes must be exact).
 """
 
 from __future__ import annotations
@@ -33,12 +34,14 @@ for _p, _m in _DEC.items():
 for _p, _m in _BIN.items():
     BANDWIDTH_UNITS[f"{_p}B/s"] = Fraction(_m)
 TIME_UNITS_PS = {"ps": 1, "ns": 10**3, "us": 10**6, "ms": 10**9, "s": 10**12}
+POWER_UNITS_W = {"W": 1, "kW": 10**3, "MW": 10**6}
 
 _KINDS: dict[str, tuple[Mapping[str, int | Fraction], str, str]] = {
     "size": (SIZE_UNITS, "bytes", "a size like 230MB or 220MiB"),
     "frequency": (FREQ_UNITS, "Hz", "a frequency like 900MHz"),
     "bandwidth": (BANDWIDTH_UNITS, "B/s", "a bandwidth like 30Gbps or 14.6GB/s"),
     "time": (TIME_UNITS_PS, "ps", "a time like 0.6us or 250ns"),
+    "power": (POWER_UNITS_W, "W", "a power like 300W or 1.2kW"),
 }
 
 
@@ -49,7 +52,8 @@ class UnitError(ValueError):
 def parse_quantity(value: object, kind: str) -> int:
     """Parse `value` (a unit string) as `kind` and return an integer in base units.
 
-    kind is one of size (bytes), frequency (Hz), bandwidth (bytes/s), time (picoseconds).
+    kind is one of size (bytes), frequency (Hz), bandwidth (bytes/s), time (picoseconds),
+    power (watts).
     Raises UnitError with a message that says what was expected.
     """
     units, _base, example = _KINDS[kind]

@@ -273,3 +273,65 @@ Heads instead of a drafter: Medusa-style heads on the target need no extra chips
 (C, """r = api.run(api.load_scenario("llama-3.1-70b-specdec", {"speculation.monte_carlo_passes": 20000}))
 print(f"gamma {r.speculation['gamma']}: speculation pays off above a = {r.speculation['break_even_acceptance']:.3f}")"""),
 ], "notebooks/04_gamma_and_drafter.ipynb")
+
+nb([
+(M, """# 5. Serving Llama 3.1 70B on 576 chips: users, speed, cost
+
+At batch 1 the 576-chip system keeps its matrix units busy well under 1% of the time. A cloud that sells tokens serves many users at once. This notebook asks lpusim the operator's question: how many users can one system carry, at what speed each, how long the first token takes, and what a token costs in joules and dollars, with and without speculation.
+
+How `lpusim.serve` models it: users are served in groups (a batch: rows through the MXM); the groups' decode steps are interleaved in the static pipeline one initiation interval apart, so each keeps its own step time until the pipeline's slots run out. Every user keeps its KV cache in SRAM beside the weights, paged (each user holds its context) or as a whole reserved window. Step times, intervals and SRAM come from compiled and simulated steps; power and prices are the system file's `power:` and `cost:` inputs (mostly marked `assumption`)."""),
+(C, """from lpusim import api
+
+# the 8k-window deployment of Groq's speculative endpoint, so that with and without speculation share the window
+base = api.serve("llama-3.1-70b-specdec", contexts="chat", paged=True, ttft_prompts=[128, 1000, 4096])
+cols = ("users", "batch", "tokens_per_second_per_user", "system_tokens_per_second", "tokens_per_second_per_chip",
+        "ttft_ms", "joules_per_token", "usd_per_million_output_tokens", "limit")
+def show(points):
+    for p in points:
+        print("  ".join(f"{k}={p[k]:.4g}" if isinstance(p[k], float) else f"{k}={p[k]}" for k in cols))
+print(f"{base.deployments['none']['chips']} chips, {base.context_window}-token window; traffic: {base.contexts['label']}, "
+      f"{base.kv_tokens_per_user:.0f} KV tokens per user (paged)")
+show(base.frontier)"""),
+(M, """Each user keeps the step's full speed until the pipeline's slots run out. The last point's `limit` says what stops the next one: the KV cache (`kv`: the 70B model's 8-bit weights fill most of every chip's SRAM, and what is left holds a limited number of sequences' KV caches; the pool, printed below, is counted in tokens of context) or the pipeline's slots (`pipeline`: more users only slow everyone). Reserving the whole 8k window per user instead of paging leaves room for far fewer users:"""),
+(C, """lim = base.limits["none"]
+print(f"KV pool: {lim['kv_pool_tokens']} tokens of context in all; the pipeline has {lim['slots_in_flight']} slots for batch-1 steps")
+window = api.serve("llama-3.1-70b-specdec", contexts="chat", paged=False, ttft_prompts=[])
+print(f"paged KV: {base.frontier[-1]['users']} users; window reservation: {window.frontier[-1]['users']} users")
+print("last paged point:", base.frontier[-1]["limit"], "- pipeline share in use", round(base.frontier[-1]["pipeline_share"], 3))"""),
+(M, """Time to first token: a prompt is prefilled in chunks, each a compiled step with that many positions, entering the pipeline one interval apart. The chunk is bounded by the SRAM left beside weights and KV, so on this system chunks stay small."""),
+(C, """for t in base.ttft:
+    print(f"{t['prompt_tokens']:5d}-token prompt: {t['ttft_ms']:.1f} ms idle (chunk {t['chunk']}), "
+          f"{t['ttft_ms_at_max_load']:.1f} ms with {t['users_at_max_load']} users decoding")
+print("chunk bound:", base.prefill_chunk_bound[:110])"""),
+(M, """Speculation under load: the drafter (Llama 3.2 1B on one extra node, acceptance 0.9 as in the specdec scenario) serves every user too, and each verification pass takes a pipeline slot. `async` keeps many runs of one user in the target pipeline at once; Medusa-style heads need no drafter."""),
+(C, """spec = api.serve("llama-3.1-70b-specdec", contexts="chat", strategies=["draft", "async"], ttft_prompts=[])
+heads = api.serve(api.load_scenario("llama-3.1-70b-specdec", {"speculation.strategy": "heads", "speculation.heads": 4}),
+                  contexts="chat", strategies=["heads"], ttft_prompts=[])
+lines = {**spec.speculation, **heads.speculation}
+for name, pts in lines.items():
+    print(f"{name}: " + ", ".join(f"{p['users']} users {p['tokens_per_second_per_user']:.0f}/s ({p['speedup_per_user']:.1f}x, {p['limit']})"
+                                  for p in pts))"""),
+(C, """import tempfile
+from IPython.display import Image
+data = base.to_dict()
+data["speculation"] = lines
+out = tempfile.mkdtemp()
+plot = api.plot_frontier(data, out)
+Image(filename=f"{out}/serving_frontier.png")"""),
+(M, """What the frontier shows, checked: paging carries several times the users of window reservation, which the KV cache stops early; without speculation the paged system stops at its KV pool or its pipeline slots, with every user near the one-user speed; with speculation each user is faster and the system delivers more tokens/s at the same number of users."""),
+(C, """last = base.frontier[-1]
+assert window.frontier[-1]["limit"] == "kv" and last["limit"] in ("kv", "pipeline")
+assert last["users"] > 2 * window.frontier[-1]["users"]
+assert last["tokens_per_second_per_user"] > 0.8 * base.frontier[0]["tokens_per_second_per_user"]
+for name, pts in lines.items():
+    first = pts[0]
+    assert first["users"] == 1 and first["speedup_per_user"] > 1, name
+    assert first["system_tokens_per_second"] > base.frontier[0]["system_tokens_per_second"], name
+print("checked")"""),
+(M, """Cost: J/token and $ per million output tokens fall as users share the fixed power and capex of the system. The list price of Groq's speculative endpoint is printed beside it as a comparison, never a fit: a price carries margin and a utilisation lpusim does not know, and the power and capex inputs here are assumptions."""),
+(C, """for name, pts in {"none": base.frontier, **lines}.items():
+    p = max(pts, key=lambda q: q["system_tokens_per_second"])
+    print(f"{name:6s} at {p['users']:3d} users: {p['system_tokens_per_second']:8.0f} tokens/s, {p['joules_per_token']:6.1f} J/token, "
+          f"${p['usd_per_million_output_tokens']:.2f} per million output tokens")
+print(f"comparison: ${base.list_price_usd_per_million_output_tokens} ({base.list_price_source})")"""),
+], "notebooks/05_serving_70b.ipynb")

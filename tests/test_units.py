@@ -20,6 +20,9 @@ from lpusim.units import UnitError, cycles_to_us, parse_quantity, ps_to_cycles
     ("0.6us", "time", 600_000),                   # picoseconds
     ("250ns", "time", 250_000),
     ("3 us", "time", 3_000_000),
+    ("300W", "power", 300),                       # watts
+    ("1.2kW", "power", 1200),
+    ("2MW", "power", 2_000_000),
 ])
 def test_parse_known_values(text, kind, expected):
     assert parse_quantity(text, kind) == expected
@@ -46,6 +49,9 @@ def test_gbps_is_not_gb_per_s():
     ("0.5B", "size", "'0.5B' is not a whole number of bytes"),
     ("nanMB", "size", "cannot read 'nanMB'; expected a size like 230MB or 220MiB"),
     (True, "size", "expected a size like 230MB or 220MiB, got bool"),
+    (300, "power", "300 has no unit; expected a power like 300W or 1.2kW"),
+    ("300MB", "power", "unknown unit 'MB' in '300MB'; expected a power like 300W or 1.2kW "
+                       "('MB' is a size unit)"),
 ])
 def test_bad_units(value, kind, message):
     with pytest.raises(UnitError) as e:

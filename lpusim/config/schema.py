@@ -1,10 +1,11 @@
 """A small declarative schema for spec dataclasses.
 
 Each spec is a frozen dataclass whose fields carry `spec_field(...)` metadata: the value kind
-(int, float, probability, str, bool, enum, size, frequency, bandwidth, time, or a nested spec),
-bounds and a default. `build` walks a `Document`, converts and checks every field, and collects
-every problem (unknown keys with the nearest valid key, missing keys, wrong types, out-of-range
-values) before raising one `ConfigError`. Cross-field rules live in each spec's `check` method.
+(int, float, probability, str, bool, enum, size, frequency, bandwidth, time, power, or a nested
+spec), bounds and a default. `build` walks a `Document`, converts and checks every field, and
+collects every problem (unknown keys with the nearest valid key, missing keys, wrong types,
+out-of-range values) before raising one `ConfigError`. Cross-field rules live in each spec's
+`check` method.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from lpusim.errors import Issue, short_repr
 from lpusim.units import UnitError, parse_quantity
 
 T = TypeVar("T")
-QUANTITIES = ("size", "frequency", "bandwidth", "time")
+QUANTITIES = ("size", "frequency", "bandwidth", "time", "power")
 
 
 def spec_field(kind: str, default: Any = MISSING, *, min: float | None = None,

@@ -2,8 +2,9 @@
 
 Each is a frozen dataclass built from a versioned YAML document (`kind:` and `version:`) by
 `lpusim.config.load`. Quantities are integers in base units (bytes, hertz, bytes per second,
-picoseconds); derived facts (peak ops, SRAM bytes, parameter counts) are computed here from the
-structural numbers, never typed in as totals.
+picoseconds, watts); derived facts (peak ops, SRAM bytes, parameter counts) are computed here
+from the structural numbers, never typed in as totals. Money is plain floats in US dollars
+(fields named `_usd`).
 """
 
 from __future__ import annotations
@@ -288,6 +289,32 @@ class CompilerSpec:
 
 
 @dataclass(frozen=True, kw_only=True)
+class PowerSpec:
+    """Electrical power of a deployment at load (what `lpusim.cost` turns into J/token)."""
+
+    chip_watts: int = spec_field("power", max=10**5, doc="one chip (card) serving at load")
+    host_watts_per_node: int = spec_field("power", max=10**6,
+                                          doc="the host of one node: CPUs, DRAM, NICs, fans")
+    cooling_overhead: float = spec_field("float", 1.0, min=1.0, max=10.0,
+                                         doc="PUE: facility power over IT power")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CostSpec:
+    """A cost basis: capex amortised over years plus the electricity price, or a chip-hour
+    price that replaces both (hosts, power and facility included in it)."""
+
+    chip_capex_usd: float = spec_field("float", min=0.0, max=1e9, doc="one chip (card)")
+    host_capex_usd_per_node: float = spec_field("float", min=0.0, max=1e9,
+                                                doc="the host server of one node")
+    amortisation_years: float = spec_field("float", min=0.01, max=100.0)
+    electricity_usd_per_kwh: float = spec_field("float", min=0.0, max=100.0)
+    chip_hour_usd: float | None = spec_field("float", None, min=0.0, max=1e6,
+                                             doc="rented price per chip-hour (overrides "
+                                                 "capex and electricity)")
+
+
+@dataclass(frozen=True, kw_only=True)
 class SystemSpec:
     name: str = spec_field("str")
     chip: ChipSpec = nested_field()
@@ -296,6 +323,8 @@ class SystemSpec:
     sync: SyncSpec = nested_field()
     calibration: CalibrationSpec | None = nested_field(optional=True)
     compiler: CompilerSpec = nested_field(CompilerSpec)
+    power: PowerSpec | None = nested_field(optional=True)
+    cost: CostSpec | None = nested_field(optional=True)
 
     @property
     def chips(self) -> int:

@@ -314,3 +314,32 @@ def _sortkey(v: Any) -> tuple[int, Any]:
         except UnitError:
             continue
     return (1, str(v))
+
+
+def serving_frontier(result: dict[str, Any], outdir: Path) -> dict[str, Any]:
+    """Per-user against system tokens/s at each load, one line per strategy (a
+    `ServeResult.to_dict()`), with the user count at each point."""
+    plt = _plt()
+    lines = {"none": result["frontier"], **result.get("speculation", {})}
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    series: dict[str, list[list[float]]] = {}
+    for name, pts in lines.items():
+        if not pts:
+            continue
+        xs = [p["system_tokens_per_second"] for p in pts]
+        ys = [p["tokens_per_second_per_user"] for p in pts]
+        label = "no speculation" if name == "none" else name
+        ax.plot(xs, ys, marker="o", label=label)
+        for p, x, y in zip(pts, xs, ys, strict=True):
+            ax.annotate(str(p["users"]), (x, y), textcoords="offset points", xytext=(3, 4),
+                        fontsize=7)
+        series[name] = [xs, ys]
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("system tokens/s (all users)")
+    ax.set_ylabel("tokens/s per user")
+    ax.set_title(f"Serving {result['model']} on {result['chips']} chips "
+                 f"(labels: users; {'paged' if result['paged_kv'] else 'window'} KV)")
+    ax.legend()
+    files = _save(fig, outdir, "serving_frontier")
+    return {"name": "serving_frontier", "files": files, "series": series}
