@@ -56,7 +56,6 @@ SWEEP_GRID: dict[str, list[Any]] = {
                                 "mixtral-8x7b"],
 }
 SWEEP_BASE = "llama-3.1-70b-specdec"
-CACHE_ENV = "LPUSIM_CACHE_DIR"      # lpusim.step's on-disk step cache
 SWEEP_WORKERS = 2
 
 
@@ -226,14 +225,15 @@ def sweep(warm: bool = False) -> dict[str, Any]:
     (lpusim.sweep.run_sweep: process pool, points batched by hardware), two workers, from
     loading the sweep file to the last result line written. `warm`: with the on-disk step
     cache (LPUSIM_CACHE_DIR) filled by a first, unmeasured run of the same sweep."""
+    from lpusim import caches
     from lpusim.sweep import load_sweep, run_sweep
     with tempfile.TemporaryDirectory() as d:
         path = write_sweep_file(Path(d))
         if warm:
-            os.environ[CACHE_ENV] = str(Path(d) / "cache")
+            caches.set_disk_dir(Path(d) / "cache")
             run_sweep(load_sweep(path), Path(d) / "first.jsonl", workers=SWEEP_WORKERS)
         else:
-            os.environ.pop(CACHE_ENV, None)
+            caches.set_disk_dir(None)
         t0 = time.perf_counter()
         spec = load_sweep(path)
         rows = run_sweep(spec, Path(d) / "results.jsonl", workers=SWEEP_WORKERS)
@@ -285,6 +285,8 @@ CASES: dict[str, Case] = {c.name: c for c in _cases()}
 def main(argv: list[str]) -> int:
     """Child side: run one case and write its measurements to the output file."""
     name, out = argv
+    import gc
+    gc.disable()            # as lpusim's own entry points (the CLI, sweep workers) do
     res = CASES[name].fn()
     rss, cpu = _usage()
     res["peak_rss_bytes"] = max(res.get("peak_rss_bytes", 0), rss)

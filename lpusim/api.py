@@ -191,13 +191,13 @@ def _power_and_cost(system: SystemSpec | GpuSystemSpec, chips: int, tokens_per_s
     out: dict[str, float | None] = {"power_kw": None, "joules_per_token": None,
                                     "usd_per_million_tokens": None}
     if system.power is not None:
-        watts = cost.system_power_watts(system, chips)  # type: ignore[arg-type]
+        watts = cost.system_power_watts(system, chips)
         out["power_kw"] = watts / 1000
         out["joules_per_token"] = cost.joules_per_token(watts, tokens_per_s)
     if system.cost is not None and (system.power is not None
                                     or system.cost.chip_hour_usd is not None):
         out["usd_per_million_tokens"] = cost.usd_per_million_tokens(
-            system, chips, tokens_per_s)  # type: ignore[arg-type]
+            system, chips, tokens_per_s)
     return out
 
 

@@ -168,7 +168,7 @@ def remove_stale_temporaries(path: str | os.PathLike[str]) -> list[Path]:
     is gone); a live writer's file is left alone. Returns what was removed."""
     p = Path(path)
     prefix = _temp_prefix(p)
-    removed = []
+    removed: list[Path] = []
     try:
         names = os.listdir(p.parent)
     except OSError:

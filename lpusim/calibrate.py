@@ -526,7 +526,7 @@ def validate_published(h: Hypothesis | None = None) -> list[dict[str, Any]]:
                                 "inferred from the model", "inference",
                                 id=f"{row.id}:implied-{strategy}",
                                 reachable=a is not None))
-    from lpusim.gpu.validate import gpu_rows      # the GPU backend's own fit and prediction
+    from lpusim.gpu.validate import gpu_rows  # the GPU backend's own fit and prediction
     out.extend({**r, "backend": "gpu"} for r in gpu_rows())
     out.append(_dragonfly_row())
     out.append(_allreduce_row())
@@ -635,7 +635,7 @@ def sensitivity(scenario: str = ANCHOR_SCENARIO, delta: float = 0.5) -> list[dic
     """Tokens/s of `scenario` with each uncertain parameter at (1 - delta) and (1 + delta)."""
     sc = api.load_scenario(scenario)
     base = api.run(sc).tokens_per_second
-    out = []
+    out: list[dict[str, Any]] = []
     for label, fields, kind in progress.iterate(SENSITIVITY, "sensitivity", "parameter"):
         names = fields if isinstance(fields, tuple) else (fields,)
         res = {}

@@ -8,12 +8,14 @@ atomically, so an error leaves nothing half-written.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import gc
 import io
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -448,6 +450,7 @@ def _is_sweep(path: str) -> bool:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from lpusim.config import load
+    from lpusim.speculative.checks import SCENARIO_CHECKS
     from lpusim.sweep import load_sweep
     issues: list[Issue] = []
     for f in args.files:
@@ -456,7 +459,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             if _is_sweep(path):
                 load_sweep(path)
             else:
-                load(path)
+                load(path, checks=SCENARIO_CHECKS)
         except ConfigError as e:
             issues.extend(e.issues)
             continue
@@ -556,12 +559,12 @@ def cmd_speculate(args: argparse.Namespace) -> int:
         if g < 1:
             raise ConfigError(Issue("command line", None, None, "--gamma", "must be >= 1"))
     try:
-        e = acc.expected_tokens(g)
+        tokens = acc.expected_tokens(g)
         s = speedup(acc, g, c)
     except ValueError as err:
         raise ConfigError(Issue("command line", None, None, "--gamma", str(err))) from None
     out = {"acceptance": acc.describe(), "cost_ratio": c, "gamma": g,
-           "expected_tokens_per_pass": e, "speedup": s, "optimal_gamma": best_g,
+           "expected_tokens_per_pass": tokens, "speedup": s, "optimal_gamma": best_g,
            "optimal_speedup": best_s}
     if args.pipeline_stages is not None:
         from lpusim.speculative.asynchronous import evaluate_async
@@ -605,13 +608,17 @@ def emit_rows(rows: list[dict[str, Any]], fmt: str, out: Any = None, render: Any
 
 @_with_progress
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from lpusim.sweep import dask_executor, load_sweep, run_sweep
+    from lpusim.sweep import dask_executor, load_sweep, run_sweep, stale_rows
     if not 1 <= args.workers <= MAX_WORKERS:
         raise ConfigError(Issue("command line", None, None, "--workers",
                                 f"must be between 1 and {MAX_WORKERS} (4 x the "
                                 f"{os.cpu_count() or 1} cores), got {args.workers}"))
     from lpusim import progress
     spec = load_sweep(args.file)
+    stale = stale_rows(spec, args.output)
+    if stale:
+        print(f"{args.output}: {stale} rows were computed from another base scenario or "
+              "lpusim version; recomputing them", file=sys.stderr)
     ex = dask_executor(args.scheduler) if args.scheduler else None
     with progress.bar(spec.size, "sweep", "point") as bar:
         rows = run_sweep(spec, args.output, workers=args.workers, executor=ex,
@@ -625,7 +632,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from lpusim import api
     from lpusim.report.tables import compare_table
-    emit_rows(api.compare([api.load_scenario(_given('SCENARIO', s)) for s in args.scenarios]),
+    emit_rows(api.compare([api.load_scenario(str(_given('SCENARIO', s)))
+                           for s in args.scenarios]),
               args.format, render=compare_table)
     return 0
 
@@ -693,13 +701,14 @@ def cmd_trace(args: argparse.Namespace) -> int:
     if layers is not None and blocks is not None:
         raise ConfigError(Issue("command line", None, None, "--layer-range",
                                 "give --layer-range or --block-range, not both"))
-    from lpusim.config.specs import GpuSystemSpec
+    from lpusim.config.specs import GpuSystemSpec, SystemSpec
     from lpusim.deploy import resolve
     sc = _scenario(args)
     if isinstance(sc.system, GpuSystemSpec):
         raise ConfigError(Issue("command line", None, None, "--system",
                                 f"{sc.system.name} is a GPU system: traces are of LPU programs"))
     sc, _dep = resolve(sc)
+    assert isinstance(sc.system, SystemSpec)
     g = build_decode_graph(sc.model, GraphParams(
         batch=sc.batch, context=sc.context, precision=sc.precision,
         context_window=sc.context_window,
@@ -823,7 +832,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command. Exit codes: 0 ok, 2 bad input (one line per problem on stderr, no
     traceback), 1 an internal error (a bug: a short message; LPUSIM_DEBUG=1 shows the
     traceback), 130 interrupted."""
-    import contextlib
     import re
 
     from lpusim.errors import one_line
@@ -850,7 +858,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = getattr(args, "output", None)
         if out:
             _check_output(args.command, out)
-        return COMMANDS[args.command](args)
+        with _entry_point_settings():
+            return COMMANDS[args.command](args)
     except ConfigError as e:
         shown = e.issues[:MAX_ISSUES_SHOWN]
         for issue in shown:
@@ -870,7 +879,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     # below: exceptions no lpusim code raised on purpose. Unreadable or unwritable paths and
-    # values the library rejects late are still bad input (2); anything else is a bug (1).
+    # input too large or too deep to process are still bad input (2); anything else,
+    # ValueError included (the library raises typed InputErrors for bad input), is a bug (1).
     except OSError as e:
         if debug:
             raise
@@ -878,12 +888,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"lpusim: error: {one_line(where + (e.strerror or str(e)), 600)}",
               file=sys.stderr)
         return EXIT_BAD_INPUT
-    except (ValueError, OverflowError, RecursionError, MemoryError) as e:
+    except (RecursionError, MemoryError) as e:
         if debug:
             raise
         what = {RecursionError: "input nested too deeply",
-                MemoryError: "out of memory (input too large?)"}.get(type(e), str(e))
-        print(f"lpusim: error: {one_line(what, 600)}", file=sys.stderr)
+                MemoryError: "out of memory (input too large?)"}[type(e)]
+        print(f"lpusim: error: {what}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except Exception as e:
         if debug:
@@ -891,6 +901,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"lpusim: internal error: {type(e).__name__}: {one_line(str(e), 300)} "
               f"(a bug in lpusim; LPUSIM_DEBUG=1 shows the traceback)", file=sys.stderr)
         return 1
+
+
+@contextlib.contextmanager
+def _entry_point_settings() -> Iterator[None]:
+    """Process-wide settings the CLI (an entry point) makes for one command, and undoes:
+    the on-disk step cache from LPUSIM_CACHE_DIR (the library reads no environment variable
+    for it), and the cyclic garbage collector paused (a compile allocates 10^5-10^6 objects
+    that all stay alive; rescanning them costs 20-30% of a full-fidelity step)."""
+    from lpusim import caches
+    was_disk, was_gc = caches.disk_dir(), gc.isenabled()
+    caches.set_disk_dir(os.environ.get("LPUSIM_CACHE_DIR") or None)
+    gc.disable()
+    try:
+        yield
+    finally:
+        caches.set_disk_dir(was_disk)
+        if was_gc:
+            gc.enable()
 
 
 MAX_ISSUES_SHOWN = 20

@@ -24,14 +24,16 @@ from __future__ import annotations
 
 import math
 
-from lpusim.config.specs import CostSpec, PowerSpec, SystemSpec
-from lpusim.errors import ConfigError, Issue
+from lpusim.config.specs import CostSpec, GpuSystemSpec, PowerSpec, SystemSpec
+from lpusim.errors import ConfigError, InputError, Issue
+
+AnySystem = SystemSpec | GpuSystemSpec      # both backends' systems carry power and cost
 
 HOURS_PER_YEAR = 365.25 * 24      # calendar arithmetic, not a modelling assumption
 SECONDS_PER_HOUR = 3600
 
 
-def _power(system: SystemSpec) -> PowerSpec:
+def _power(system: AnySystem) -> PowerSpec:
     if system.power is None:
         raise ConfigError(Issue(system.name, None, None, "power",
                                 "the system has no power section (chip_watts, "
@@ -39,21 +41,21 @@ def _power(system: SystemSpec) -> PowerSpec:
     return system.power
 
 
-def _cost(system: SystemSpec) -> CostSpec:
+def _cost(system: AnySystem) -> CostSpec:
     if system.cost is None:
         raise ConfigError(Issue(system.name, None, None, "cost",
                                 "the system has no cost section (chip_capex_usd, ...)"))
     return system.cost
 
 
-def nodes_occupied(system: SystemSpec, chips_active: int) -> int:
+def nodes_occupied(system: AnySystem, chips_active: int) -> int:
     """Nodes (hosts) that `chips_active` chips occupy: partly used nodes count whole."""
     if chips_active < 1:
-        raise ValueError(f"chips_active must be at least 1, got {chips_active}")
+        raise InputError(f"chips_active must be at least 1, got {chips_active}")
     return math.ceil(chips_active / system.topology.chips_per_node)
 
 
-def system_power_watts(system: SystemSpec, chips_active: int) -> float:
+def system_power_watts(system: AnySystem, chips_active: int) -> float:
     """Facility power of a deployment of `chips_active` chips of `system`, in watts:
     (chips x chip_watts + nodes x host_watts_per_node) x cooling_overhead."""
     p = _power(system)
@@ -65,11 +67,11 @@ def system_power_watts(system: SystemSpec, chips_active: int) -> float:
 def joules_per_token(power_w: float, tokens_per_s: float) -> float:
     """Energy per token: watts over tokens per second (J/token)."""
     if not tokens_per_s > 0:
-        raise ValueError(f"tokens_per_s must be positive, got {tokens_per_s}")
+        raise InputError(f"tokens_per_s must be positive, got {tokens_per_s}")
     return power_w / tokens_per_s
 
 
-def usd_per_hour(system: SystemSpec, chips_active: int) -> float:
+def usd_per_hour(system: AnySystem, chips_active: int) -> float:
     """What running `chips_active` chips of `system` for one hour costs, in US dollars: the
     chip-hour price if the system has one, else amortised capex plus electricity."""
     c = _cost(system)
@@ -82,10 +84,10 @@ def usd_per_hour(system: SystemSpec, chips_active: int) -> float:
         c.electricity_usd_per_kwh
 
 
-def usd_per_million_tokens(system: SystemSpec, chips_active: int, tokens_per_s: float
+def usd_per_million_tokens(system: AnySystem, chips_active: int, tokens_per_s: float
                            ) -> float:
     """Dollars per million tokens when `chips_active` chips produce `tokens_per_s` tokens/s
     (of the whole system) around the clock."""
     if not tokens_per_s > 0:
-        raise ValueError(f"tokens_per_s must be positive, got {tokens_per_s}")
+        raise InputError(f"tokens_per_s must be positive, got {tokens_per_s}")
     return usd_per_hour(system, chips_active) / (tokens_per_s * SECONDS_PER_HOUR) * 1e6

@@ -38,9 +38,9 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
+from lpusim import caches
 from lpusim.compiler import minimum_chips, place
 from lpusim.config.specs import ChipSpec, ModelSpec, PrecisionSpec, ScenarioSpec, SystemSpec
 from lpusim.errors import CapacityError, ConfigError, Issue
@@ -88,7 +88,7 @@ class Candidate:
         return {**dataclasses.asdict(self), "tokens_per_second": self.tokens_per_second}
 
 
-@lru_cache(maxsize=512)
+@caches.memoise("placement_graph", maxsize=512)
 def _graph_for_placement(model: ModelSpec, batch: int, context: int, precision: PrecisionSpec,
                          window: int, with_heads: bool = False) -> Any:
     return build_decode_graph(model, GraphParams(batch=batch, context=context,
@@ -149,16 +149,17 @@ def tp_choices(model: ModelSpec, system: SystemSpec, chips: int, *, batch: int, 
 def candidates(sc: ScenarioSpec, chips: int, tp: int | None = None) -> list[Candidate]:
     """Every feasible split of `chips` chips for the scenario's model, fastest first."""
     from lpusim.step import step_metrics
-    kw = dict(batch=sc.batch, context=sc.context, precision=sc.precision, window=sc.window)
+    kw: dict[str, Any] = dict(batch=sc.batch, context=sc.context, precision=sc.precision,
+                              window=sc.window)
     heads = _with_heads(sc)
-    tps = [tp] if tp else tp_choices(sc.model, sc.system, chips, with_heads=heads, **kw)
+    tps = [tp] if tp else tp_choices(sc.model, _lpu(sc), chips, with_heads=heads, **kw)
     out = []
     for t in tps:
-        room = _headroom(sc.model, sc.system.chip, chips, t, with_heads=heads, **kw)
+        room = _headroom(sc.model, _lpu(sc).chip, chips, t, with_heads=heads, **kw)
         if room is None:
             continue
         for ep in _ep_choices(sc, t):
-            m = step_metrics(sc.model, sc.system, chips=chips, tp=t, batch=sc.batch,
+            m = step_metrics(sc.model, _lpu(sc), chips=chips, tp=t, batch=sc.batch,
                              context=sc.context, precision=sc.precision, with_heads=heads,
                              fidelity=sc.fidelity, context_window=sc.context_window,
                              expert_parallel=ep)
@@ -176,6 +177,12 @@ def _ep_choices(sc: ScenarioSpec, tp: int) -> tuple[bool, ...]:
     return (False, True) if m.experts > 1 and tp > 1 and m.experts % tp == 0 else (False,)
 
 
+def _lpu(sc: ScenarioSpec) -> SystemSpec:
+    """The scenario's LPU system (GPU systems have their own deployments, lpusim.gpu)."""
+    assert isinstance(sc.system, SystemSpec), "lpusim.deploy places LPU systems only"
+    return sc.system
+
+
 def _with_heads(sc: ScenarioSpec) -> bool:
     return sc.speculation is not None and sc.speculation.strategy == "heads"
 
@@ -185,7 +192,7 @@ def draft_chips(sc: ScenarioSpec) -> tuple[int, int]:
     spec = sc.speculation
     if spec is None or spec.draft_model is None or spec.strategy == "heads":
         return 0, 0
-    tp = sc.tensor_parallel or sc.system.topology.chips_per_node
+    tp = sc.tensor_parallel or _lpu(sc).topology.chips_per_node
     if spec.draft_chips != "auto":
         n = int(spec.draft_chips)
         tp = min(tp, n)
@@ -193,14 +200,14 @@ def draft_chips(sc: ScenarioSpec) -> tuple[int, int]:
             raise ConfigError(Issue(sc.file or "scenario", None, None, "speculation.draft_chips",
                                     f"{n} chips are not whole groups of {tp}"))
         return n, tp
-    n = least_chips(spec.draft_model, sc.system.chip, tp, batch=sc.batch,
-                    context=min(sc.context, spec.draft_model.max_context),
-                    precision=sc.precision,
-                    window=min(sc.window, spec.draft_model.max_context))
-    if n is None:
+    fit = least_chips(spec.draft_model, _lpu(sc).chip, tp, batch=sc.batch,
+                      context=min(sc.context, spec.draft_model.max_context),
+                      precision=sc.precision,
+                      window=min(sc.window, spec.draft_model.max_context))
+    if fit is None:
         raise CapacityError(f"draft model {spec.draft_model.name} does not fit at tensor "
                             f"parallelism {tp}")
-    return n, tp
+    return fit, tp
 
 
 def _cap_window(sc: ScenarioSpec) -> tuple[ScenarioSpec, list[str]]:
@@ -222,12 +229,12 @@ def resolve(sc: ScenarioSpec) -> tuple[ScenarioSpec, Deployment]:
     and the deployment with the reason for it. Raises CapacityError naming a deployment that
     would fit when nothing does."""
     sc, notes = _cap_window(sc)
-    system = sc.system
+    system = _lpu(sc)
     d_chips, _ = draft_chips(sc)
     avail = system.active_chips - d_chips
     cpn = system.topology.chips_per_node
-    kw = dict(batch=sc.batch, context=sc.context, precision=sc.precision, window=sc.window,
-              with_heads=_with_heads(sc))
+    kw: dict[str, Any] = dict(batch=sc.batch, context=sc.context, precision=sc.precision,
+                              window=sc.window, with_heads=_with_heads(sc))
     where = sc.file or "scenario"
     if sc.chips is not None:
         # chips asked for are all active: spare nodes may be used, the drafter's may not
@@ -282,10 +289,10 @@ def resolve(sc: ScenarioSpec) -> tuple[ScenarioSpec, Deployment]:
 
 
 def _fewest_nodes(sc: ScenarioSpec, kw: dict[str, Any]) -> tuple[int | None, int]:
-    cpn = sc.system.topology.chips_per_node
+    cpn = _lpu(sc).topology.chips_per_node
     tps = [sc.tensor_parallel] if sc.tensor_parallel else [cpn * 2**k for k in range(10)]
     for tp in tps:
-        n = least_chips(sc.model, sc.system.chip, tp, **kw)
+        n = least_chips(sc.model, _lpu(sc).chip, tp, **kw)
         if n is not None:
             n = math.ceil(n / cpn) * cpn if tp < cpn else n
             n = max(n, tp)
@@ -309,7 +316,7 @@ def _smallest_system(sc: ScenarioSpec, chips: int) -> tuple[str, SystemSpec] | N
     best: tuple[int, str, SystemSpec] | None = None
     for name, path in sorted(shipped("system").items()):
         spec = load(path)
-        if not isinstance(spec, SystemSpec) or spec.chip != sc.system.chip:
+        if not isinstance(spec, SystemSpec) or spec.chip != _lpu(sc).chip:
             continue
         if spec.active_chips >= chips and (best is None or spec.active_chips < best[0]):
             best = (spec.active_chips, name, spec)
@@ -318,7 +325,7 @@ def _smallest_system(sc: ScenarioSpec, chips: int) -> tuple[str, SystemSpec] | N
 
 def _done(sc: ScenarioSpec, chips: int, tp: int, d_chips: int,
           notes: list[str]) -> tuple[ScenarioSpec, Deployment]:
-    system = sc.system
+    system = _lpu(sc)
     out = dataclasses.replace(sc, chips=chips, tensor_parallel=tp)
     return out, Deployment(
         policy=POLICY, system=system.name, chips_installed=system.chips,
@@ -333,7 +340,7 @@ def plan(sc: ScenarioSpec, chips: int, tp: int | None = None) -> dict[str, Any]:
     uses) and, on fewer whole nodes, splits that would be faster still."""
     sc, notes = _cap_window(sc)
     found = candidates(sc, chips, tp)
-    cpn = sc.system.topology.chips_per_node
+    cpn = _lpu(sc).topology.chips_per_node
     kw = dict(batch=sc.batch, context=sc.context, precision=sc.precision, window=sc.window,
               with_heads=_with_heads(sc))
     need, _ = _fewest_nodes(sc, kw)
@@ -344,7 +351,7 @@ def plan(sc: ScenarioSpec, chips: int, tp: int | None = None) -> dict[str, Any]:
             best = candidates(sc, n, tp)
             if best and best[0].step_latency_us < found[0].step_latency_us:
                 fewer.append(best[0])
-    return {"model": sc.model.name, "system": sc.system.name, "chips": chips,
+    return {"model": sc.model.name, "system": _lpu(sc).name, "chips": chips,
             "context_window": sc.window, "policy": POLICY, "notes": notes,
             "candidates": [c.to_dict() for c in found],
             "faster_on_fewer_chips": [c.to_dict() for c in fewer],

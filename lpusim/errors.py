@@ -89,12 +89,44 @@ class CapacityError(LpusimError):
         super().__init__(message)
 
 
+class InputError(LpusimError, ValueError):
+    """A bad argument given to a library function (not read from a file): the caller's
+    mistake, so exit code 2. Also a ValueError, which is what callers caught before."""
+
+    exit_code = 2
+
+
+class GraphError(InputError):
+    """Decode-graph parameters that describe no valid step (a width or context below 1)."""
+
+
+class TopologyError(InputError):
+    """A system whose links do not connect the chips a transfer needs (no route)."""
+
+
+class AcceptanceError(InputError):
+    """An acceptance model, acceptance string or acceptance trace file that cannot be used.
+    Messages of trace-file problems start with the trace's file:line."""
+
+
 class CompileError(LpusimError):
     """A compiler pass failed; names the pass."""
 
     def __init__(self, pass_name: str, message: str):
         self.pass_name = pass_name
         super().__init__(f"compile pass '{pass_name}': {message}")
+
+
+class NoStageTemplate(CompileError):
+    """Fast fidelity cannot represent this step exactly (a stage whose output does not reach
+    every chip at once, e.g. a tensor-parallel group spanning nodes): simulate the full
+    program instead. `lpusim.step` catches it and falls back to fidelity 'full'."""
+
+    def __init__(self, stage: int, key: str):
+        self.stage = stage
+        self.key = key
+        super().__init__("schedule", f"stage {stage} ({key}) does not end with its output "
+                                     "on every chip at once; use fidelity 'full'")
 
 
 class ScheduleViolation(LpusimError):

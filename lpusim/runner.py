@@ -19,6 +19,7 @@ from lpusim.deploy import resolve
 from lpusim.gpu import gpu_assumptions
 from lpusim.gpu.deploy import resolve_gpu
 from lpusim.sim import StepMetrics
+from lpusim.speculative.checks import SCENARIO_CHECKS
 from lpusim.step import step_metrics
 
 DEFAULT_SCENARIO = "llama-3.1-70b-groqrack-576"
@@ -72,8 +73,9 @@ class RunResult:
 
 def load_scenario(ref: str | os.PathLike[str] = DEFAULT_SCENARIO,
                   overrides: dict[str, Any] | None = None) -> ScenarioSpec:
-    """A scenario from a path or a shipped name, with dotted-key overrides applied."""
-    return _load_scenario(resolve_ref("scenario", str(ref)), overrides)
+    """A scenario from a path or a shipped name, with dotted-key overrides applied; its
+    acceptance (string or trace file) is checked now (lpusim.speculative.checks)."""
+    return _load_scenario(resolve_ref("scenario", str(ref)), overrides, SCENARIO_CHECKS)
 
 
 def baseline_step(sc: ScenarioSpec, positions: int = 1, with_heads: bool = False) -> StepMetrics:

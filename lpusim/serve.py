@@ -70,9 +70,9 @@ from typing import Any
 
 import numpy as np
 
-from lpusim.config.specs import HeadsSpec, ModelSpec, ScenarioSpec, SpeculationSpec
+from lpusim.config.specs import HeadsSpec, ModelSpec, ScenarioSpec, SpeculationSpec, SystemSpec
 from lpusim.cost import joules_per_token, system_power_watts, usd_per_million_tokens
-from lpusim.errors import CapacityError, ConfigError, Issue
+from lpusim.errors import CapacityError, ConfigError, InputError, Issue
 from lpusim.sim import StepMetrics
 from lpusim.step import step_metrics
 
@@ -129,7 +129,7 @@ def parse_contexts(value: Any, window: int) -> ContextDistribution:
     if isinstance(value, ContextDistribution):
         dist = value
     elif isinstance(value, bool):
-        raise ValueError(f"expected a context length, list or distribution, got {value!r}")
+        raise InputError(f"expected a context length, list or distribution, got {value!r}")
     elif isinstance(value, int):
         dist = ContextDistribution((value,), (1.0,), f"fixed:{value}")
     elif isinstance(value, list | tuple):
@@ -137,24 +137,24 @@ def parse_contexts(value: Any, window: int) -> ContextDistribution:
     elif isinstance(value, str):
         dist = _named(value.strip(), window)
     else:
-        raise ValueError(f"expected a context length, list or distribution, got "
+        raise InputError(f"expected a context length, list or distribution, got "
                          f"{type(value).__name__}")
     if min(dist.lengths) < 1:
-        raise ValueError(f"context lengths must be at least 1 ({dist.label})")
+        raise InputError(f"context lengths must be at least 1 ({dist.label})")
     if dist.max_tokens > window:
-        raise ValueError(f"context {dist.max_tokens} exceeds the deployment's window "
+        raise InputError(f"context {dist.max_tokens} exceeds the deployment's window "
                          f"{window} ({dist.label})")
     return dist
 
 
 def _listed(values: Sequence[Any]) -> ContextDistribution:
     if not values:
-        raise ValueError("an empty list of context lengths")
+        raise InputError("an empty list of context lengths")
     _check_support(len(values), "the list")
     out = []
     for v in values:
         if isinstance(v, bool) or not isinstance(v, int):
-            raise ValueError(f"context lengths must be whole numbers, got {v!r}")
+            raise InputError(f"context lengths must be whole numbers, got {v!r}")
         out.append(v)
     n = len(out)
     return ContextDistribution(tuple(out), tuple([1.0 / n] * n),
@@ -172,16 +172,16 @@ def _named(text: str, window: int) -> ContextDistribution:
         if name == "uniform" and len(args) == 2:
             lo, hi = int(args[0]), int(args[1])
             if not 1 <= lo <= hi:
-                raise ValueError(f"uniform:{lo}:{hi} needs 1 <= LO <= HI")
+                raise InputError(f"uniform:{lo}:{hi} needs 1 <= LO <= HI")
             if hi > window:
-                raise ValueError(f"context {hi} exceeds the deployment's window {window} "
+                raise InputError(f"context {hi} exceeds the deployment's window {window} "
                                  f"(uniform:{lo}:{hi})")
             _check_support(hi - lo + 1, text)
             return _uniform(lo, hi, f"uniform:{lo}:{hi}")
         if name == "exponential" and len(args) == 1:
             mean = float(args[0])
             if not (math.isfinite(mean) and mean > 0):
-                raise ValueError(f"exponential mean must be a positive finite number, got "
+                raise InputError(f"exponential mean must be a positive finite number, got "
                                  f"{args[0]}")
             top = min(window, math.ceil(40 * mean))     # beyond: probability below 1e-17
             _check_support(top, text)
@@ -196,9 +196,9 @@ def _named(text: str, window: int) -> ContextDistribution:
             return _listed([int(x) for x in text.split(",")])
     except ValueError as e:
         if "invalid literal" in str(e) or "could not convert" in str(e):
-            raise ValueError(f"cannot read {text!r} as a context distribution") from None
+            raise InputError(f"cannot read {text!r} as a context distribution") from None
         raise
-    raise ValueError(f"unknown context distribution {text!r} (a number, A,B,C, 'chat', "
+    raise InputError(f"unknown context distribution {text!r} (a number, A,B,C, 'chat', "
                      f"'uniform:LO:HI' or 'exponential:MEAN')")
 
 
@@ -207,7 +207,7 @@ MAX_SUPPORT = 2_000_000   # distinct context lengths a distribution may enumerat
 
 def _check_support(n: int, text: str) -> None:
     if n > MAX_SUPPORT:
-        raise ValueError(f"{text!r} spans {n} context lengths; at most {MAX_SUPPORT}")
+        raise InputError(f"{text!r} spans {n} context lengths; at most {MAX_SUPPORT}")
 
 
 def _uniform(lo: int, hi: int, label: str) -> ContextDistribution:
@@ -290,7 +290,7 @@ def at_load(dep: BatchPlan, users: int) -> LoadPoint:
     pipeline's slots run out. `limit` says what binds: 'pipeline' or 'drafter' (slots full),
     'kv' (no room for another user's KV cache), or 'none'."""
     if users < 1:
-        raise ValueError(f"users must be at least 1, got {users}")
+        raise InputError(f"users must be at least 1, got {users}")
     n = -(-users // dep.batch)
     t, d = n * dep.target_share, n * dep.drafter_share
     slow = max(1.0, t, d)
@@ -310,7 +310,7 @@ def prefill_cycles(latency_cycles: int, interval_cycles: int, chunks: int,
     """Cycles to prefill `chunks` chunks entering the pipeline one II apart (stretched to
     II / free_share when only that share of the pipeline is idle): L + (chunks - 1) II / f."""
     if chunks < 1 or not 0 < free_share <= 1:
-        raise ValueError(f"need chunks >= 1 and 0 < free_share <= 1, got {chunks}, "
+        raise InputError(f"need chunks >= 1 and 0 < free_share <= 1, got {chunks}, "
                          f"{free_share}")
     return latency_cycles + (chunks - 1) * interval_cycles / free_share
 
@@ -405,7 +405,8 @@ class _Steps:
         # a static schedule compiled for the whole window attends over all of it whatever
         # a user holds: then steps are timed with the deployment's window, and the KV pool
         # comes from the same step compiled with the paged reservation
-        window_attention = sc.system.compiler.attention_span == "window"
+        window_attention = isinstance(sc.system, SystemSpec) and \
+            sc.system.compiler.attention_span == "window"
         self.timing_window = sc.window if window_attention else self.window
 
     def reserved(self, positions: int) -> int:

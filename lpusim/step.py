@@ -2,36 +2,37 @@
 
 `step_metrics` builds the decode graph of a model at a width (positions x batch), compiles it
 for a system at the requested fidelity and simulates it. Results are cached in memory by the
-value of every input (specs are frozen dataclasses), so a sweep whose points differ only in
-speculation settings compiles each distinct step once.
+value of every input (specs are frozen dataclasses; the cache is ``step`` in lpusim.caches),
+so a sweep whose points differ only in speculation settings compiles each distinct step once.
+Every call returns its own copy (fresh dicts): a caller that edits a result changes nothing
+that a later call returns.
 
-With the environment variable LPUSIM_CACHE_DIR set, steps are also kept on disk there, one
-JSON file per step named by a SHA-256 of every input and of lpusim's own source code (any
-code change starts a fresh cache); later processes (a re-run, another sweep over the same
-hardware) load them instead of compiling. Unreadable entries are ignored and recomputed.
+With a disk directory set (`lpusim.caches.set_disk_dir`; the CLI sets it from the environment
+variable LPUSIM_CACHE_DIR), steps are also kept on disk there, one JSON file per step named by
+a SHA-256 of every input and of lpusim's own source code (any code change starts a fresh
+cache); later processes (a re-run, another sweep over the same hardware) load them instead of
+compiling. Unreadable or corrupt entries are ignored and recomputed.
 
-Python's cyclic garbage collector is paused while a step is built: a compile allocates 10^5 to
-10^6 small objects that all stay alive, and each full collection would rescan all of them
-(20-30% of a full-fidelity step); the little cyclic garbage left is collected afterwards.
+The library does not touch the garbage collector: a compile allocates 10^5 to 10^6 small
+objects that all stay alive, and pausing the cyclic collector saves 20-30% of a full-fidelity
+step, so the CLI and the sweep's worker processes (the entry points) pause it instead.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
-import gc
 import hashlib
 import json
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
-from functools import lru_cache
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
+from lpusim import caches
 from lpusim.atomic import write_atomic
 from lpusim.compiler import compile_pipeline, compile_program
 from lpusim.config.specs import GpuSystemSpec, ModelSpec, PrecisionSpec, SystemSpec
-from lpusim.errors import CompileError
+from lpusim.errors import NoStageTemplate
 from lpusim.gpu import gpu_step_metrics
 from lpusim.graph import GraphParams, build_decode_graph
 from lpusim.sim import StepMetrics, metrics_full, metrics_pipeline
@@ -39,33 +40,39 @@ from lpusim.sim import StepMetrics, metrics_full, metrics_pipeline
 _DEFAULT_PRECISION = PrecisionSpec()
 
 
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector (if it is on) for the duration of the block."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
-
-
-@lru_cache(maxsize=256)
 def step_metrics(model: ModelSpec, system: SystemSpec | GpuSystemSpec, *, chips: int, tp: int,
                  positions: int = 1, batch: int = 1, context: int = 8192,
                  precision: PrecisionSpec = _DEFAULT_PRECISION, with_heads: bool = False,
                  fidelity: str = "fast", context_window: int | None = None,
                  expert_parallel: bool = False) -> StepMetrics:
-    """Latency and metrics of one decode step of `model` on the first `chips` of `system`."""
+    """Latency and metrics of one decode step of `model` on the first `chips` of `system`
+    (the caller's own copy of the cached answer)."""
+    return _copy(_cached_step(model, system, chips, tp, positions, batch, context, precision,
+                              with_heads, fidelity, context_window, expert_parallel))
+
+
+def _copy(m: StepMetrics) -> StepMetrics:
+    """A StepMetrics whose dicts are the caller's own (the cached one stays as it was)."""
+    return dataclasses.replace(m, breakdown_cycles=dict(m.breakdown_cycles),
+                               unit_busy_cycles=dict(m.unit_busy_cycles),
+                               sram_bytes_by_category=dict(m.sram_bytes_by_category),
+                               extra=copy.deepcopy(m.extra))
+
+
+@caches.memoise("step", maxsize=256)
+def _cached_step(model: ModelSpec, system: SystemSpec | GpuSystemSpec, chips: int, tp: int,
+                 positions: int, batch: int, context: int, precision: PrecisionSpec,
+                 with_heads: bool, fidelity: str, context_window: int | None,
+                 expert_parallel: bool = False) -> StepMetrics:
     if isinstance(system, GpuSystemSpec):          # the GPU backend (lpusim.gpu)
         return gpu_step_metrics(model, system, chips=chips, tp=tp, positions=positions,
                                 batch=batch, context=context, precision=precision,
                                 with_heads=with_heads, context_window=context_window,
                                 expert_parallel=expert_parallel)
-    inputs = dict(model=model, system=system, chips=chips, tp=tp, positions=positions,
-                  batch=batch, context=context, precision=precision, with_heads=with_heads,
-                  fidelity=fidelity, context_window=context_window)
+    inputs: dict[str, Any] = dict(model=model, system=system, chips=chips, tp=tp,
+                                  positions=positions, batch=batch, context=context,
+                                  precision=precision, with_heads=with_heads, fidelity=fidelity,
+                                  context_window=context_window)
     if expert_parallel:         # absent otherwise, so earlier disk-cache keys stay valid
         inputs["expert_parallel"] = True
     where = _disk_path(inputs)
@@ -73,43 +80,43 @@ def step_metrics(model: ModelSpec, system: SystemSpec | GpuSystemSpec, *, chips:
         hit = _disk_load(where)
         if hit is not None:
             return hit
-    with _gc_paused():
-        m = _step(**inputs)
+    m = _step(**inputs)
     if where is not None:
         _disk_store(where, m)
     return m
 
 
-CACHE_ENV = "LPUSIM_CACHE_DIR"
-_code_hash: list[str] = []
-
-
-def _code_fingerprint() -> str:
-    """SHA-256 of lpusim's source files (so that a code change never reuses old steps)."""
-    if not _code_hash:
-        root = Path(__file__).resolve().parent
-        h = hashlib.sha256()
-        for f in sorted(root.rglob("*.py")):
-            h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
-        _code_hash.append(h.hexdigest())
-    return _code_hash[0]
-
-
 def _disk_path(inputs: dict[str, Any]) -> Path | None:
     """Where the step with these inputs is cached on disk, or None when caching is off."""
-    base = os.environ.get(CACHE_ENV)
-    if not base:
+    base = caches.disk_dir()
+    if base is None:
         return None
-    key = hashlib.sha256(f"{_code_fingerprint()}\0{sorted(inputs.items())!r}".encode())
+    key = hashlib.sha256(f"{caches.code_fingerprint()}\0{sorted(inputs.items())!r}".encode())
     digest = key.hexdigest()
     return Path(base) / "steps" / digest[:2] / f"{digest}.json"
 
 
 def _disk_load(path: Path) -> StepMetrics | None:
+    """The entry at `path`, or None when it is missing, unreadable, or not a StepMetrics
+    (a torn or corrupt file, another program's JSON): such an entry is recomputed."""
     try:
-        return StepMetrics(**json.loads(path.read_text()))
+        m = StepMetrics(**json.loads(path.read_text()))
     except (OSError, ValueError, TypeError):
         return None
+    return m if _well_formed(m) else None
+
+
+_FIELD_TYPES = {"int": int, "str": str, "dict[str, int]": dict, "dict[str, Any]": dict}
+
+
+def _well_formed(m: StepMetrics) -> bool:
+    """Every field of `m` has the type its annotation names (JSON has no other check)."""
+    for f in dataclasses.fields(m):
+        want = _FIELD_TYPES.get(str(f.type))
+        v = getattr(m, f.name)
+        if want is None or not isinstance(v, want) or (want is int and isinstance(v, bool)):
+            return False
+    return True
 
 
 def _disk_store(path: Path, m: StepMetrics) -> None:
@@ -138,9 +145,8 @@ def _step(model: ModelSpec, system: SystemSpec, *, chips: int, tp: int, position
         return metrics_full(compile_program(graph, system, chips=chips, tp=tp))
     try:
         return metrics_pipeline(compile_pipeline(graph, system, chips=chips, tp=tp))
-    except CompileError as e:
-        if "use fidelity 'full'" not in str(e):
-            raise
+    except NoStageTemplate:
+        pass
     # stages whose chips are not interchangeable (a group spanning nodes) have no exact
     # template: simulate the whole program instead
     m = metrics_full(compile_program(graph, system, chips=chips, tp=tp))

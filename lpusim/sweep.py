@@ -7,13 +7,20 @@ through any `concurrent.futures.Executor` (a process pool by default, a Dask clu
 one batch per hardware point, so that points differing only in speculation settings reuse the
 compiled steps of one worker. Each finished point is appended to the results file as one whole
 JSON line (one write on an O_APPEND descriptor, flushed), so an interrupted sweep
-keeps its finished points; re-running skips points already present (matched by a hash of the
-point's overrides). When every point is done the file is rewritten, atomically, in grid order,
-so the same sweep gives the same bytes whatever the number of workers.
+keeps its finished points; re-running skips points already present. A point is present when a
+row has its id (a hash of the point's overrides) and the sweep's current `basis`: a hash of the
+resolved base scenario (the scenario with its model, system and chip files, and the bytes of
+an acceptance trace it names) and of lpusim's source code. Rows computed from an edited base
+scenario, chip or model file, or by another version of lpusim, are stale: they are recomputed
+and dropped from the file, never mixed with current ones. When every point is done the file
+is rewritten, atomically, in grid order, so the same sweep gives the same bytes whatever the
+number of workers.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import gc
 import hashlib
 import itertools
 import json
@@ -24,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lpusim import caches
 from lpusim.atomic import write_atomic
 from lpusim.config.load import find, load_scenario
 from lpusim.config.schema import plain_value_issue
@@ -55,6 +63,24 @@ class SweepSpec:
 
 def point_id(overrides: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(overrides, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def sweep_basis(spec: SweepSpec) -> str:
+    """What every row of this sweep was computed from: a hash of the resolved base scenario
+    (all its fields, the referenced model/system/chip specs included, and the bytes of an
+    acceptance trace file it names) and of lpusim's source code (lpusim.caches)."""
+    from lpusim.runner import load_scenario
+    sc = load_scenario(spec.base)
+    resolved = dataclasses.asdict(sc)
+    resolved.pop("file", None)              # where the file is does not change a result
+    h = hashlib.sha256(caches.code_fingerprint().encode() + b"\0")
+    h.update(json.dumps(resolved, sort_keys=True, default=repr).encode())
+    acc = sc.speculation.acceptance if sc.speculation else None
+    if isinstance(acc, str):
+        trace = Path(acc) if Path(acc).is_absolute() else Path(sc.file).parent / acc
+        if trace.is_file():
+            h.update(b"\0trace\0" + trace.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def load_sweep(path: str | os.PathLike[str]) -> SweepSpec:
@@ -102,7 +128,7 @@ def load_sweep(path: str | os.PathLike[str]) -> SweepSpec:
             odd = [(j, plain_value_issue(v)) for j, v in enumerate(vals)]
             odd = [(j, m) for j, m in odd if m]
             for j, m in odd:
-                issues.append(doc.issue(("grid", key, j), m))
+                issues.append(doc.issue(("grid", key, j), str(m)))
             if odd:
                 continue
             if len({json.dumps(v, sort_keys=True) for v in vals}) != len(vals):
@@ -126,6 +152,7 @@ def load_sweep(path: str | os.PathLike[str]) -> SweepSpec:
 
 def _check_values(spec: SweepSpec, doc: Document) -> None:
     """Load the base once per grid value so that bad values fail before anything runs."""
+    from lpusim.runner import load_scenario
     issues: list[Issue] = []
     for key, vals in spec.axes:
         for j, v in enumerate(vals):
@@ -144,9 +171,19 @@ def _hardware_key(ov: dict[str, Any]) -> str:
                       sort_keys=True)
 
 
-def run_batch(base: str, batch: list[tuple[int, dict[str, Any]]]) -> list[dict[str, Any]]:
-    """Run sweep points in this process (a worker); infeasible points become error lines."""
-    from lpusim.runner import run_scenario
+def _worker_init() -> None:
+    """Entry point of a sweep worker process (ours, so process-wide settings are ours to
+    make): pause the cyclic garbage collector, as the CLI does (see lpusim.step)."""
+    gc.disable()
+
+
+def run_batch(base: str, batch: list[tuple[int, dict[str, Any]]],
+              cache_dir: str | None = None) -> list[dict[str, Any]]:
+    """Run sweep points in this process (a worker); infeasible points become error lines.
+    `cache_dir` is the on-disk step cache to use (passed explicitly: a worker on another
+    machine or a spawned process does not share the caller's settings)."""
+    from lpusim.runner import load_scenario, run_scenario
+    caches.set_disk_dir(cache_dir)
     out = []
     for index, ov in batch:
         line: dict[str, Any] = {"point": index, "id": point_id(ov), "overrides": ov}
@@ -170,10 +207,19 @@ def _append(fd: int, row: dict[str, Any]) -> None:
     os.write(fd, (json.dumps(row, sort_keys=True) + "\n").encode())
 
 
+def stale_rows(spec: SweepSpec, output: str | os.PathLike[str]) -> int:
+    """How many rows of `output` were computed from another basis (see the module docstring)
+    and will be recomputed by `run_sweep`."""
+    basis = sweep_basis(spec)
+    return sum(1 for r in read_results(output) if r.get("basis") != basis)
+
+
 def run_sweep(spec: SweepSpec, output: str | os.PathLike[str], *, workers: int = 1,
               executor: Executor | None = None,
               progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
-    """Run every point not yet in `output`; return all rows in grid order."""
+    """Run every point not yet in `output` with the current basis; return all rows (each
+    carrying its `basis`) in grid order."""
+    basis = sweep_basis(spec)
     out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)
     done = {r["id"] for r in read_results(out)}   # refuses a file of another kind, unchanged
@@ -187,6 +233,7 @@ def run_sweep(spec: SweepSpec, output: str | os.PathLike[str], *, workers: int =
         if not raw.endswith(b"\n"):          # drop a torn last line before appending
             keep = raw[: raw.rfind(b"\n") + 1]
             write_atomic(out, keep)
+    done = {r["id"] for r in read_results(out) if r.get("basis") == basis}
     todo = [(i, ov) for i, ov in spec.points() if point_id(ov) not in done]
     groups: dict[str, list[tuple[int, dict[str, Any]]]] = {}
     for i, ov in todo:
@@ -204,19 +251,23 @@ def run_sweep(spec: SweepSpec, output: str | os.PathLike[str], *, workers: int =
     try:
         if batches:
             if executor is None and workers > 1:
-                own = executor = ProcessPoolExecutor(max_workers=workers)
+                own = executor = ProcessPoolExecutor(max_workers=workers,
+                                                     initializer=_worker_init)
+            disk = caches.disk_dir()
+            cache_dir = str(disk) if disk is not None else None
             if executor is None:
                 for b in batches:
-                    for row in run_batch(str(spec.base), b):
-                        _append(fd, row)
+                    for row in run_batch(str(spec.base), b, cache_dir):
+                        _append(fd, {**row, "basis": basis})
                         finished += 1
                     if progress:
                         progress(finished, total)
             else:
-                futs = [executor.submit(run_batch, str(spec.base), b) for b in batches]
+                futs = [executor.submit(run_batch, str(spec.base), b, cache_dir)
+                        for b in batches]
                 for f in as_completed(futs):
                     for row in f.result():
-                        _append(fd, row)
+                        _append(fd, {**row, "basis": basis})
                         finished += 1
                     if progress:
                         progress(finished, total)
@@ -224,7 +275,7 @@ def run_sweep(spec: SweepSpec, output: str | os.PathLike[str], *, workers: int =
         os.close(fd)
         if own is not None:
             own.shutdown(cancel_futures=True)
-    rows = {r["id"]: r for r in read_results(out)}
+    rows = {r["id"]: r for r in read_results(out) if r.get("basis") == basis}
     ordered = [rows[point_id(ov)] for _i, ov in spec.points() if point_id(ov) in rows]
     for k, r in enumerate(ordered):
         r["point"] = k

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from fractions import Fraction
 
 _NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
@@ -35,7 +36,7 @@ for _p, _m in _BIN.items():
 TIME_UNITS_PS = {"ps": 1, "ns": 10**3, "us": 10**6, "ms": 10**9, "s": 10**12}
 POWER_UNITS_W = {"W": 1, "kW": 10**3, "MW": 10**6}
 
-_KINDS = {
+_KINDS: dict[str, tuple[Mapping[str, int | Fraction], str, str]] = {
     "size": (SIZE_UNITS, "bytes", "a size like 230MB or 220MiB"),
     "frequency": (FREQ_UNITS, "Hz", "a frequency like 900MHz"),
     "bandwidth": (BANDWIDTH_UNITS, "B/s", "a bandwidth like 30Gbps or 14.6GB/s"),

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lpusim import api
-from lpusim.step import step_metrics
+from lpusim import api, caches, cli
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = {
@@ -60,19 +59,18 @@ def test_program_hash_matches_in_process(outputs, name):
     """The hash printed by another process is the one this process computes from scratch."""
     data = json.loads(outputs[(name, HASH_SEEDS[0])])
     assert len(data["program_hash"]) == 64
-    argv = SCENARIOS[name]
-    if name == "heads":
-        return                          # CLI-only flags; covered by the byte comparison
-    sc = api.load_scenario(argv[0] if argv else api.DEFAULT_SCENARIO)
-    step_metrics.cache_clear()
+    # the scenario exactly as `lpusim run ARGV` builds it (flags such as --heads included)
+    args = cli.build_parser().parse_args(["run", *SCENARIOS[name]])
+    sc = cli._scenario(args)
+    caches.clear()
     assert api.run(sc).program_hash == data["program_hash"]
 
 
 def test_in_process_runs_are_identical():
     sc = api.load_scenario("tests/data/small-specdec.yaml")
-    step_metrics.cache_clear()
+    caches.clear()
     a = json.dumps(api.run(sc).to_dict(), sort_keys=True)
-    step_metrics.cache_clear()
+    caches.clear()
     b = json.dumps(api.run(sc).to_dict(), sort_keys=True)
     assert a == b
 

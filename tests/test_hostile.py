@@ -24,6 +24,7 @@ import pytest
 
 from lpusim import cli
 from lpusim.config import shipped
+from lpusim.errors import AcceptanceError, GraphError, InputError, TopologyError
 
 ROOT = Path(__file__).resolve().parent.parent
 HOSTILE = Path(__file__).parent / "hostile"
@@ -131,17 +132,17 @@ CASES = [
     ('scenario_acceptance_above_one.yaml', ['run', '{h}/scenario_acceptance_above_one.yaml', '-o', '{out}'],
      ['{h}/scenario_acceptance_above_one.yaml:14:15: speculation.acceptance: 1.5 is outside [0, 1]']),
     ('scenario_acceptance_bad_trace.yaml', ['run', '{h}/scenario_acceptance_bad_trace.yaml'],
-     ['{h}/scenario_acceptance_bad_trace.yaml: speculation.acceptance: {h}/trace_out_of_range.csv:3: accepted: 9 is outside [0, 4]']),
+     ['{h}/scenario_acceptance_bad_trace.yaml:14:15: speculation.acceptance: {h}/trace_out_of_range.csv:3: accepted: 9 is outside [0, 4]']),
     ('scenario_acceptance_bool.yaml', ['run', '{h}/scenario_acceptance_bool.yaml'],
      ['{h}/scenario_acceptance_bool.yaml:14:15: speculation.acceptance: expected a number or a string, got a boolean']),
     ('scenario_acceptance_missing_trace.yaml', ['run', '{h}/scenario_acceptance_missing_trace.yaml'],
-     ['{h}/scenario_acceptance_missing_trace.yaml: speculation.acceptance: acceptance trace file not found: {h}/traces/none.csv']),
+     ['{h}/scenario_acceptance_missing_trace.yaml:14:15: speculation.acceptance: acceptance trace file not found: {h}/traces/none.csv']),
     ('scenario_acceptance_nan.yaml', ['run', '{h}/scenario_acceptance_nan.yaml'],
      ['{h}/scenario_acceptance_nan.yaml:14:15: speculation.acceptance: nan is outside [0, 1]']),
     ('scenario_acceptance_negative.yaml', ['run', '{h}/scenario_acceptance_negative.yaml'],
      ['{h}/scenario_acceptance_negative.yaml:14:15: speculation.acceptance: -0.1 is outside [0, 1]']),
     ('scenario_acceptance_unknown.yaml', ['run', '{h}/scenario_acceptance_unknown.yaml', '-o', '{out}'],
-     ["{h}/scenario_acceptance_unknown.yaml: speculation.acceptance: unknown acceptance preset 'leviathan-0.85' (and no such trace file); nearest presets: leviathan-0.8, leviathan-0.9, leviathan-0.7"]),
+     ["{h}/scenario_acceptance_unknown.yaml:14:15: speculation.acceptance: unknown acceptance preset 'leviathan-0.85' (and no such trace file); nearest presets: leviathan-0.8, leviathan-0.9, leviathan-0.7"]),
     ('scenario_batch_zero.yaml', ['trace', '{h}/scenario_batch_zero.yaml', '-o', '{out}/step.json'],
      ['{h}/scenario_batch_zero.yaml:6:8: batch: 0 is below the minimum 1']),
     ('scenario_context_too_long.yaml', ['run', '{h}/scenario_context_too_long.yaml', '-o', '{out}'],
@@ -602,12 +603,14 @@ def test_internal_error_is_short_and_nonzero(monkeypatch, capsys):
 @pytest.mark.parametrize("exc,expected", [
     (PermissionError(13, "Permission denied", "/results/x.json"),
      "/results/x.json: Permission denied"),
-    (ValueError("gamma must be <= 4096, got 5000"), "gamma must be <= 4096, got 5000"),
+    (AcceptanceError("gamma must be <= 4096, got 5000"), "gamma must be <= 4096, got 5000"),
+    (GraphError("positions and batch must be >= 1"), "positions and batch must be >= 1"),
+    (TopologyError("no route from chips [0] to [9]"), "no route from chips [0] to [9]"),
+    (InputError("two\nlines"), "two\\nlines"),
     (RecursionError("maximum recursion depth exceeded"), "input nested too deeply"),
     (MemoryError(), "out of memory (input too large?)"),
-    (ValueError("two\nlines"), "two\\nlines"),
 ])
-def test_unexpected_exceptions_from_bad_input(exc, expected, monkeypatch, capsys):
+def test_bad_input_exits_2(exc, expected, monkeypatch, capsys):
     def fail(args):
         raise exc
     monkeypatch.setitem(cli.COMMANDS, "validate", fail)
@@ -616,6 +619,46 @@ def test_unexpected_exceptions_from_bad_input(exc, expected, monkeypatch, capsys
     assert (rc, out, err) == (2, "", f"lpusim: error: {expected}\n")
 
 
+@pytest.mark.parametrize("exc,expected", [
+    (ValueError("gamma must be <= 4096, got 5000"), "ValueError: gamma must be <= 4096, got 5000"),
+    (ValueError("two\nlines"), "ValueError: two\\nlines"),
+    (OverflowError("int too large to convert to float"),
+     "OverflowError: int too large to convert to float"),
+    (KeyError("weights"), "KeyError: 'weights'"),
+])
+def test_internal_value_error_exits_1(exc, expected, monkeypatch, capsys):
+    """A bare ValueError is no longer taken for bad input: the library raises typed errors
+    (lpusim.errors.InputError and its kinds) for that, so anything else is a bug."""
+    def fail(args):
+        raise exc
+    monkeypatch.setitem(cli.COMMANDS, "validate", fail)
+    monkeypatch.delenv("LPUSIM_DEBUG", raising=False)
+    rc, out, err = run_main(["validate", "x.yaml"], capsys)
+    assert (rc, out) == (1, "")
+    assert err == (f"lpusim: internal error: {expected} (a bug in lpusim; LPUSIM_DEBUG=1 "
+                   "shows the traceback)\n")
+    monkeypatch.setenv("LPUSIM_DEBUG", "1")
+    with pytest.raises(type(exc)):
+        cli.main(["validate", "x.yaml"])
+
+
+def test_library_input_errors_are_typed():
+    """Graph, topology and acceptance code raise lpusim errors (exit 2), not bare ValueError."""
+    from lpusim import api
+    from lpusim.compiler.topology import build_link_graph
+    from lpusim.graph import GraphParams, build_decode_graph
+    from lpusim.speculative import parse_acceptance
+    with pytest.raises(GraphError):
+        build_decode_graph(api.load_model("llama-3.2-1b"), GraphParams(positions=0))
+    with pytest.raises(AcceptanceError, match="trace file not found"):
+        parse_acceptance("no/such/trace.csv")
+    with pytest.raises(AcceptanceError, match=r"probs\[1\] must be finite and in \[0, 1\]"):
+        parse_acceptance("0.9,1.5")
+    g = build_link_graph(api.load_system("groqnode-8"), 4)
+    with pytest.raises(TopologyError, match="no route"):
+        g.route([0], [7])
+    for e in (GraphError, TopologyError, AcceptanceError):
+        assert issubclass(e, InputError) and e.exit_code == 2
 # issue 19: inputs that are right and must be accepted
 
 

@@ -280,7 +280,8 @@ def test_failed_run_leaves_no_outputs(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(api, "plot_gamma_curve", broken_plot)
     monkeypatch.chdir(ROOT)
     out = tmp_path / "a" / "run"
-    assert cli.main(["run", "tests/data/small-specdec.yaml", "-o", str(out)]) == 2
+    # a bare ValueError from inside lpusim is a bug (exit 1), not bad input (issue 18)
+    assert cli.main(["run", "tests/data/small-specdec.yaml", "-o", str(out)]) == 1
     assert "plot failed" in capsys.readouterr().err
     assert not (tmp_path / "a").exists(), "a directory or file of the failed run was left"
 

@@ -212,3 +212,75 @@ def test_shipped_sweeps_load(path):
     assert len(points) == spec.size > 1
     for _i, overrides in points[:: max(1, len(points) // 8)]:
         api.load_scenario(spec.base, overrides)
+
+
+# ------------------------------------------------- resumed sweeps cannot mix stale rows
+
+def _stale_setup(tmp_path):
+    (tmp_path / "m.yaml").write_text((Path(__file__).parent.parent /
+                                      "workloads/llama-3.2-3b.yaml").read_text())
+    base = (DATA / "small-specdec.yaml").read_text().replace("model: llama-3.2-3b",
+                                                             "model: ./m.yaml")
+    (tmp_path / "base.yaml").write_text(base)
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text("kind: sweep\nversion: 1\nbase: base.yaml\ngrid:\n"
+                     "  speculation.gamma: [2, 4]\n")
+    return sweep
+
+
+def _result_fields(rows):
+    return [{k: v for k, v in r.items() if k != "basis"} for r in rows]
+
+
+@pytest.mark.parametrize("edit", ["scenario", "model file", "code"])
+def test_rerun_after_an_edit_recomputes_instead_of_keeping_old_rows(edit, tmp_path,
+                                                                    monkeypatch):
+    from lpusim import caches
+    from lpusim.sweep import stale_rows
+    sweep = _stale_setup(tmp_path)
+    out = tmp_path / "r.jsonl"
+    first = run_sweep(load_sweep(sweep), out)
+    assert stale_rows(load_sweep(sweep), out) == 0
+    before = out.read_bytes()
+    assert run_sweep(load_sweep(sweep), out) == first and out.read_bytes() == before
+    if edit == "scenario":
+        f = tmp_path / "base.yaml"
+        f.write_text(f.read_text().replace("context: 1024", "context: 4096"))
+    elif edit == "model file":
+        f = tmp_path / "m.yaml"
+        f.write_text(f.read_text().replace("layers: 28", "layers: 14"))
+    else:
+        monkeypatch.setattr(caches, "code_fingerprint", lambda: "another lpusim")
+    assert stale_rows(load_sweep(sweep), out) == 2
+    again = run_sweep(load_sweep(sweep), out)
+    fresh = run_sweep(load_sweep(sweep), tmp_path / "fresh.jsonl")
+    assert out.read_bytes() == (tmp_path / "fresh.jsonl").read_bytes()
+    assert again == fresh and len(again) == 2
+    assert again[0]["basis"] != first[0]["basis"]
+    if edit != "code":          # the edit changes the answer, so old rows would have been wrong
+        assert _result_fields(again) != _result_fields(first)
+
+
+def test_rows_without_a_basis_are_recomputed(tmp_path):
+    sweep = _stale_setup(tmp_path)
+    out = tmp_path / "r.jsonl"
+    rows = run_sweep(load_sweep(sweep), out)
+    old = [{k: v for k, v in r.items() if k != "basis"} | {"tokens_per_second": 1.0}
+           for r in rows]
+    out.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in old))
+    assert run_sweep(load_sweep(sweep), out) == rows
+
+
+def test_cli_says_it_recomputes_stale_rows(tmp_path, capsys):
+    from lpusim import cli
+    sweep = _stale_setup(tmp_path)
+    out = tmp_path / "r.jsonl"
+    assert cli.main(["sweep", str(sweep), "-o", str(out)]) == 0
+    assert "recomputing" not in capsys.readouterr().err
+    f = tmp_path / "base.yaml"
+    f.write_text(f.read_text().replace("context: 1024", "context: 2048"))
+    assert cli.main(["sweep", str(sweep), "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert (f"{out}: 2 rows were computed from another base scenario or lpusim version; "
+            "recomputing them\n") in err
+    assert len(read_results(out)) == 2

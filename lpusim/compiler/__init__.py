@@ -3,7 +3,9 @@
 `compile_program` produces the full program (every chip, every layer, every transfer);
 `compile_pipeline` produces the fast-fidelity form, one template per distinct stage, which
 simulates to exactly the same step latency (stages of a batch-1 decode step run one after
-another and use disjoint resources while they run).
+another and use disjoint resources while they run). When a stage has no exact template (its
+output does not reach every chip at once) it raises `NoStageTemplate`, and the caller
+simulates the full program instead.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from lpusim.compiler.schedule import (
 from lpusim.compiler.topology import LinkGraph, build_link_graph
 from lpusim.compiler.verify import verify_program
 from lpusim.config.specs import SystemSpec
-from lpusim.errors import CapacityError, CompileError, LpusimError
+from lpusim.errors import CapacityError, CompileError, LpusimError, NoStageTemplate
 from lpusim.graph import DecodeGraph
 from lpusim.program import Handoff, PipelineProgram, Program
 
@@ -139,8 +141,7 @@ def compile_pipeline(graph: DecodeGraph, system: SystemSpec, *, chips: int | Non
         ready = {i.id: i.ready for i in prog.instructions}
         ready.update({t.id: t.ready for t in prog.transfers})
         if len({ready[o] for o in outs}) != 1 or max(ready.values()) != ready[outs[0]]:
-            raise CompileError("schedule", f"stage {s} ({key}) does not end with its output "
-                                           "on every chip at once; use fidelity 'full'")
+            raise NoStageTemplate(s, key)
         templates[key] = prog
     p = graph.params
     clock = system.chip.clock_hz

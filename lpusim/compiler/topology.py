@@ -18,10 +18,11 @@ from __future__ import annotations
 import heapq
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
+from lpusim import caches
 from lpusim.config.specs import SystemSpec
+from lpusim.errors import TopologyError
 from lpusim.program import Link
 from lpusim.units import ps_to_cycles
 
@@ -95,7 +96,7 @@ class LinkGraph:
                 nxt = self.links[nl].dst
                 if nxt not in via:
                     heapq.heappush(heap, (d + self.latency[nl], hops + 1, nxt, nl))
-        raise ValueError(f"no route from chips {sources} to {targets}")
+        raise TopologyError(f"no route from chips {sources} to {targets}")
 
     def _adjacency(self) -> dict[int, list[tuple[int, int, int]]]:
         """chip -> (next chip, hop latency, link id) of its outgoing links, in `out` order."""
@@ -139,7 +140,7 @@ class LinkGraph:
                 if chip == b:
                     break
             else:
-                raise ValueError(f"no route from chips {[a]} to {[b]}")
+                raise TopologyError(f"no route from chips {[a]} to {[b]}")
         path = []
         c = b
         while via[c] >= 0:
@@ -156,7 +157,7 @@ def build_link_graph(system: SystemSpec, chips: int | None = None) -> LinkGraph:
     return _build_link_graph(system, chips if chips is not None else system.chips)
 
 
-@lru_cache(maxsize=8)
+@caches.memoise("link_graph", maxsize=8)
 def _build_link_graph(system: SystemSpec, n: int) -> LinkGraph:
     t = system.topology
     clock = system.chip.clock_hz

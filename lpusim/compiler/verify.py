@@ -10,18 +10,19 @@ before their last), and that no chip's SRAM is over capacity. Raises `CompileErr
 from __future__ import annotations
 
 from lpusim.errors import CompileError
-from lpusim.program import Program
+from lpusim.program import Instr, Program, Transfer
 
 
 def verify_program(prog: Program) -> None:
     """Raise CompileError('verify', ...) if the static schedule is not valid."""
     ready: dict[int, int] = {}
     first: dict[int, int] = {}          # when an item's first vector is out
-    for x in (*prog.instructions, *prog.transfers):
+    items: tuple[Instr | Transfer, ...] = (*prog.instructions, *prog.transfers)
+    for x in items:
         ready[x.id] = x.ready
         first[x.id] = x.ready - x.busy
-    for x in (*prog.instructions, *prog.transfers):
-        what = (f"instruction {x.id} ({x.op}) on chip {x.chip} {x.unit}" if hasattr(x, "unit")
+    for x in items:
+        what = (f"instruction {x.id} ({x.op}) on chip {x.chip} {x.unit}" if isinstance(x, Instr)
                 else f"transfer {x.id} ({x.op}) {x.src}->{x.dst}")
         stream = set(x.stream)
         for d in x.deps:

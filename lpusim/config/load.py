@@ -1,8 +1,21 @@
 """Loading specs from YAML files, resolving references between them.
 
-A scenario names its model and system (and a system its chip) either by a path, relative to
-the referring file, or by a short name looked up in the shipped `chip_configs/` and `workloads/`
-directories. Overrides (dotted paths, as used by sweeps) are applied to the raw documents before
+A scenario names its model and system (and a system its chip) either by a path or by a short
+name. Lookup order:
+
+1. an explicit path: a reference with a directory part or a `.yaml`/`.yml` suffix is a path,
+   relative to the referring file (or, given on the command line or to the API, to the working
+   directory), and nothing else;
+2. a short name, looked up in `$LPUSIM_DATA/chip_configs/` and `$LPUSIM_DATA/workloads/` when
+   that variable is set (read at lookup, see `data_dirs`);
+3. the shipped specs: `lpusim/chip_configs/` and `lpusim/workloads/` inside the installed
+   package (read with importlib.resources; the build maps the repository's top-level
+   `chip_configs/` and `workloads/` there, see setup.py), or those top-level directories
+   themselves when lpusim runs from a source checkout.
+
+The working directory never shadows a shipped name: a bare name that is also a file in the
+working directory (or beside the referring file) is read as that file only when no shipped spec
+has the name. Overrides (dotted paths, as used by sweeps) are applied to the raw documents before
 validation, so an overridden value is checked exactly like one written in the file.
 """
 
@@ -12,9 +25,12 @@ import copy
 import dataclasses
 import difflib
 import os
+from collections.abc import Callable, Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from lpusim.caches import BoundedCache
 from lpusim.config.gpu_specs import GpuSpec
 from lpusim.config.schema import build
 from lpusim.config.specs import ChipSpec, GpuSystemSpec, ModelSpec, ScenarioSpec, SystemSpec
@@ -28,7 +44,6 @@ _KIND_OF = {v: k for k, v in KINDS.items()}
 # where a spec of one kind is asked for, these kinds are accepted: a scenario's system (and
 # `--system`) may be an LPU system or a GPU server
 ACCEPTS: dict[str, tuple[str, ...]] = {"system": ("system", "gpu_system")}
-ROOT = Path(__file__).resolve().parent.parent.parent
 SEARCH_DIRS = {
     "chip": ("chip_configs",),
     "system": ("chip_configs",),
@@ -38,14 +53,28 @@ SEARCH_DIRS = {
     "gpu_system": ("chip_configs",),
 }
 MAX_REF_DEPTH = 8
+DATA_ENV = "LPUSIM_DATA"
+_PATH_SUFFIXES = (".yaml", ".yml")
+
+
+def packaged_data() -> Path:
+    """The directory holding the shipped `chip_configs/` and `workloads/`: inside the installed
+    package (a wheel), or the repository root when lpusim runs from a checkout (editable
+    install or PYTHONPATH), where those directories live at the top level."""
+    pkg = resources.files("lpusim")
+    if pkg.joinpath("chip_configs").is_dir():
+        return Path(str(pkg))
+    return Path(str(pkg)).parent
 
 
 def data_dirs() -> list[Path]:
-    """Where shipped configs are looked up: $LPUSIM_DATA, the working directory, the repo."""
+    """Where short names are looked up, first match wins: $LPUSIM_DATA, then the shipped data.
+    The working directory is not one of them."""
     dirs = []
-    if os.environ.get("LPUSIM_DATA"):
-        dirs.append(Path(os.environ["LPUSIM_DATA"]))
-    dirs += [Path.cwd(), ROOT]
+    extra = os.environ.get(DATA_ENV)
+    if extra:
+        dirs.append(Path(extra))
+    dirs.append(packaged_data())
     out: list[Path] = []
     for d in dirs:
         if d not in out:
@@ -78,17 +107,24 @@ def _peek_kind(p: Path) -> str | None:
     return None
 
 
+def is_path_like(ref: str) -> bool:
+    """Whether a reference is written as a path (a directory part or a YAML suffix) rather
+    than a short name."""
+    return ("/" in ref or "\\" in ref or os.sep in ref
+            or ref.lower().endswith(_PATH_SUFFIXES))
+
+
 def find(kind: str, ref: str, relative_to: Path | None = None) -> Path | None:
-    """Resolve a reference: an existing path (relative to the referring file or cwd), else a
-    shipped short name."""
-    cands = []
-    if relative_to is not None:
-        cands.append(relative_to / ref)
-    cands.append(Path(ref))
-    for c in cands:
-        if c.is_file():
-            return c
-    return shipped(kind).get(ref)
+    """Resolve a reference (see the module docstring for the order). `relative_to` is the
+    directory of the referring file; without it (command line, API) paths are relative to the
+    working directory."""
+    as_file = (relative_to / ref) if relative_to is not None else Path(ref)
+    if is_path_like(ref):
+        return as_file if as_file.is_file() else None
+    hit = shipped(kind).get(ref)
+    if hit is not None:
+        return hit
+    return as_file if as_file.is_file() else None
 
 
 def _header(doc: Document, expect: str | None) -> str:
@@ -113,7 +149,7 @@ def _header(doc: Document, expect: str | None) -> str:
                                               f"(this lpusim reads version {SPEC_VERSION})"))
     if issues:
         raise ConfigError(issues)
-    return kind
+    return str(kind)
 
 
 def apply_overrides(data: dict[str, Any], overrides: dict[str, Any], file: str) -> None:
@@ -133,7 +169,7 @@ def apply_overrides(data: dict[str, Any], overrides: dict[str, Any], file: str) 
         cur[parts[-1]] = value
 
 
-_DOCS: dict[tuple[str, int, int], Document] = {}
+_DOCS: BoundedCache[Document] = BoundedCache("documents", maxsize=512)
 
 
 def _cached_document(path: Path) -> Document:
@@ -148,15 +184,20 @@ def _cached_document(path: Path) -> Document:
     doc = _DOCS.get(key)
     if doc is None:
         doc = load_document(path)
-        if len(_DOCS) >= 512:
-            _DOCS.clear()
-        _DOCS[key] = doc
+        _DOCS.put(key, doc)
     return dataclasses.replace(doc, file=str(path), overridden=set(doc.overridden))
 
 
+SpecCheck = Callable[[Any, Document], list[Issue]]
+"""A check made after a spec is built, by a layer above config (e.g. that a scenario's
+acceptance trace exists, lpusim.speculative.checks): given the spec and its Document, it
+returns the problems, placed with `Document.issue` (file:line:column of the field)."""
+
+
 class _Loader:
-    def __init__(self, overrides: dict[str, Any] | None):
+    def __init__(self, overrides: dict[str, Any] | None, checks: Sequence[SpecCheck] = ()):
         self.overrides = dict(overrides or {})
+        self.checks = tuple(checks)
         self.depth = 0
 
     def load_doc(self, path: Path, expect: str | None, prefix: str) -> Any:
@@ -193,10 +234,14 @@ class _Loader:
 
         spec = build(KINDS[kind], doc, (), doc.data, issues, resolver,
                      skip=("kind", "version"))
-        if issues:
+        if issues or spec is None:
             raise ConfigError(issues)
         if kind == "scenario":
             spec = dataclasses.replace(spec, file=str(path))
+        for check in self.checks:
+            issues.extend(check(spec, doc))
+        if issues:
+            raise ConfigError(issues)
         return spec
 
     def resolve(self, cls: type, ref: str, doc: Document, path: tuple, issues: list[Issue],
@@ -228,9 +273,10 @@ class _Loader:
 
 
 def load(path: str | os.PathLike[str], expect: str | None = None,
-         overrides: dict[str, Any] | None = None) -> Any:
-    """Load any spec file; `expect` names the kind required, `overrides` sets dotted keys."""
-    return _Loader(overrides).load_doc(Path(path), expect, "")
+         overrides: dict[str, Any] | None = None, checks: Sequence[SpecCheck] = ()) -> Any:
+    """Load any spec file; `expect` names the kind required, `overrides` sets dotted keys,
+    `checks` run on every spec built (the file's and those it references)."""
+    return _Loader(overrides, checks).load_doc(Path(path), expect, "")
 
 
 def load_chip(path: str | os.PathLike[str]) -> ChipSpec:
@@ -245,9 +291,9 @@ def load_model(path: str | os.PathLike[str]) -> ModelSpec:
     return load(path, "model")
 
 
-def load_scenario(path: str | os.PathLike[str],
-                  overrides: dict[str, Any] | None = None) -> ScenarioSpec:
-    return load(path, "scenario", overrides)
+def load_scenario(path: str | os.PathLike[str], overrides: dict[str, Any] | None = None,
+                  checks: Sequence[SpecCheck] = ()) -> ScenarioSpec:
+    return load(path, "scenario", overrides, checks)
 
 
 def resolve_ref(kind: str, ref: str) -> Path:

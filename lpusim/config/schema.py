@@ -13,13 +13,14 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import difflib
-import functools
 import math
 import re
 import typing
+from collections.abc import Mapping
 from dataclasses import MISSING
 from typing import Any, TypeVar
 
+from lpusim import caches
 from lpusim.config.yamlio import Document, Path_
 from lpusim.errors import Issue, short_repr
 from lpusim.units import UnitError, parse_quantity
@@ -50,11 +51,11 @@ def nested_field(default_factory: Any = MISSING, *, optional: bool = False) -> A
     return dataclasses.field(default_factory=default_factory, metadata=meta)
 
 
-@functools.cache      # one entry per spec class and field: bounded by the code
+@caches.memoise("nested_spec_types", maxsize=1024)   # per spec class and field: few
 def _nested_type(cls: type, name: str) -> type:
     hint = typing.get_type_hints(cls)[name]
     for arg in typing.get_args(hint) or (hint,):
-        if dataclasses.is_dataclass(arg):
+        if isinstance(arg, type) and dataclasses.is_dataclass(arg):
             return arg
     raise TypeError(f"{cls.__name__}.{name} is not a nested spec")
 
@@ -71,7 +72,7 @@ def build(cls: type[T], doc: Document, path: Path_, data: Any, issues: list[Issu
     if not isinstance(data, dict):
         issues.append(doc.issue(path, f"expected a mapping, got {_type_name(data)}"))
         return None
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.metadata}
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.metadata}  # type: ignore[arg-type]
     n_before = len(issues)
     for key in data:
         if key in skip or key in fields:
@@ -170,7 +171,7 @@ def _shown(v: Any) -> str:
     return _type_name(v) if v is None else f"{_type_name(v)} {short_repr(v)}"
 
 
-def convert(raw: Any, meta: dict[str, Any], doc: Document, path: Path_,
+def convert(raw: Any, meta: Mapping[str, Any], doc: Document, path: Path_,
             issues: list[Issue]) -> Any:
     """Convert one scalar value according to its field metadata; None on error."""
     kind = meta["kind"]
@@ -187,7 +188,7 @@ class _Bad:
         self.message = message
 
 
-def _bounds(v: float, meta: dict[str, Any], shown: str) -> _Bad | None:
+def _bounds(v: float, meta: Mapping[str, Any], shown: str) -> _Bad | None:
     lo, hi = meta.get("min"), meta.get("max")
     if lo is not None and v < lo:
         return _Bad(f"{shown} is below the minimum {lo:g}")
@@ -196,7 +197,7 @@ def _bounds(v: float, meta: dict[str, Any], shown: str) -> _Bad | None:
     return None
 
 
-def _convert_value(raw: Any, kind: str, meta: dict[str, Any]) -> Any:
+def _convert_value(raw: Any, kind: str, meta: Mapping[str, Any]) -> Any:
     if kind == "duration":     # a time that may be zero (a mechanism that is absent)
         if raw == 0 or (isinstance(raw, str) and re.fullmatch(r"0+(\.0*)?\s*[a-z]*", raw.strip())):
             return 0
@@ -217,12 +218,12 @@ def _convert_value(raw: Any, kind: str, meta: dict[str, Any]) -> Any:
     if kind in ("float", "probability"):
         if isinstance(raw, bool) or not isinstance(raw, int | float):
             return _Bad(f"expected a number, got {_shown(raw)}")
-        v = float(raw)
-        if not math.isfinite(v):
+        x = float(raw)
+        if not math.isfinite(x):
             return _Bad(f"{short_repr(raw)} is not a finite number")
-        if kind == "probability" and not 0.0 <= v <= 1.0:
-            return _Bad(f"{v:g} is outside [0, 1]")
-        return _bounds(v, meta, f"{v:g}") or v
+        if kind == "probability" and not 0.0 <= x <= 1.0:
+            return _Bad(f"{x:g} is outside [0, 1]")
+        return _bounds(x, meta, f"{x:g}") or x
     if kind == "bool":
         if not isinstance(raw, bool):
             return _Bad(f"expected true or false, got {_shown(raw)}")

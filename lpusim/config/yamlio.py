@@ -204,6 +204,11 @@ def _convert(node: Any, path: Path_, doc: Document, issues: list[Issue], seen: s
                    else f"bad value: {e}")
         issues.append(_issue(doc.file, node.start_mark, message, dotted(path)))
         return None
+    finally:
+        # the loader memoises every node it constructed, which would keep every document's
+        # nodes alive for ever (an unbounded cache); a scalar needs no memo
+        _SCALARS.constructed_objects.clear()
+        _SCALARS.recursive_objects.clear()
 
 
 _SCALARS = yaml.SafeLoader("")

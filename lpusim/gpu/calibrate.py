@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from lpusim.config.gpu_specs import GpuSpec
 from lpusim.runner import load_scenario, run_scenario
 
 TRAINING_SCENARIO = "llama-3.3-70b-nim-h100x2"
@@ -62,6 +63,7 @@ class GpuCalibration:
 def parameters(scenario: str = TRAINING_SCENARIO) -> tuple[GpuParameter, ...]:
     """The constants to fit, in order, with the bounds of the scenario's GPU YAML."""
     gpu = load_scenario(scenario).system.chip
+    assert isinstance(gpu, GpuSpec)
     e, k = gpu.efficiency.hbm, gpu.latency.kernel
     return (
         GpuParameter("system.chip.efficiency.hbm.value", "fraction", e.min, e.max,
@@ -96,8 +98,10 @@ def calibrate(scenario: str = TRAINING_SCENARIO, target_ms: float = TRAINING_ITL
     """Fit the parameters in order to the training point; deterministic, writes nothing."""
     params = parameters(scenario)
     sc = load_scenario(scenario)
-    before = {params[0]: sc.system.chip.efficiency.hbm.value,
-              params[1]: float(sc.system.chip.latency.kernel.value_ps)}
+    gpu = sc.system.chip
+    assert isinstance(gpu, GpuSpec)
+    before = {params[0]: gpu.efficiency.hbm.value,
+              params[1]: float(gpu.latency.kernel.value_ps)}
     values = {p: _start(p) for p in params}
     rows = []
     done = False
@@ -126,8 +130,10 @@ def calibrate(scenario: str = TRAINING_SCENARIO, target_ms: float = TRAINING_ITL
         def snap(v: float, q: GpuParameter = p) -> float:     # 1e-4, or a whole ns
             return round(v, 4) if q.kind == "fraction" else round(v / 1000.0) * 1000.0
         cands = sorted({snap(fast), snap(slow)})
-        values[p] = min(cands, key=lambda v, q=p: (abs(itl_ms(scenario, {**values, q: v})
-                                                       - target_ms), v))
+        def miss(v: float, q: GpuParameter = p) -> tuple[float, float]:
+            return abs(itl_ms(scenario, {**values, q: v}) - target_ms), v
+
+        values[p] = min(cands, key=miss)
         rows.append(GpuFitRow(p.field, before[p], values[p], p.low, p.high, False, p.why))
         done = True
     predicted = itl_ms(scenario, values)

@@ -111,7 +111,8 @@ def _block_memory(graph: DecodeGraph, tp: int) -> list[dict[str, int]]:
 def _stages(sizes: list[dict[str, int]], n: int) -> list[tuple[int, int]]:
     """`n` contiguous groups of blocks, each closing once it holds its share of the bytes."""
     total = sum(s["weights"] + s["kv_cache"] for s in sizes)
-    cuts, acc, lo = [], 0, 0
+    cuts: list[tuple[int, int]] = []
+    acc, lo = 0, 0
     for i, s in enumerate(sizes):
         acc += s["weights"] + s["kv_cache"]
         left_blocks = len(sizes) - i - 1

@@ -39,6 +39,7 @@ from typing import Any
 import networkx as nx
 
 from lpusim.config.specs import ModelSpec, PrecisionSpec, dtype_bytes
+from lpusim.errors import GraphError
 from lpusim.graph.ops import Op
 
 
@@ -359,7 +360,7 @@ def build_decode_graph(model: ModelSpec, params: GraphParams | None = None) -> D
     """The DAG of one decode step of `model` at the width and precision of `params`."""
     params = params or GraphParams()
     if params.positions < 1 or params.batch < 1 or params.context < 0:
-        raise ValueError("positions and batch must be >= 1 and context >= 0")
+        raise GraphError("positions and batch must be >= 1 and context >= 0")
     b = _Builder(model, params)
     x = b.embed()
     for i in range(model.layers):

@@ -1,14 +1,20 @@
-"""Plots of results (matplotlib, imported lazily; the Agg backend, no display needed).
+"""Plots of results (matplotlib, imported lazily; no display or backend needed).
 
 Every plot function takes plain records (dicts as produced by `RunResult.to_dict()` or the
 sweep's JSON lines), writes PNG and SVG files, and returns the data series it drew, so tests
 and the HTML report can check what was plotted without reading pixels.
+
+Figures are built with the object API (`matplotlib.figure.Figure`), never pyplot, and styled
+inside `matplotlib.rc_context`: a caller's backend, open figures and rcParams (a notebook's
+style) are left exactly as they were.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from lpusim.atomic import write_atomic
 
@@ -17,14 +23,39 @@ BREAKDOWN_ORDER = ("compute_mxm", "compute_vxm", "data_movement", "link_serialis
                    "layer_barrier", "stage_deskew", "idle")
 
 
-def _plt() -> Any:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    plt.rcParams.update({"figure.dpi": 110, "axes.grid": True, "grid.alpha": 0.3,
+STYLE: dict[str, Any] = {"figure.dpi": 110, "axes.grid": True, "grid.alpha": 0.3,
                          "axes.spines.top": False, "axes.spines.right": False,
-                         "svg.hashsalt": "lpusim", "font.size": 10})
-    return plt
+                         "svg.hashsalt": "lpusim", "font.size": 10}
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _styled(fn: F) -> F:
+    """Run a plot function (figure creation through saving) inside rc_context(STYLE)."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kw: Any) -> Any:
+        import matplotlib
+        with matplotlib.rc_context(cast(Any, STYLE)):   # its keys are typed as literals
+            return fn(*args, **kw)
+    return wrapper  # type: ignore[return-value]
+
+
+class _Figures:
+    """The two pyplot calls the plots use, on the object API (no global figure registry)."""
+
+    @staticmethod
+    def subplots(*grid: int, figsize: tuple[float, float], **kw: Any) -> tuple[Any, Any]:
+        """pyplot.subplots(nrows, ncols, figsize=..., squeeze=...) on a bare Figure."""
+        from matplotlib.figure import Figure
+        fig = Figure(figsize=figsize)
+        return fig, fig.subplots(*grid, **kw)
+
+    @staticmethod
+    def close(fig: Any) -> None:
+        """Nothing to release: the figure was never registered with pyplot."""
+
+
+def _plt() -> _Figures:
+    return _Figures()
 
 
 def _save(fig: Any, outdir: Path, name: str) -> list[str]:
@@ -40,6 +71,7 @@ def _save(fig: Any, outdir: Path, name: str) -> list[str]:
     return files
 
 
+@_styled
 def tornado(rows: list[dict[str, Any]], outdir: Path) -> dict[str, Any]:
     """Sensitivity of tokens/s to each parameter at its low and high value."""
     plt = _plt()
@@ -61,6 +93,7 @@ def tornado(rows: list[dict[str, Any]], outdir: Path) -> dict[str, Any]:
                                         r["tokens_per_second_high"]] for r in rows}}
 
 
+@_styled
 def gamma_curve(result: dict[str, Any], outdir: Path, name: str = "tokens_vs_gamma"
                 ) -> dict[str, Any]:
     """Tokens/s against gamma for one speculative result, optimum marked."""
@@ -91,6 +124,7 @@ def _acc_label(acc: dict[str, Any]) -> str:
     return str(acc.get("name") or acc.get("kind"))
 
 
+@_styled
 def speedup_vs_acceptance(rows: list[dict[str, Any]], outdir: Path) -> dict[str, Any] | None:
     """Speedup against constant acceptance, one line per gamma (and per strategy when several
     were swept); other swept axes are held at the values of the first point."""
@@ -131,6 +165,7 @@ def speedup_vs_acceptance(rows: list[dict[str, Any]], outdir: Path) -> dict[str,
             "series": series}
 
 
+@_styled
 def tokens_vs_chips(rows: list[dict[str, Any]], outdir: Path) -> dict[str, Any] | None:
     by: dict[int, tuple[list[float], list[float]]] = {}
     for r in rows:
@@ -142,21 +177,22 @@ def tokens_vs_chips(rows: list[dict[str, Any]], outdir: Path) -> dict[str, Any] 
         return None
     chips = sorted(by)
     base = [max(by[c][0]) for c in chips]
-    spec = [max(by[c][1]) if by[c][1] else None for c in chips]
+    best: list[float | None] = [max(by[c][1]) if by[c][1] else None for c in chips]
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.5, 4))
     ax.plot(chips, base, marker="o", label="no speculation")
-    if any(s is not None for s in spec):
-        ax.plot([c for c, s in zip(chips, spec, strict=True) if s is not None],
-                [s for s in spec if s is not None], marker="s", label="with speculation (best)")
+    if any(s is not None for s in best):
+        ax.plot([c for c, s in zip(chips, best, strict=True) if s is not None],
+                [s for s in best if s is not None], marker="s", label="with speculation (best)")
     ax.set_xlabel("chips (target model)")
     ax.set_ylabel("tokens/s per user")
     ax.set_title("Tokens/s vs chip count")
     ax.legend()
     return {"name": "tokens_vs_chips", "files": _save(fig, outdir, "tokens_vs_chips"),
-            "series": {"chips": chips, "baseline": base, "speculative": spec}}
+            "series": {"chips": chips, "baseline": base, "speculative": best}}
 
 
+@_styled
 def breakdown_bars(rows: list[dict[str, Any]], labels: list[str], outdir: Path,
                    name: str = "latency_breakdown",
                    per_token_us: list[float | None] | None = None) -> dict[str, Any]:
@@ -170,7 +206,8 @@ def breakdown_bars(rows: list[dict[str, Any]], labels: list[str], outdir: Path,
     keys = list(dict.fromkeys([*(k for k in BREAKDOWN_ORDER
                                  if any(k in r["breakdown_us"] for r in rows)),
                                *(k for r in rows for k in r["breakdown_us"])]))
-    colours = plt.get_cmap("tab20")     # distinct colours: LPU and GPU categories side by side
+    import matplotlib
+    colours = matplotlib.colormaps["tab20"]    # distinct colours: LPU and GPU categories
     for i, k in enumerate(keys):
         vals = [float(r["breakdown_us"].get(k, 0.0)) for r in rows]
         if not any(vals):
@@ -196,6 +233,7 @@ def breakdown_bars(rows: list[dict[str, Any]], labels: list[str], outdir: Path,
 MAX_FACETS = 6
 
 
+@_styled
 def heatmap(rows: list[dict[str, Any]], x: str, y: str, outdir: Path,
             metric: str = "tokens_per_second") -> dict[str, Any]:
     """A metric over two swept axes (values as given in the sweep's overrides). Other swept

@@ -261,7 +261,7 @@ def records(o: _Out, rows: list[dict[str, Any]], key: str = "", indent: int = 2,
             unit = units.pop()
             for c in body:
                 c[j] = c[j].rsplit(" ", 1)[0]
-            if not header[j].endswith(unit):
+            if unit is not None and not header[j].endswith(unit):
                 header[j] = f"{header[j]} ({unit})"
     o.table(header, body, indent, right=range(len(cols)))
     if len(keep) < len(rows):

@@ -47,7 +47,8 @@ def simulate(prog: Program) -> SimResult:
             hops.setdefault(lid, []).append((t.hop_start(h), h, t))
     direct = [t for t in prog.transfers if not t.route]
 
-    busy = {x.id: x.busy for x in (*prog.instructions, *prog.transfers)}
+    items: tuple[Instr | Transfer, ...] = (*prog.instructions, *prog.transfers)
+    busy = {x.id: x.busy for x in items}
 
     def check_operands(deps: tuple[int, ...], now: int, chip: int, unit: str, name: str,
                        stream: tuple[int, ...] = (), end: int = 0) -> None:

@@ -13,6 +13,9 @@ drafted tokens are all accepted), from which the effective per-position conditio
 * Acceptance of token ``i`` does not depend on how many tokens were drafted after it, so a trace
   recorded at draft length ``G`` also answers every ``gamma <= G`` via ``min(L, gamma)``.
 * A mixture draws its component once per pass; there is no stickiness across passes.
+
+Bad models, acceptance strings and trace files raise `AcceptanceError` (a ValueError; trace
+problems name the trace's file:line and field).
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from lpusim.errors import AcceptanceError
 
 __all__ = [
     "AcceptanceModel",
@@ -56,17 +61,18 @@ _MAX_INT_DIGITS = 18
 
 
 def check_number(value: Any, name: str, high: float | None = None) -> float:
-    """``value`` as a float, finite, >= 0 and (if given) <= high; ValueError naming ``name``."""
+    """``value`` as a float, finite, >= 0 and (if given) <= high; else an AcceptanceError
+    naming ``name``."""
     kind = "a number in [0, 1]" if high == 1.0 else "a number"
     rule = "finite and in [0, 1]" if high == 1.0 else "finite and >= 0"
     if isinstance(value, bool):
-        raise ValueError(f"{name} must be {kind}, got {value!r}")
+        raise AcceptanceError(f"{name} must be {kind}, got {value!r}")
     try:
         v = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be {kind}, got {value!r}") from None
+        raise AcceptanceError(f"{name} must be {kind}, got {value!r}") from None
     if not math.isfinite(v) or v < 0 or (high is not None and v > high):
-        raise ValueError(f"{name} must be {rule}, got {value!r}")
+        raise AcceptanceError(f"{name} must be {rule}, got {value!r}")
     return v
 
 
@@ -77,15 +83,15 @@ def _check_prob(value: Any, name: str) -> float:
 
 def _check_count(value: Any, name: str, minimum: int = 0) -> int:
     if isinstance(value, bool):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
+        raise AcceptanceError(f"{name} must be an integer, got {value!r}")
     try:
         n = operator.index(value)
     except TypeError:
-        raise ValueError(f"{name} must be an integer, got {value!r}") from None
+        raise AcceptanceError(f"{name} must be an integer, got {value!r}") from None
     if n < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {n}")
+        raise AcceptanceError(f"{name} must be >= {minimum}, got {n}")
     if name in _GAMMA_NAMES and n > MAX_GAMMA:
-        raise ValueError(f"{name} must be <= {MAX_GAMMA}, got {n}")
+        raise AcceptanceError(f"{name} must be <= {MAX_GAMMA}, got {n}")
     return n
 
 
@@ -170,9 +176,9 @@ class MeasuredTreeAcceptance(AcceptanceModel):
 
     def __post_init__(self) -> None:
         if not 1.0 <= self.tau <= self.depth + 1:
-            raise ValueError(f"tau {self.tau:g} is outside [1, depth + 1 = {self.depth + 1}]")
+            raise AcceptanceError(f"tau {self.tau:g} is outside [1, depth + 1 = {self.depth + 1}]")
         if self.nodes < self.depth:
-            raise ValueError(f"a tree of depth {self.depth} has at least {self.depth} nodes")
+            raise AcceptanceError(f"a tree of depth {self.depth} has at least {self.depth} nodes")
 
     @property
     def chain_a(self) -> float:
@@ -205,7 +211,7 @@ class PositionalAcceptance(AcceptanceModel):
     def __post_init__(self) -> None:
         probs = tuple(self.probs)
         if not probs:
-            raise ValueError("positional acceptance needs at least one probability")
+            raise AcceptanceError("positional acceptance needs at least one probability")
         checked = tuple(_check_prob(p, f"acceptance probability probs[{i}]")
                         for i, p in enumerate(probs))
         object.__setattr__(self, "probs", checked)
@@ -236,24 +242,24 @@ class MixtureAcceptance(AcceptanceModel):
     def __post_init__(self) -> None:
         comps = tuple(self.components)
         if not comps:
-            raise ValueError("mixture acceptance needs at least one component")
+            raise AcceptanceError("mixture acceptance needs at least one component")
         weights: list[float] = []
         models: list[AcceptanceModel] = []
         for i, comp in enumerate(comps):
             try:
                 w, m = comp
             except (TypeError, ValueError):
-                raise ValueError(
+                raise AcceptanceError(
                     f"mixture component {i} must be a (weight, model) pair, got {comp!r}"
                 ) from None
             if not isinstance(m, AcceptanceModel):
-                raise ValueError(f"mixture component {i} model must be an AcceptanceModel, "
-                                 f"got {type(m).__name__}")
+                raise AcceptanceError(f"mixture component {i} model must be an AcceptanceModel, "
+                                      f"got {type(m).__name__}")
             weights.append(_check_prob(w, f"mixture weight {i}"))
             models.append(m)
         total = math.fsum(weights)
         if abs(total - 1.0) > _WEIGHT_TOLERANCE:
-            raise ValueError(f"mixture weights must sum to 1, got {total!r}")
+            raise AcceptanceError(f"mixture weights must sum to 1, got {total!r}")
         norm = tuple((w / total, m) for w, m in zip(weights, models, strict=True))
         object.__setattr__(self, "components", norm)
 
@@ -295,7 +301,7 @@ class TraceAcceptance(AcceptanceModel):
     """Replay of recorded accepted-prefix lengths observed at draft length ``drafted``.
 
     For ``gamma <= drafted`` a recorded pass accepts ``min(L, gamma)``; longer drafts were never
-    observed, so they raise ValueError. Sampling replays the trace cyclically from a random
+    observed, so they raise AcceptanceError. Sampling replays the trace cyclically from a random
     offset drawn from the generator.
     """
 
@@ -310,10 +316,10 @@ class TraceAcceptance(AcceptanceModel):
         lengths = tuple(_check_count(v, f"trace prefix_lengths[{i}]")
                         for i, v in enumerate(self.prefix_lengths))
         if not lengths:
-            raise ValueError("trace acceptance needs at least one recorded pass")
+            raise AcceptanceError("trace acceptance needs at least one recorded pass")
         for i, v in enumerate(lengths):
             if v > drafted:
-                raise ValueError(f"trace prefix_lengths[{i}] = {v} is outside [0, {drafted}]")
+                raise AcceptanceError(f"trace prefix_lengths[{i}] = {v} is outside [0, {drafted}]")
         object.__setattr__(self, "drafted", drafted)
         object.__setattr__(self, "prefix_lengths", lengths)
         arr = np.asarray(lengths, dtype=np.int64)
@@ -331,7 +337,7 @@ class TraceAcceptance(AcceptanceModel):
         gamma = _check_count(gamma, "gamma")
         if gamma > self.drafted:
             where = f" ({self.source})" if self.source else ""
-            raise ValueError(
+            raise AcceptanceError(
                 f"gamma = {gamma} exceeds the draft length {self.drafted} the trace{where} was "
                 f"recorded at; a trace can only answer gamma <= {self.drafted}"
             )
@@ -383,34 +389,36 @@ def _leading_ones(bits: list[bool]) -> int:
 def _parse_int_field(raw: str, where: str, name: str) -> int:
     text = raw.strip()
     if not text:
-        raise ValueError(f"{where}: {name}: missing value")
+        raise AcceptanceError(f"{where}: {name}: missing value")
     if not _INT_RE.match(text):
         shown = text if len(text) <= 40 else text[:30] + "..."
-        raise ValueError(f"{where}: {name}: {shown!r} is not an integer")
+        raise AcceptanceError(f"{where}: {name}: {shown!r} is not an integer")
     if len(text.lstrip("+-")) > _MAX_INT_DIGITS:
-        raise ValueError(f"{where}: {name}: {len(text.lstrip('+-'))}-digit number is too large")
+        digits = len(text.lstrip("+-"))
+        raise AcceptanceError(f"{where}: {name}: {digits}-digit number is too large")
     return int(text)
 
 
 def _check_pass(where: str, accepted: int, drafted: int) -> None:
     if drafted < 1:
-        raise ValueError(f"{where}: drafted: {drafted} must be >= 1")
+        raise AcceptanceError(f"{where}: drafted: {drafted} must be >= 1")
     if drafted > MAX_GAMMA:
-        raise ValueError(f"{where}: drafted: {drafted} is above the limit {MAX_GAMMA}")
+        raise AcceptanceError(f"{where}: drafted: {drafted} is above the limit {MAX_GAMMA}")
     if not 0 <= accepted <= drafted:
-        raise ValueError(f"{where}: accepted: {accepted} is outside [0, {drafted}]")
+        raise AcceptanceError(f"{where}: accepted: {accepted} is outside [0, {drafted}]")
 
 
 def _csv_cell(header: list[str] | None, row: list[str], where: str, name: str) -> str:
     assert header is not None
     i = header.index(name)
     if i >= len(row) or not row[i].strip():
-        raise ValueError(f"{where}: {name}: missing value")
+        raise AcceptanceError(f"{where}: {name}: missing value")
     return row[i].strip()
 
 
 def _csv_rows(path: str, text: str) -> Any:
-    """(line, row) of a CSV text; a malformed row (e.g. an over-long field) is a ValueError."""
+    """(line, row) of a CSV text; a malformed row (e.g. an over-long field) is an
+    AcceptanceError."""
     reader = csv.reader(text.splitlines())
     while True:
         try:
@@ -418,7 +426,8 @@ def _csv_rows(path: str, text: str) -> Any:
         except StopIteration:
             return
         except csv.Error as exc:
-            raise ValueError(f"{path}:{reader.line_num}: row: malformed CSV ({exc})") from None
+            raise AcceptanceError(f"{path}:{reader.line_num}: row: malformed CSV ({exc})"
+                                  ) from None
         yield reader.line_num, row
 
 
@@ -435,11 +444,11 @@ def _read_csv(path: str, text: str, drafted: int | None) -> list[tuple[int, int]
             has_acc, has_tok = "accepted" in header, "accepted_tokens" in header
             if has_acc == has_tok:
                 why = "not both" if has_acc else f"found: {', '.join(header)}"
-                raise ValueError(f"{path}:{line}: header: needs a column 'accepted' or "
-                                 f"'accepted_tokens' ({why})")
+                raise AcceptanceError(f"{path}:{line}: header: needs a column 'accepted' or "
+                                      f"'accepted_tokens' ({why})")
             if has_acc and "drafted" not in header and drafted is None:
-                raise ValueError(f"{path}:{line}: drafted: a column 'accepted' also needs a "
-                                 f"column 'drafted'")
+                raise AcceptanceError(f"{path}:{line}: drafted: a column 'accepted' also needs a "
+                                      f"column 'drafted'")
             continue
         where = f"{path}:{line}"
 
@@ -447,11 +456,11 @@ def _read_csv(path: str, text: str, drafted: int | None) -> list[tuple[int, int]
             bits = _csv_cell(header, row, where, "accepted_tokens")
             if not _BITS_RE.match(bits):
                 shown = bits if len(bits) <= 40 else bits[:30] + "..."
-                raise ValueError(f"{where}: accepted_tokens: {shown!r} is not a string of 0/1 "
-                                 f"digits")
+                raise AcceptanceError(f"{where}: accepted_tokens: {shown!r} is not a string of 0/1 "
+                                      f"digits")
             if len(bits) > MAX_GAMMA:
-                raise ValueError(f"{where}: accepted_tokens: {len(bits)} drafted tokens is "
-                                 f"above the limit {MAX_GAMMA}")
+                raise AcceptanceError(f"{where}: accepted_tokens: {len(bits)} drafted tokens is "
+                                      f"above the limit {MAX_GAMMA}")
             passes.append((_leading_ones([b == "1" for b in bits]), len(bits)))
         else:
             acc = _parse_int_field(_csv_cell(header, row, where, "accepted"), where, "accepted")
@@ -464,9 +473,9 @@ def _read_csv(path: str, text: str, drafted: int | None) -> list[tuple[int, int]
             _check_pass(where, acc, g)
             passes.append((acc, g))
     if header is None:
-        raise ValueError(f"{path}:1: trace: file is empty")
+        raise AcceptanceError(f"{path}:1: trace: file is empty")
     if not passes:
-        raise ValueError(f"{path}:{header_line}: trace: no passes after the header")
+        raise AcceptanceError(f"{path}:{header_line}: trace: no passes after the header")
     return passes
 
 
@@ -477,15 +486,15 @@ def _short_json(value: Any) -> str:
 
 def _json_int(value: Any, where: str, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{where}: {name}: {_short_json(value)} is not an integer")
+        raise AcceptanceError(f"{where}: {name}: {_short_json(value)} is not an integer")
     if abs(value) > 10**_MAX_INT_DIGITS:
-        raise ValueError(f"{where}: {name}: number is too large")
+        raise AcceptanceError(f"{where}: {name}: number is too large")
     return value
 
 
 def _read_jsonl(path: str, text: str, drafted: int | None) -> list[tuple[int, int]]:
     if not text.strip():
-        raise ValueError(f"{path}:1: trace: file is empty")
+        raise AcceptanceError(f"{path}:1: trace: file is empty")
     passes: list[tuple[int, int]] = []
     for line_no, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -494,27 +503,27 @@ def _read_jsonl(path: str, text: str, drafted: int | None) -> list[tuple[int, in
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{where}: line: invalid JSON ({exc.msg})") from None
+            raise AcceptanceError(f"{where}: line: invalid JSON ({exc.msg})") from None
         except (ValueError, RecursionError):  # e.g. an integer of thousands of digits
-            raise ValueError(f"{where}: line: invalid JSON (a number or nesting too large)"
+            raise AcceptanceError(f"{where}: line: invalid JSON (a number or nesting too large)"
                              ) from None
         if not isinstance(obj, dict):
-            raise ValueError(f"{where}: line: expected a JSON object, got {_short_json(obj)}")
+            raise AcceptanceError(f"{where}: line: expected a JSON object, got {_short_json(obj)}")
         if ("accepted" in obj) == ("tokens" in obj):
-            raise ValueError(f"{where}: accepted: expected key 'accepted' (with 'drafted') or "
-                             f"'tokens', exactly one of them")
+            raise AcceptanceError(f"{where}: accepted: expected key 'accepted' (with 'drafted') or "
+                                  f"'tokens', exactly one of them")
         if "tokens" in obj:
             toks = obj["tokens"]
             if not isinstance(toks, list) or not toks:
-                raise ValueError(f"{where}: tokens: expected a non-empty list of true/false, "
-                                 f"got {_short_json(toks)}")
+                raise AcceptanceError(f"{where}: tokens: expected a non-empty list of true/false, "
+                                      f"got {_short_json(toks)}")
             if len(toks) > MAX_GAMMA:
-                raise ValueError(f"{where}: tokens: {len(toks)} drafted tokens is above the "
-                                 f"limit {MAX_GAMMA}")
+                raise AcceptanceError(f"{where}: tokens: {len(toks)} drafted tokens is above the "
+                                      f"limit {MAX_GAMMA}")
             for i, t in enumerate(toks):
                 if not isinstance(t, bool):
-                    raise ValueError(f"{where}: tokens: element {i} is {_short_json(t)} "
-                                     f"(expected true or false)")
+                    raise AcceptanceError(f"{where}: tokens: element {i} is {_short_json(t)} "
+                                          f"(expected true or false)")
             passes.append((_leading_ones(toks), len(toks)))
             continue
         acc = _json_int(obj["accepted"], where, "accepted")
@@ -523,7 +532,7 @@ def _read_jsonl(path: str, text: str, drafted: int | None) -> list[tuple[int, in
         elif drafted is not None:
             g = drafted
         else:
-            raise ValueError(f"{where}: drafted: missing key 'drafted'")
+            raise AcceptanceError(f"{where}: drafted: missing key 'drafted'")
         _check_pass(where, acc, g)
         passes.append((acc, g))
     return passes
@@ -541,7 +550,7 @@ def load_trace(path: str | Path, drafted: int | None = None) -> TraceAcceptance:
 
     If passes were drafted at different lengths, the trace's draft length is the smallest (the
     longest draft every recorded pass can answer) and longer prefixes are clipped to it.
-    Errors are ``ValueError("path:line: field: ...")``.
+    Errors are ``AcceptanceError("path:line: field: ...")``.
     """
     name = str(path)
     if drafted is not None:
@@ -549,25 +558,26 @@ def load_trace(path: str | Path, drafted: int | None = None) -> TraceAcceptance:
     try:
         st = Path(path).stat()
         if not stat.S_ISREG(st.st_mode):    # a FIFO blocks, /dev/zero never ends
-            raise ValueError(f"{name}:1: trace: not a regular file")
+            raise AcceptanceError(f"{name}:1: trace: not a regular file")
         if st.st_size > MAX_TRACE_BYTES:
-            raise ValueError(f"{name}:1: trace: file is {st.st_size} bytes; the limit is "
-                             f"{MAX_TRACE_BYTES}")
+            raise AcceptanceError(f"{name}:1: trace: file is {st.st_size} bytes; the limit is "
+                                  f"{MAX_TRACE_BYTES}")
         with open(path, "rb") as f:
             raw = f.read(MAX_TRACE_BYTES + 1)
         if len(raw) > MAX_TRACE_BYTES:
-            raise ValueError(f"{name}:1: trace: file is over {MAX_TRACE_BYTES} bytes, the limit")
+            raise AcceptanceError(f"{name}:1: trace: file is over {MAX_TRACE_BYTES} bytes, "
+                                  "the limit")
     except OSError as exc:
         reason = exc.strerror or str(exc)
-        raise ValueError(f"{name}:1: trace: cannot read file ({reason})") from None
+        raise AcceptanceError(f"{name}:1: trace: cannot read file ({reason})") from None
     if b"\x00" in raw:
         line = raw.count(b"\n", 0, raw.index(b"\x00")) + 1
-        raise ValueError(f"{name}:{line}: trace: binary data, not a CSV or JSONL text file")
+        raise AcceptanceError(f"{name}:{line}: trace: binary data, not a CSV or JSONL text file")
     try:
         text = raw.decode("utf-8-sig")      # a byte-order mark (spreadsheet exports) is fine
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
-        raise ValueError(f"{name}:{line}: trace: not UTF-8 text (byte {exc.start})") from None
+        raise AcceptanceError(f"{name}:{line}: trace: not UTF-8 text (byte {exc.start})") from None
     suffix = Path(path).suffix.lower()
     if suffix in (".jsonl", ".ndjson", ".json"):
         is_json = True
@@ -577,7 +587,7 @@ def load_trace(path: str | Path, drafted: int | None = None) -> TraceAcceptance:
         is_json = text.lstrip().startswith("{")
     passes = (_read_jsonl if is_json else _read_csv)(name, text, drafted)
     if not passes:
-        raise ValueError(f"{name}:1: trace: no passes recorded")
+        raise AcceptanceError(f"{name}:1: trace: no passes recorded")
     shortest = min(g for _, g in passes)
     # min(L, shortest) answers every gamma <= shortest exactly like L does
     return TraceAcceptance(
@@ -663,14 +673,14 @@ def _as_float(text: str) -> float | None:
         return None
 
 
-def _unknown_preset(name: str) -> ValueError:
+def _unknown_preset(name: str) -> AcceptanceError:
     key = name.lower()
     near = [p for p in PRESETS if key in p]
     near += [p for p in difflib.get_close_matches(key, list(PRESETS), n=3, cutoff=0.5)
              if p not in near]
     near = near[:3]
     hint = f"nearest presets: {', '.join(near)}" if near else f"presets: {', '.join(PRESETS)}"
-    return ValueError(f"unknown acceptance preset {name!r} (and no such trace file); {hint}")
+    return AcceptanceError(f"unknown acceptance preset {name!r} (and no such trace file); {hint}")
 
 
 def _parse_component(text: str) -> AcceptanceModel:
@@ -692,13 +702,13 @@ def parse_acceptance(value: str | float, base_dir: str | Path | None = None) -> 
     if isinstance(value, AcceptanceModel):
         return value
     if isinstance(value, bool):
-        raise ValueError(f"acceptance must be a probability, preset, list, mix or path, "
-                         f"got {value!r}")
+        raise AcceptanceError(f"acceptance must be a probability, preset, list, mix or path, "
+                              f"got {value!r}")
     if isinstance(value, (int, float)):
         return ConstantAcceptance(value)
     text = str(value).strip()
     if not text:
-        raise ValueError("acceptance is empty")
+        raise AcceptanceError("acceptance is empty")
     number = _as_float(text)
     if number is not None:
         return ConstantAcceptance(number)
@@ -710,8 +720,8 @@ def parse_acceptance(value: str | float, base_dir: str | Path | None = None) -> 
             w_text, sep, m_text = part.strip().partition("@")
             weight = _as_float(w_text.strip())
             if not sep or weight is None or not m_text.strip():
-                raise ValueError(f"bad mixture part {part.strip()!r} in {text!r}: expected "
-                                 f"weight@probability, e.g. 0.5@0.95")
+                raise AcceptanceError(f"bad mixture part {part.strip()!r} in {text!r}: expected "
+                                      f"weight@probability, e.g. 0.5@0.95")
             comps.append((weight, _parse_component(m_text.strip())))
         return MixtureAcceptance(tuple(comps))
     if "," in text:
@@ -719,8 +729,8 @@ def parse_acceptance(value: str | float, base_dir: str | Path | None = None) -> 
         for part in text.split(","):
             p = _as_float(part.strip())
             if p is None:
-                raise ValueError(f"bad acceptance list {text!r}: {part.strip()!r} is not a "
-                                 f"number")
+                raise AcceptanceError(f"bad acceptance list {text!r}: {part.strip()!r} is not a "
+                                      f"number")
             probs.append(p)
         return PositionalAcceptance(tuple(probs))
     path = Path(text)
@@ -730,9 +740,9 @@ def parse_acceptance(value: str | float, base_dir: str | Path | None = None) -> 
         return load_trace(path)
     if path.exists():
         what = "a directory" if path.is_dir() else "not a regular file"
-        raise ValueError(f"acceptance trace {path} is {what}")
+        raise AcceptanceError(f"acceptance trace {path} is {what}")
     looks_like_path = ("/" in text or "\\" in text
                        or Path(text).suffix.lower() in TRACE_SUFFIXES)
     if looks_like_path:
-        raise ValueError(f"acceptance trace file not found: {path}")
+        raise AcceptanceError(f"acceptance trace file not found: {path}")
     raise _unknown_preset(text)

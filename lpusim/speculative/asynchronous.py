@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lpusim.errors import AcceptanceError, InputError
 from lpusim.speculative.acceptance import MAX_GAMMA, AcceptanceModel, _check_count, check_number
 from lpusim.speculative.montecarlo import _weighted_percentile
 from lpusim.speculative.theory import least_acceptance
@@ -83,7 +84,7 @@ def _costs(draft: float, verify: float, overhead: float, interval: float,
                                                  (interval, "interval_cycles"),
                                                  (clock, "clock_hz")))
     if vals[4] <= 0:
-        raise ValueError(f"clock_hz must be > 0, got {clock!r}")
+        raise InputError(f"clock_hz must be > 0, got {clock!r}")
     return vals  # type: ignore[return-value]
 
 
@@ -148,7 +149,7 @@ def simulate_async(model: AcceptanceModel, window: int, n_cycles: int, seed: int
     rng = np.random.default_rng(seed)
     accepted = np.asarray(model.sample_accepted(h, n_cycles, rng), dtype=np.int64)
     if accepted.shape != (n_cycles,) or accepted.min() < 0 or accepted.max() > h:
-        raise ValueError(f"acceptance model returned prefix lengths outside [0, {h}]")
+        raise AcceptanceError(f"acceptance model returned prefix lengths outside [0, {h}]")
     tokens = np.minimum(accepted + 1, h)                  # N, or h without a rejection
     run_of, end, _ = _tables(window, h, d, v, o, i)
     last = run_of[tokens - 1]                              # the run that ends the cycle

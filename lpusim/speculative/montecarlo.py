@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from lpusim.errors import AcceptanceError, InputError
 from lpusim.speculative.acceptance import AcceptanceModel, TraceAcceptance, _check_count
 from lpusim.speculative.theory import _cost, _pass_cycles
 
@@ -101,7 +102,7 @@ def simulate_passes(
     seed = _check_count(seed, "seed")
     clock = _cost(clock_hz, "clock_hz")
     if clock <= 0:
-        raise ValueError(f"clock_hz must be > 0, got {clock_hz!r}")
+        raise InputError(f"clock_hz must be > 0, got {clock_hz!r}")
     cycles = _pass_cycles(
         gamma,
         _cost(draft_step_cycles, "draft_step_cycles"),
@@ -146,7 +147,7 @@ def _drawn(model: AcceptanceModel, gamma: int, n_passes: int, rng: np.random.Gen
     the prefix-length law gives the histogram in O(gamma) whatever the number of passes."""
     pmf = np.clip(np.asarray(model.prefix_length_pmf(gamma), dtype=float), 0.0, None)
     if pmf.shape != (gamma + 1,) or not pmf.sum() > 0:
-        raise ValueError(f"acceptance model gave no prefix-length law over [0, {gamma}]")
+        raise AcceptanceError(f"acceptance model gave no prefix-length law over [0, {gamma}]")
     hist = rng.multinomial(n_passes, pmf / pmf.sum()).astype(np.int64)
     short = np.zeros(gamma + 1, dtype=np.int64)
     if bet_prob > 0:
@@ -166,7 +167,7 @@ def _replayed(model: TraceAcceptance, gamma: int, n_passes: int, rng: np.random.
     """The same counts for a recorded trace, replayed in order from a seeded offset."""
     accepted = np.asarray(model.sample_accepted(gamma, n_passes, rng), dtype=np.int64)
     if accepted.shape != (n_passes,) or accepted.min() < 0 or accepted.max() > gamma:
-        raise ValueError(f"acceptance model returned prefix lengths outside [0, {gamma}]")
+        raise AcceptanceError(f"acceptance model returned prefix lengths outside [0, {gamma}]")
     hist = np.bincount(accepted, minlength=gamma + 1)[:gamma + 1].astype(np.int64)
     ahead = np.zeros(n_passes, dtype=bool)
     if bet_prob > 0:

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from lpusim import progress
-from lpusim.config.specs import GpuSystemSpec, HeadsSpec, ScenarioSpec
+from lpusim.config.specs import GpuSystemSpec, HeadsSpec, ScenarioSpec, SystemSpec
 from lpusim.deploy import draft_chips
 from lpusim.errors import ConfigError, Issue
 from lpusim.gpu import check_shared_memory
@@ -74,7 +74,7 @@ class TreeAcceptance(AcceptanceModel):
 
     def survival(self, gamma: int) -> np.ndarray:
         if isinstance(self.base, MixtureAcceptance):   # the component holds for a whole pass
-            return sum(w * self._level(m, gamma) for w, m in self.base.components)
+            return np.asarray(sum(w * self._level(m, gamma) for w, m in self.base.components))
         return self._level(self.base, gamma)
 
     def max_gamma(self) -> int | None:
@@ -155,11 +155,13 @@ def evaluate(sc: ScenarioSpec, baseline: StepMetrics) -> dict[str, Any]:
                                         "speculation.strategy", "'async' needs a drafter on "
                                         "chips of its own; on GPUs it shares the target's"))
             draft = step(spec.draft_model, sc.chips_used, sc.tp, 1, False)
+            assert isinstance(sc.system, GpuSystemSpec)
             check_shared_memory(sc.system, baseline, draft, spec.draft_model.name)
             d_chips, overhead = 0, 0                   # no chips of its own, no hand-off
         else:
             d_chips, d_tp = draft_chip_count(sc)
             draft = step(spec.draft_model, d_chips, d_tp, 1, False)
+            assert isinstance(sc.system, SystemSpec)
             overhead = 2 * ps_to_cycles(sc.system.links.global_hop_latency_ps, clock)
         draft_cycles = draft.latency_cycles
         target = sc.model
@@ -203,6 +205,7 @@ def evaluate(sc: ScenarioSpec, baseline: StepMetrics) -> dict[str, Any]:
         gammas = range(g, g + 1)
     base_cycles = baseline.latency_cycles
     if spec.strategy == "async":
+        assert draft is not None
         return _evaluate_async(sc, acc, gammas, draft, d_chips, overhead, baseline, step)
     best: tuple[float, int, int] | None = None
     curve = []

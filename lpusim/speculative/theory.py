@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from lpusim.errors import InputError
 from lpusim.speculative.acceptance import (
     AcceptanceModel,
     ConstantAcceptance,
@@ -75,7 +76,7 @@ def optimal_gamma(
 def _pass_cycles(gamma: int, draft: float, verify: float, overhead: float) -> float:
     total = gamma * draft + verify + overhead
     if total <= 0:
-        raise ValueError("a speculative pass must take a positive number of cycles "
+        raise InputError("a speculative pass must take a positive number of cycles "
                          "(gamma * draft_step_cycles + verify_step_cycles + overhead_cycles)")
     return total
 

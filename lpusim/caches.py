@@ -1,0 +1,119 @@
+"""Every in-process cache of lpusim, in one place: each bounded, listed by `info()`, and all
+emptied by one `clear()`; and the directory of the optional on-disk step cache.
+
+What is cached and why (each entry is keyed by the full value of its inputs; specs are frozen
+dataclasses, so equal inputs give equal keys and a cached answer is the answer):
+
+- ``step``: simulated decode steps (`lpusim.step`); a sweep whose points differ only in
+  speculation settings compiles each distinct step once. Callers get a copy of the cached
+  StepMetrics (fresh dicts), so mutating a result never changes a later one.
+- ``link_graph``: the link graph of a system's first n chips and its route cache
+  (`lpusim.compiler.topology`), shared by the compiles of one hardware point (read-only).
+- ``placement_graph``: decode graphs built to size a deployment (`lpusim.deploy`).
+- ``nested_spec_types``: the spec class of each nested field (`lpusim.config.schema`).
+- ``documents``: parsed YAML files by (path, mtime, size) (`lpusim.config.load`); callers get
+  their own copy of a Document's data when they change it.
+- ``code_fingerprint``: the SHA-256 of lpusim's source, part of every on-disk step key and of
+  every sweep row's basis (`lpusim.sweep`), so a code change never reuses an old answer.
+
+The on-disk cache is off unless a directory is set with `set_disk_dir` (the CLI sets it from
+the environment variable LPUSIM_CACHE_DIR; the library itself reads no environment variable
+for it). Its entries are JSON files named by a SHA-256 of every input and of the code
+fingerprint, so a code change never reuses an old entry; see `lpusim.step`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+__all__ = ["BoundedCache", "clear", "code_fingerprint", "disk_dir", "info", "memoise",
+           "set_disk_dir"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+V = TypeVar("V")
+
+# name -> (current size, bound, clear)
+_REGISTRY: dict[str, tuple[Callable[[], int], int, Callable[[], None]]] = {}
+_DISK: list[Path | None] = [None]
+
+
+def _register(name: str, size: Callable[[], int], bound: int, clear_fn: Callable[[], None]
+              ) -> None:
+    if name in _REGISTRY:
+        raise ValueError(f"cache {name!r} registered twice")
+    _REGISTRY[name] = (size, bound, clear_fn)
+
+
+def memoise(name: str, maxsize: int) -> Callable[[F], F]:
+    """functools.lru_cache(maxsize), registered under `name` (a bound is required)."""
+    if maxsize < 1:
+        raise ValueError("a cache needs a bound of at least 1")
+
+    def wrap(fn: F) -> F:
+        cached = lru_cache(maxsize=maxsize)(fn)
+        _register(name, lambda: cached.cache_info().currsize, maxsize, cached.cache_clear)
+        return cached  # type: ignore[return-value]
+    return wrap
+
+
+class BoundedCache(Generic[V]):
+    """A mapping cache that keeps the `maxsize` most recently used entries."""
+
+    def __init__(self, name: str, maxsize: int):
+        if maxsize < 1:
+            raise ValueError("a cache needs a bound of at least 1")
+        self.maxsize = maxsize
+        self._data: OrderedDict[Hashable, V] = OrderedDict()
+        _register(name, lambda: len(self._data), maxsize, self._data.clear)
+
+    def get(self, key: Hashable) -> V | None:
+        v = self._data.get(key)
+        if v is not None:
+            self._data.move_to_end(key)
+        return v
+
+    def put(self, key: Hashable, value: V) -> None:
+        self._data[key] = value
+        self._data.move_to_end(key)
+        while len(self._data) > self.maxsize:
+            self._data.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+@memoise("code_fingerprint", maxsize=1)
+def code_fingerprint() -> str:
+    """SHA-256 of lpusim's source files (their paths and bytes)."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def clear() -> None:
+    """Empty every in-process cache (the on-disk cache is left alone)."""
+    for _size, _bound, clear_fn in _REGISTRY.values():
+        clear_fn()
+
+
+def info() -> dict[str, tuple[int, int]]:
+    """name -> (entries now, bound) of every registered cache."""
+    return {name: (size(), bound) for name, (size, bound, _c) in sorted(_REGISTRY.items())}
+
+
+def set_disk_dir(path: str | os.PathLike[str] | None) -> None:
+    """Keep simulated steps on disk under `path` (None: no disk cache, the default)."""
+    _DISK[0] = Path(path) if path else None
+
+
+def disk_dir() -> Path | None:
+    """The on-disk step cache directory, or None when it is off."""
+    return _DISK[0]

@@ -1,0 +1,229 @@
+"""No hidden shared state and no process-wide side effects from the library: results are the
+caller's own, every cache is bounded and cleared in one place (lpusim.caches), gc and
+matplotlib are left as found, and the on-disk step cache survives corrupt entries."""
+
+import ast
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lpusim import api, caches, cli
+from lpusim import step as step_mod
+from lpusim.config import yamlio
+
+ROOT = Path(__file__).resolve().parent.parent
+PKG = ROOT / "lpusim"
+SMALL = str(ROOT / "tests/data/small-specdec.yaml")
+
+
+def test_mutating_a_result_cannot_change_a_later_one():
+    sc = api.load_scenario(SMALL)
+    first = api.run(sc)
+    expected = json.dumps(first.to_dict(), sort_keys=True)
+    first.sram_bytes_by_category["weights"] = 0
+    first.breakdown_us.clear()
+    first.unit_utilisation["mxm"] = -1.0
+    first.assumptions["mutated"] = True
+    assert first.speculation is not None
+    first.speculation.clear()
+    again = api.run(api.load_scenario(SMALL))
+    assert json.dumps(again.to_dict(), sort_keys=True) == expected
+
+
+def test_step_metrics_are_the_callers_copy():
+    sc = api.load_scenario(SMALL)
+    a = api.baseline_step(sc)
+    a.sram_bytes_by_category["weights"] = 0
+    a.breakdown_cycles.clear()
+    a.unit_busy_cycles.clear()
+    a.extra["x"] = 1
+    b = api.baseline_step(sc)
+    assert b.sram_bytes_by_category["weights"] > 0 and b.breakdown_cycles
+    assert b.unit_busy_cycles and "x" not in b.extra
+
+
+def test_every_cache_is_registered_bounded_and_cleared():
+    api.run(api.load_scenario(SMALL))
+    info = caches.info()
+    assert set(info) >= {"step", "link_graph", "placement_graph", "documents",
+                         "code_fingerprint"}
+    assert all(bound >= 1 for _n, bound in info.values())
+    assert info["step"][0] > 0 and info["documents"][0] > 0
+    caches.clear()
+    assert all(n == 0 for n, _b in caches.info().values())
+
+
+# module-level containers that are filled once at import (tables, not caches)
+IMPORT_TIME_TABLES = {"lpusim/units.py:BANDWIDTH_UNITS"}
+
+
+def _empty_container(value: ast.expr | None) -> bool:
+    if isinstance(value, ast.Dict):
+        return not value.keys
+    if isinstance(value, ast.List | ast.Set):
+        return not value.elts
+    return isinstance(value, ast.Call) and getattr(value.func, "id", "") in (
+        "dict", "list", "set", "OrderedDict", "defaultdict") and not value.args
+
+
+def test_no_cache_outside_lpusim_caches():
+    """functools caches and module-level mutable containers live in lpusim/caches.py only."""
+    import re
+    bad = []
+    for f in sorted(PKG.rglob("*.py")):
+        rel = str(f.relative_to(ROOT))
+        if rel == "lpusim/caches.py":
+            continue
+        text = f.read_text()
+        for m in re.finditer(r"lru_cache|functools\.cache\b|@cache\b", text):
+            bad.append(f"{rel}: {m.group()}")
+        for node in ast.parse(text).body:         # module level only
+            if isinstance(node, ast.Assign | ast.AnnAssign) and _empty_container(node.value):
+                target = node.targets[0] if isinstance(node, ast.Assign) else node.target
+                name = f"{rel}:{getattr(target, 'id', '?')}"
+                if name not in IMPORT_TIME_TABLES:
+                    bad.append(f"{name} (line {node.lineno}): an empty module-level container "
+                               "(a cache? use lpusim.caches)")
+    assert not bad
+
+
+def test_bounded_cache_keeps_the_most_recent():
+    c: caches.BoundedCache[int] = caches.BoundedCache("test-bounded", maxsize=2)
+    try:
+        c.put("a", 1)
+        c.put("b", 2)
+        assert c.get("a") == 1                  # a is now the most recent
+        c.put("c", 3)
+        assert (c.get("a"), c.get("b"), c.get("c"), len(c)) == (1, None, 3, 2)
+    finally:
+        del caches._REGISTRY["test-bounded"]
+
+
+def test_yaml_scalar_loader_keeps_no_memo(tmp_path):
+    for i in range(20):
+        f = tmp_path / f"m{i}.yaml"
+        f.write_text((ROOT / "workloads/llama-3.2-1b.yaml").read_text())
+        yamlio.load_document(f)
+    assert not yamlio._SCALARS.constructed_objects
+    assert not yamlio._SCALARS.recursive_objects
+
+
+_SIDE_EFFECTS = r"""
+import gc, json, sys, tempfile
+import matplotlib
+matplotlib.use("svg")
+matplotlib.rcParams["font.size"] = 17.0
+matplotlib.rcParams["axes.grid"] = False
+before = {k: repr(v) for k, v in matplotlib.rcParams.items() if k != "backend"}
+from lpusim import api
+out = {}
+for enabled in (True, False):
+    gc.enable() if enabled else gc.disable()
+    sc = api.load_scenario(sys.argv[1], {"fidelity": "full"})
+    r = api.run(sc)
+    with tempfile.TemporaryDirectory() as d:
+        api.plot_gamma_curve(r, d)
+        api.plot_breakdown([r, r], d, labels=["a", "b"])
+    out[str(enabled)] = gc.isenabled()
+after = {k: repr(v) for k, v in matplotlib.rcParams.items() if k != "backend"}
+out["rc_changed"] = sorted(k for k in before if before[k] != after[k])
+out["backend"] = matplotlib.get_backend()
+out["pyplot"] = "matplotlib.pyplot" in sys.modules
+print(json.dumps(out))
+"""
+
+
+def test_gc_and_matplotlib_are_left_as_found():
+    proc = subprocess.run([sys.executable, "-c", _SIDE_EFFECTS, SMALL], cwd=ROOT,
+                          capture_output=True, text=True, check=True)
+    out = json.loads(proc.stdout.splitlines()[-1])
+    assert out == {"True": True, "False": False, "rc_changed": [], "backend": "svg",
+                   "pyplot": False}
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_cli_restores_gc_and_the_disk_cache(enabled, tmp_path, monkeypatch, capsys):
+    import gc
+    seen = {}
+
+    def probe(args):
+        seen["gc"], seen["disk"] = gc.isenabled(), caches.disk_dir()
+        return 0
+    monkeypatch.setitem(cli.COMMANDS, "validate", probe)
+    monkeypatch.setenv("LPUSIM_CACHE_DIR", str(tmp_path))
+    was = gc.isenabled()
+    try:
+        gc.enable() if enabled else gc.disable()
+        assert cli.main(["validate", "x.yaml"]) == 0
+        assert gc.isenabled() == enabled
+    finally:
+        gc.enable() if was else gc.disable()
+    assert seen == {"gc": False, "disk": tmp_path}
+    assert caches.disk_dir() is None
+
+
+# ----------------------------------------------------------------- the on-disk step cache
+
+@pytest.fixture
+def disk(tmp_path):
+    caches.clear()
+    caches.set_disk_dir(tmp_path)
+    yield tmp_path
+    caches.set_disk_dir(None)
+    caches.clear()
+
+
+def _step():
+    return api.baseline_step(api.load_scenario(SMALL))
+
+
+def _entries(d: Path) -> list[Path]:
+    return sorted((d / "steps").rglob("*.json"))
+
+
+def test_disk_cache_round_trip(disk, monkeypatch):
+    first = _step()
+    (entry,) = _entries(disk)
+    assert json.loads(entry.read_text()) == dataclasses.asdict(first)
+    caches.clear()                                       # a new process, as far as memory goes
+
+    def no_compile(**kw):
+        raise AssertionError("recompiled although the step is on disk")
+    monkeypatch.setattr(step_mod, "_step", no_compile)
+    assert _step() == first
+
+
+def test_disk_cache_is_invalidated_by_a_code_change(disk, monkeypatch):
+    first = _step()
+    caches.clear()
+    monkeypatch.setattr(caches, "code_fingerprint", lambda: "another version of lpusim")
+    calls = []
+    real = step_mod._step
+    monkeypatch.setattr(step_mod, "_step", lambda **kw: calls.append(1) or real(**kw))
+    assert _step() == first
+    assert calls == [1] and len(_entries(disk)) == 2
+
+
+@pytest.mark.parametrize("garbage", [b"", b"{not json", b"[1, 2]", b'{"latency_cycles": 1}',
+                                     b"\xff\xfe binary", "STEP_WITH_WRONG_TYPES"])
+def test_corrupt_disk_entry_is_recomputed_and_replaced(disk, garbage):
+    first = _step()
+    (entry,) = _entries(disk)
+    if garbage == "STEP_WITH_WRONG_TYPES":
+        d = json.loads(entry.read_text())
+        d["latency_cycles"] = "12"
+        garbage = json.dumps(d).encode()
+    entry.write_bytes(garbage)
+    caches.clear()
+    assert _step() == first
+    assert json.loads(entry.read_text()) == dataclasses.asdict(first)
+
+
+def test_every_step_field_type_is_checked_on_load():
+    """A new StepMetrics field of a type _well_formed does not know would make every disk
+    entry look corrupt (the cache would silently never hit)."""
+    assert step_mod._well_formed(_step())
