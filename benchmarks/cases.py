@@ -31,7 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # model -> (scenario, overrides) for one decode step on the model's system
 STEP_SCENARIOS: dict[str, tuple[str, dict[str, Any]]] = {
-    "8b": ("llama-3.1-70b-groqrack-576", {"model": "llama-3.1-8b", "chips": 48}),
+    "8b": ("llama-3.1-70b-groqrack-576", {"model": "llama-3.1-8b", "chips": 48,
+                                          "context_window": 8192}),
     "70b": ("llama-3.1-70b-groqrack-576", {}),
     "405b": ("llama-3.1-405b-groqrack-2304", {}),
 }
@@ -47,13 +48,13 @@ SYSTEM_NAMES = {"8b": "48 chips of groqrack-576", "70b": "groqrack-576",
 
 # the mixed sweep: 8 hardware points x 125 speculation points = 1,000
 SWEEP_GRID: dict[str, list[Any]] = {
-    "chips": [576, 384],
+    "chips": [504, 384],           # with the drafter's chips, within the 576 installed
     "system.links.bandwidth_bytes_per_s": ["14.55GB/s", "29.1GB/s"],
     "system.links.global_hop_latency_ps": ["300ns", "600ns"],
     "speculation.acceptance": [0.6, 0.7, 0.8, 0.85, 0.9],
     "speculation.gamma": [2, 4, 8, 12, "auto"],
     "speculation.draft_model": ["llama-3.2-1b", "llama-3.2-3b", "llama-3.1-8b", "llama-2-7b",
-                                "mixtral-8x7b"],
+                                "mistral-7b"],
 }
 SWEEP_BASE = "llama-3.1-70b-specdec"
 SWEEP_WORKERS = 2

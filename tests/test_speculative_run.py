@@ -150,3 +150,12 @@ def test_verification_never_gets_cheaper_with_width():
         sc, _ = resolve(load_scenario(name, ov))
         lat = [baseline_step(sc, w).latency_cycles for w in range(1, 22)]
         assert all(a <= b for a, b in zip(lat, lat[1:], strict=False)), lat
+
+
+def test_a_drafter_with_a_shorter_context_keeps_its_own_window():
+    # Llama 2 7B (4k) drafting in an 8k window: sized and simulated for its own 4k, it fits
+    # the 5 nodes the policy gives it (before the fix it was simulated at 8k and overflowed)
+    r = api.run(api.load_scenario("llama-3.1-70b-specdec", {
+        "speculation.draft_model": "llama-2-7b", "speculation.gamma": 2,
+        "speculation.monte_carlo_passes": 100}))
+    assert r.speculation["draft_chips"] == 40 and r.speedup > 1

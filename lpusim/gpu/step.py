@@ -39,9 +39,9 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
+from lpusim import caches
 from lpusim.config.gpu_specs import GpuSpec
 from lpusim.config.specs import GpuSystemSpec, ModelSpec, PrecisionSpec, dtype_bytes
 from lpusim.errors import CapacityError, ConfigError, Issue
@@ -140,7 +140,7 @@ def memory_per_gpu(graph: DecodeGraph, kernels: list[Kernel], gpu: GpuSpec, tp: 
     return best
 
 
-@lru_cache(maxsize=64)
+@caches.memoise("gpu_kernels", maxsize=64)
 def _lowered(model: ModelSpec, params: GraphParams, tp: int
              ) -> tuple[DecodeGraph, tuple[Kernel, ...], tuple[Collective, ...]]:
     """The decode graph and its kernels and collectives for one GPU of a `tp`-way group

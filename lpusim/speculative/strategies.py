@@ -139,10 +139,13 @@ def evaluate(sc: ScenarioSpec, baseline: StepMetrics) -> dict[str, Any]:
     clock = sc.system.chip.clock_hz
 
     def step(model: Any, chips: int, tp: int, width: int, heads: bool) -> StepMetrics:
+        # a drafter with a shorter maximum context keeps (and attends over) at most that
+        window = min(sc.window, model.max_context)
         return step_metrics(model, sc.system, chips=chips, tp=tp, positions=width,
-                            batch=sc.batch, context=sc.context, precision=sc.precision,
-                            with_heads=heads, fidelity=sc.fidelity,
-                            context_window=sc.context_window,
+                            batch=sc.batch, context=min(sc.context, window),
+                            precision=sc.precision, with_heads=heads, fidelity=sc.fidelity,
+                            context_window=(sc.context_window if window == sc.window
+                                            else window),
                             expert_parallel=bool(sc.expert_parallel)
                             and model.name == sc.model.name)
 
