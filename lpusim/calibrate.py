@@ -634,6 +634,10 @@ SENSITIVITY = (
 def sensitivity(scenario: str = ANCHOR_SCENARIO, delta: float = 0.5) -> list[dict[str, Any]]:
     """Tokens/s of `scenario` with each uncertain parameter at (1 - delta) and (1 + delta)."""
     sc = api.load_scenario(scenario)
+    if not isinstance(sc.system, SystemSpec):
+        raise ConfigError(Issue(sc.file or scenario, None, None, "system",
+                                f"{sc.system.name} is a GPU system: sensitivity covers the LPU "
+                                "constants (the GPU backend's fit: docs/gpu.md)"))
     base = api.run(sc).tokens_per_second
     out: list[dict[str, Any]] = []
     for label, fields, kind in progress.iterate(SENSITIVITY, "sensitivity", "parameter"):

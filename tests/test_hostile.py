@@ -150,7 +150,7 @@ CASES = [
     ('scenario_does_not_fit.yaml', ['trace', '{h}/scenario_does_not_fit.yaml', '-o', '{out}/step.json'],
      ['Llama 3.1 70B has no feasible split of 8 chips; 336 chips at tp 8 (42 stages) would fit']),
     ('scenario_draft_does_not_fit.yaml', ['run', '{h}/scenario_draft_does_not_fit.yaml', '-o', '{out}'],
-     ['chip 0 (stage 0, embed..head) needs 70721915392 B of SRAM but has 226492416 B usable: over by 70495422976 B (weights 70553706496 B); a single block does not fit in one chip at tensor parallelism 1']),
+     ['chip 0 (stage 0, embed..head) needs 70,721.9 MB of SRAM but has 226.5 MB usable: over by 70,495.4 MB (weights 70,553.7 MB); a single block does not fit in one chip at tensor parallelism 1']),
     ('scenario_missing_model.yaml', ['run', '{h}/scenario_missing_model.yaml'],
      ["{h}/scenario_missing_model.yaml: model: missing required key 'model'"]),
     ('scenario_model_directory.yaml', ['run', '{h}/scenario_model_directory.yaml'],

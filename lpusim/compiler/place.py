@@ -212,8 +212,8 @@ def place(graph: DecodeGraph, chip: ChipSpec, chips: int, tp: int) -> Placement:
                     f"a single block does not fit in one chip at tensor parallelism {tp}")
             raise CapacityError(
                 f"chip {first_chip} (stage {s}, {blocks[a]}..{blocks[b - 1]}) needs "
-                f"{used} B of SRAM but has {cap} B usable: over by {used - cap} B "
-                f"({worst} {tot[worst]} B); {hint}",
+                f"{_mb(used)} of SRAM but has {_mb(cap)} usable: over by {_mb(used - cap)} "
+                f"({worst} {_mb(tot[worst])}); {hint}",
                 chip=first_chip, overflow_bytes=used - cap,
                 min_chips=need * tp if need is not None else None)
     return Placement(
@@ -221,6 +221,11 @@ def place(graph: DecodeGraph, chip: ChipSpec, chips: int, tp: int) -> Placement:
         stages=tuple(tuple(blocks[a:b]) for a, b in groups),
         stage_chips=tuple(tuple(range(s * tp, (s + 1) * tp)) for s in range(n_stages)),
         sram=tuple(stage_sram), capacity_bytes=cap)
+
+
+def _mb(nbytes: int) -> str:
+    """Bytes for a message: decimal megabytes (10^6 B)."""
+    return f"{nbytes / 1e6:,.1f} MB"
 
 
 def minimum_chips(graph: DecodeGraph, chip: ChipSpec, tp: int) -> int | None:
