@@ -164,3 +164,9 @@ def test_shipped_systems_carry_the_same_calibration():
         assert other.sync == ref.sync and other.compiler == ref.compiler
         assert other.links == ref.links
         assert other.calibration == ref.calibration
+
+
+def test_sensitivity_of_a_gpu_scenario_is_an_input_error():
+    p = subprocess.run([sys.executable, "-m", "lpusim.cli", "sensitivity", "--scenario",
+                        "llama-3.1-70b-h100x8"], cwd=ROOT, capture_output=True, text=True)
+    assert p.returncode == 2 and "is a GPU system" in p.stderr and "Traceback" not in p.stderr
