@@ -210,25 +210,11 @@ def draft_chips(sc: ScenarioSpec) -> tuple[int, int]:
     return fit, tp
 
 
-def _cap_window(sc: ScenarioSpec) -> tuple[ScenarioSpec, list[str]]:
-    notes = []
-    window = sc.window
-    if window > sc.model.max_context:
-        notes.append(f"window {window:,} capped at {sc.model.name}'s maximum context "
-                     f"{sc.model.max_context:,}")
-        window = sc.model.max_context
-    context = sc.context
-    if context > window:
-        notes.append(f"context {context:,} capped at the window {window:,}")
-        context = window
-    return dataclasses.replace(sc, context=context, context_window=window), notes
-
-
 def resolve(sc: ScenarioSpec) -> tuple[ScenarioSpec, Deployment]:
     """The scenario with its deployment made concrete (chips, tensor parallelism, window),
     and the deployment with the reason for it. Raises CapacityError naming a deployment that
     would fit when nothing does."""
-    sc, notes = _cap_window(sc)
+    sc, notes = sc.window_capped()
     system = _lpu(sc)
     d_chips, _ = draft_chips(sc)
     avail = system.active_chips - d_chips
@@ -338,7 +324,7 @@ def _done(sc: ScenarioSpec, chips: int, tp: int, d_chips: int,
 def plan(sc: ScenarioSpec, chips: int, tp: int | None = None) -> dict[str, Any]:
     """The feasible splits of `chips` chips (fastest first; the first is what `run --chips`
     uses) and, on fewer whole nodes, splits that would be faster still."""
-    sc, notes = _cap_window(sc)
+    sc, notes = sc.window_capped()
     found = candidates(sc, chips, tp)
     cpn = _lpu(sc).topology.chips_per_node
     kw = dict(batch=sc.batch, context=sc.context, precision=sc.precision, window=sc.window,

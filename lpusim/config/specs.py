@@ -9,6 +9,7 @@ from the structural numbers, never typed in as totals. Money is plain floats in 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -771,6 +772,21 @@ class ScenarioSpec:
     def window(self) -> int:
         """Tokens of KV cache reserved per sequence: `context_window`, or the context."""
         return self.context_window or self.context
+
+    def window_capped(self) -> tuple[ScenarioSpec, list[str]]:
+        """This scenario with its window capped at the model's maximum context and the
+        context at the window (every backend deploys that), and a note per cap."""
+        notes = []
+        window = self.window
+        if window > self.model.max_context:
+            notes.append(f"window {window:,} capped at {self.model.name}'s maximum context "
+                         f"{self.model.max_context:,}")
+            window = self.model.max_context
+        context = self.context
+        if context > window:
+            notes.append(f"context {context:,} capped at the window {window:,}")
+            context = window
+        return dataclasses.replace(self, context=context, context_window=window), notes
 
     @property
     def chips_used(self) -> int:

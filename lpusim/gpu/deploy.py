@@ -43,23 +43,15 @@ class GpuDeployment:
 
 def resolve_gpu(sc: ScenarioSpec) -> tuple[ScenarioSpec, GpuDeployment]:
     """The scenario with its GPU deployment made concrete, and the deployment."""
-    notes = []
+    sc, notes = sc.window_capped()
     window = sc.window
-    if window > sc.model.max_context:
-        notes.append(f"window {window:,} capped at {sc.model.name}'s maximum context "
-                     f"{sc.model.max_context:,}")
-        window = sc.model.max_context
-    context = min(sc.context, window)
-    if context < sc.context:
-        notes.append(f"context {sc.context:,} capped at the window {window:,}")
     chips, tp = sc.chips_used, sc.tp
     notes.append(f"{chips} GPU{'s' if chips > 1 else ''} at tp {tp} "
                  f"({'as asked' if sc.chips else 'all of the system'})")
     spec = sc.speculation
     if spec is not None and spec.draft_model is not None and spec.strategy != "heads":
         notes.append(f"the drafter {spec.draft_model.name} shares them")
-    out = dataclasses.replace(sc, context=context, context_window=window, chips=chips,
-                              tensor_parallel=tp)
+    out = dataclasses.replace(sc, chips=chips, tensor_parallel=tp)
     system = sc.system
     return out, GpuDeployment(
         policy=POLICY, system=system.name, chips_installed=system.chips,
