@@ -30,7 +30,7 @@ from lpusim.compiler.topology import LinkGraph, build_link_graph
 from lpusim.compiler.verify import verify_program
 from lpusim.config.specs import SystemSpec
 from lpusim.errors import CapacityError, CompileError, LpusimError, NoStageTemplate
-from lpusim.graph import DecodeGraph
+from lpusim.graph import DecodeGraph, Op
 from lpusim.program import Handoff, PipelineProgram, Program
 
 __all__ = ["Placement", "compile_pipeline", "compile_program", "minimum_chips", "place",
@@ -72,7 +72,7 @@ def compile_program(graph: DecodeGraph, system: SystemSpec, *, chips: int | None
 
 
 def _stage_key(graph: DecodeGraph, blocks: tuple[str, ...], first: bool, last: bool,
-               same: bool, handoff: str) -> str:
+               same: bool, handoff: str, signatures: dict[str, tuple[object, ...]]) -> str:
     """A name for the stage's template: its blocks (whole layers compacted, a half layer at
     either end named), its role and hand-off, and a digest of its ops' structure, so that two
     stages share a template only if they lower to the same program up to chip numbers."""
@@ -98,20 +98,29 @@ def _stage_key(graph: DecodeGraph, blocks: tuple[str, ...], first: bool, last: b
         key += "|exit" + ("=entry" if same else "")
     if handoff:
         key += f"|in:{handoff}"
-    return f"{key}#{_structure_digest(graph, blocks)}"
+    return f"{key}#{_structure_digest(graph, blocks, signatures)}"
 
 
-def _structure_digest(graph: DecodeGraph, blocks: tuple[str, ...]) -> str:
+# the fields of an Op that set what it costs: all it shows, less its names and wiring
+_SIGNATURE_FIELDS = tuple(f.name for f in dataclasses.fields(Op)
+                          if f.repr and f.name not in ("name", "block", "inputs"))
+
+
+def _structure_digest(graph: DecodeGraph, blocks: tuple[str, ...],
+                      signatures: dict[str, tuple[object, ...]]) -> str:
     """Digest of the ops of `blocks` without their names: every field that sets a cost, and
-    each input as its position in the stage (or -1 for the stage input)."""
+    each input as its position in the stage (or -1 for the stage input). `signatures` memoises
+    each op's fields for the graph being compiled."""
     pos: dict[str, int] = {}
     rows = []
     for b in blocks:
         for name in graph.block_ops[b]:
+            sig = signatures.get(name)
             op = graph.op(name)
+            if sig is None:
+                sig = signatures[name] = tuple(getattr(op, f) for f in _SIGNATURE_FIELDS)
             pos[name] = len(pos)
-            fields = dataclasses.replace(op, name="", block="", inputs=())
-            rows.append((repr(fields), tuple(pos.get(s, -1) for s in op.inputs)))
+            rows.append((sig, tuple(pos.get(s, -1) for s in op.inputs)))
     return hashlib.sha256(repr(rows).encode()).hexdigest()[:12]
 
 
@@ -127,9 +136,10 @@ def compile_pipeline(graph: DecodeGraph, system: SystemSpec, *, chips: int | Non
     templates: dict[str, Program] = {}
     keys: list[str] = []
     last = len(ios) - 1
+    signatures: dict[str, tuple[object, ...]] = {}
     for s, io in enumerate(ios):
         key = _stage_key(graph, pl.stages[s], s == 0, s == last, ios[0].entry == ios[-1].exit,
-                         handoff_signature(links, pl, s))
+                         handoff_signature(links, pl, s), signatures)
         keys.append(key)
         if key in templates:
             continue
