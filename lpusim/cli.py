@@ -692,9 +692,9 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
 def cmd_trace(args: argparse.Namespace) -> int:
     from lpusim.atomic import write_atomic
     from lpusim.compiler import compile_program
-    from lpusim.graph import GraphParams, build_decode_graph
     from lpusim.report.trace import trace_json
     from lpusim.sim import simulate
+    from lpusim.step import decode_graph
     chips = _range("--chip-range", args.chip_range)
     blocks = _range("--block-range", args.block_range)
     layers = _range("--layer-range", args.layer_range)
@@ -709,10 +709,9 @@ def cmd_trace(args: argparse.Namespace) -> int:
                                 f"{sc.system.name} is a GPU system: traces are of LPU programs"))
     sc, _dep = resolve(sc)
     assert isinstance(sc.system, SystemSpec)
-    g = build_decode_graph(sc.model, GraphParams(
-        batch=sc.batch, context=sc.context, precision=sc.precision,
-        context_window=sc.context_window,
-        window_attention=sc.system.compiler.attention_span == "window"))
+    g = decode_graph(sc.model, sc.system, batch=sc.batch, context=sc.context,
+                     precision=sc.precision, context_window=sc.context_window,
+                     expert_parallel=bool(sc.expert_parallel))
     if layers is not None:     # a layer's blocks: its attention, FFN (and down projection)
         idx = [i for i, b in enumerate(g.blocks) if b.startswith("layer")
                and int(b.split(".")[0][5:]) in layers]
@@ -910,12 +909,16 @@ def _entry_point_settings() -> Iterator[None]:
     for it), and the cyclic garbage collector paused (a compile allocates 10^5-10^6 objects
     that all stay alive; rescanning them costs 20-30% of a full-fidelity step)."""
     from lpusim import caches
+    from lpusim.compiler import set_pass_checks
     was_disk, was_gc = caches.disk_dir(), gc.isenabled()
     caches.set_disk_dir(os.environ.get("LPUSIM_CACHE_DIR") or None)
+    # the compiler's invariant checks between passes (lpusim.compiler.checks), for debugging
+    was_checks = set_pass_checks(os.environ.get("LPUSIM_CHECK_PASSES", "") not in ("", "0"))
     gc.disable()
     try:
         yield
     finally:
+        set_pass_checks(was_checks)
         caches.set_disk_dir(was_disk)
         if was_gc:
             gc.enable()

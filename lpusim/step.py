@@ -1,9 +1,22 @@
-"""One decode step, end to end: graph -> compile -> simulate -> StepMetrics, memoised.
+"""One decode step, end to end, memoised. The whole path, in run order (`_step`):
 
-`step_metrics` builds the decode graph of a model at a width (positions x batch), compiles it
-for a system at the requested fidelity and simulates it. Results are cached in memory by the
-value of every input (specs are frozen dataclasses; the cache is ``step`` in lpusim.caches),
-so a sweep whose points differ only in speculation settings compiles each distinct step once.
+1. graph: `decode_graph` builds the model's decode DAG at a width (positions x batch), with
+   attention sized as the system's schedule is compiled (`lpusim.graph`);
+2. compile (`lpusim.compiler`): place (blocks to pipeline stages of tp chips, SRAM checked) ->
+   route (the link graph and the hand-off routes) -> lower (ops to timed-to-be instructions and
+   transfers, collectives built from transfers) -> schedule (the list scheduler fixes every
+   issue cycle) -> verify (no stall, no oversubscribed link). The full fidelity compiles every
+   stage; the fast one each distinct stage once (a typed `NoStageTemplate` sends a step whose
+   stages have no exact template to the full program). With `set_pass_checks(True)` (the CLI:
+   LPUSIM_CHECK_PASSES=1) invariants are checked between the passes (`compiler/checks.py`);
+3. simulate and measure (`lpusim.sim`): simpy re-executes the schedule and the critical path,
+   utilisation and SRAM give the `StepMetrics`.
+
+GPU systems take the other backend of this layer (`lpusim.gpu`), over the same graph.
+
+Results are cached in memory by the value of every input (specs are frozen dataclasses; the
+cache is ``step`` in lpusim.caches), so a sweep whose points differ only in speculation
+settings compiles each distinct step once.
 Every call returns its own copy (fresh dicts): a caller that edits a result changes nothing
 that a later call returns.
 
@@ -34,7 +47,7 @@ from lpusim.compiler import compile_pipeline, compile_program
 from lpusim.config.specs import GpuSystemSpec, ModelSpec, PrecisionSpec, SystemSpec
 from lpusim.errors import NoStageTemplate
 from lpusim.gpu import gpu_step_metrics
-from lpusim.graph import GraphParams, build_decode_graph
+from lpusim.graph import DecodeGraph, GraphParams, build_decode_graph
 from lpusim.sim import StepMetrics, metrics_full, metrics_pipeline
 
 _DEFAULT_PRECISION = PrecisionSpec()
@@ -132,15 +145,25 @@ def _disk_store(path: Path, m: StepMetrics) -> None:
         write_atomic(path, text)
 
 
-def _step(model: ModelSpec, system: SystemSpec, *, chips: int, tp: int, positions: int,
-          batch: int, context: int, precision: PrecisionSpec, with_heads: bool,
-          fidelity: str, context_window: int | None,
-          expert_parallel: bool = False) -> StepMetrics:
-    graph = build_decode_graph(model, GraphParams(
+def decode_graph(model: ModelSpec, system: SystemSpec, *, positions: int = 1, batch: int = 1,
+                 context: int = 8192, precision: PrecisionSpec = _DEFAULT_PRECISION,
+                 with_heads: bool = False, context_window: int | None = None,
+                 expert_parallel: bool = False) -> DecodeGraph:
+    """The decode graph of one step of `model` as `system`'s schedule is compiled for it."""
+    return build_decode_graph(model, GraphParams(
         positions=positions, batch=batch, context=context, precision=precision,
         with_heads=with_heads, context_window=context_window,
         window_attention=system.compiler.attention_span == "window",
         expert_parallel=expert_parallel))
+
+
+def _step(model: ModelSpec, system: SystemSpec, *, chips: int, tp: int, positions: int,
+          batch: int, context: int, precision: PrecisionSpec, with_heads: bool,
+          fidelity: str, context_window: int | None,
+          expert_parallel: bool = False) -> StepMetrics:
+    graph = decode_graph(model, system, positions=positions, batch=batch, context=context,
+                         precision=precision, with_heads=with_heads,
+                         context_window=context_window, expert_parallel=expert_parallel)
     if fidelity == "full":
         return metrics_full(compile_program(graph, system, chips=chips, tp=tp))
     try:

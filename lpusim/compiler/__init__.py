@@ -17,6 +17,7 @@ from collections.abc import Callable
 from itertools import groupby
 from typing import Any
 
+from lpusim.compiler.checks import check_lowered, check_placement, pass_checks, set_pass_checks
 from lpusim.compiler.lower import serialisation_cycles
 from lpusim.compiler.place import Placement, minimum_chips, place
 from lpusim.compiler.schedule import (
@@ -34,7 +35,7 @@ from lpusim.graph import DecodeGraph, Op
 from lpusim.program import Handoff, PipelineProgram, Program
 
 __all__ = ["Placement", "compile_pipeline", "compile_program", "minimum_chips", "place",
-           "verify_program"]
+           "set_pass_checks", "verify_program"]
 
 
 def _run_pass(pass_name: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
@@ -55,6 +56,8 @@ def _place(graph: DecodeGraph, system: SystemSpec, chips: int | None,
     n = chips or system.chips
     tp = tp or system.topology.chips_per_node
     pl: Placement = _run_pass("place", place, graph, system.chip, n, tp)
+    if pass_checks():
+        check_placement(graph, pl)
     links: LinkGraph = _run_pass("topology", build_link_graph, system, n)
     return n, tp, pl, links
 
@@ -64,6 +67,8 @@ def compile_program(graph: DecodeGraph, system: SystemSpec, *, chips: int | None
     """The full static program of one decode step: place -> lower -> schedule -> verify."""
     n, tp, pl, links = _place(graph, system, chips, tp)
     tasks, meta = _run_pass("lower", lower_step, graph, system, pl, links)
+    if pass_checks():
+        check_lowered(graph, pl, system.chip, tasks)
     meta = {**meta, "stages": [list(s) for s in pl.stages], "tp": tp}
     prog: Program = _run_pass("schedule", schedule, tasks, name=name, system=system,
                               links=links, chips=tuple(range(n)), pl=pl, meta=meta)
@@ -144,6 +149,8 @@ def compile_pipeline(graph: DecodeGraph, system: SystemSpec, *, chips: int | Non
         if key in templates:
             continue
         tasks, outs = _run_pass("lower", lower_stage_template, graph, system, pl, links, s, io)
+        if pass_checks():
+            check_lowered(graph, pl, system.chip, tasks, range(s, s + 1))
         prog = _run_pass("schedule", schedule, tasks, name=f"{name}:{key}", system=system,
                          links=links, chips=pl.stage_chips[s], pl=pl,
                          meta={"stage": s, "blocks": list(pl.stages[s])})
