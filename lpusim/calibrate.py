@@ -36,6 +36,7 @@ from lpusim.config.load import resolve_ref
 from lpusim.config.specs import SystemSpec
 from lpusim.errors import ConfigError, Issue
 from lpusim.published import PublishedRow, load_published
+from lpusim.runner import dotted_get
 from lpusim.speculative.theory import least_acceptance
 
 ANCHOR_SCENARIO = "llama-3.1-70b-groqrack-576"
@@ -644,7 +645,7 @@ def sensitivity(scenario: str = ANCHOR_SCENARIO, delta: float = 0.5) -> list[dic
         names = fields if isinstance(fields, tuple) else (fields,)
         res = {}
         for tag, f in (("low", 1 - delta), ("high", 1 + delta)):
-            ov = {name: _scaled(_get(sc, name), f, kind) for name in names}
+            ov = {name: _scaled(dotted_get(sc, name), f, kind) for name in names}
             res[tag] = api.run(api.load_scenario(scenario, ov)).tokens_per_second
         out.append({"parameter": label, "scale_low": 1 - delta, "scale_high": 1 + delta,
                     "tokens_per_second_low": res["low"], "tokens_per_second_high": res["high"],
@@ -653,11 +654,6 @@ def sensitivity(scenario: str = ANCHOR_SCENARIO, delta: float = 0.5) -> list[dic
     out.sort(key=lambda r: (-r["swing_percent"], r["parameter"]))
     return out
 
-
-def _get(obj: Any, dotted: str) -> Any:
-    for part in dotted.split("."):
-        obj = getattr(obj, part)
-    return obj
 
 
 def _scaled(v: int, f: float, kind: str) -> Any:

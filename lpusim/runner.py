@@ -133,24 +133,28 @@ def interleaving(m: StepMetrics, batch: int) -> dict[str, Any]:
             "system_tokens_per_second": n * batch * 1e6 / m.latency_us}
 
 
-# breakdown categories whose time comes from each fittable system constant
-FITTED_CATEGORY = {"sync.collective_latency_ps": "collective_latency",
-                   "sync.layer_barrier_ps": "layer_barrier",
-                   "sync.deskew_per_stage_ps": "stage_deskew",
-                   "chip.latency.kernel.value_ps": "launch_overhead"}     # GPUs
+# breakdown categories whose time rests on each fittable system constant
+FITTED_CATEGORIES = {"sync.collective_latency_ps": ("collective_latency",),
+                     "sync.layer_barrier_ps": ("layer_barrier",),
+                     "sync.deskew_per_stage_ps": ("stage_deskew",),
+                     "chip.mxm.weight_load_streams": ("compute_mxm",),
+                     # GPUs: the kernel latency, and the HBM efficiency every byte streams at
+                     "chip.latency.kernel.value_ps": ("launch_overhead",),
+                     "chip.efficiency.hbm.value": ("weights", "kv_cache")}
 
 
 def fitted(m: StepMetrics, system: SystemSpec | GpuSystemSpec) -> dict[str, Any]:
     """Which of the system's constants were fitted (its `fitted` list) and the share of the
     step's time that rests on them, from the breakdown categories those constants fill."""
     names = tuple(system.fitted)
-    share = sum(m.breakdown_cycles.get(FITTED_CATEGORY[n], 0) for n in names
-                if n in FITTED_CATEGORY) / max(1, m.latency_cycles)
+    cats = {c for n in names for c in FITTED_CATEGORIES.get(n, ())}
+    share = sum(m.breakdown_cycles.get(c, 0) for c in cats) / max(1, m.latency_cycles)
     return {"fitted_share": share,
-            "fitted_constants": {n: _get(system, n) for n in names}}
+            "fitted_constants": {n: dotted_get(system, n) for n in names}}
 
 
-def _get(obj: Any, dotted: str) -> Any:
+def dotted_get(obj: Any, dotted: str) -> Any:
+    """The value at a dotted path of attributes (`sync.collective_latency_ps`)."""
     for part in dotted.split("."):
         obj = getattr(obj, part)
     return obj
