@@ -468,7 +468,8 @@ def _speculative(steps: _Steps, strategy: str, batch: int,
                  gamma: int | str | None = None) -> BatchPlan:
     """One speculation strategy at `batch` (and gamma: the scenario's by default), from its
     own evaluator and its steps' intervals."""
-    from lpusim.speculative.strategies import draft_chip_count, evaluate
+    from lpusim.deploy import draft_chips
+    from lpusim.speculative.strategies import evaluate
     sc = steps.scenario_at(batch, strategy, gamma)
     if strategy in ("draft", "async") and sc.speculation.draft_model is None:  # type: ignore
         raise _bad("speculation.draft_model", f"strategy '{strategy}' needs a draft model "
@@ -498,7 +499,7 @@ def _speculative(steps: _Steps, strategy: str, batch: int,
         target_share = verify.initiation_interval_cycles * passes_per_s / clock
         tokens_per_step = e
     if strategy in ("draft", "async"):
-        d_chips, d_tp = draft_chip_count(sc)
+        d_chips, d_tp = draft_chips(sc)
         dm = sc.speculation.draft_model   # type: ignore[union-attr]
         assert dm is not None
         draft = steps.step(dm, d_chips, d_tp, batch=batch)

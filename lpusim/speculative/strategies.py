@@ -100,11 +100,6 @@ def acceptance_of(sc: ScenarioSpec) -> AcceptanceModel:
                                 str(e))) from None
 
 
-def draft_chip_count(sc: ScenarioSpec) -> tuple[int, int]:
-    """(chips, tensor parallelism) of the drafter (lpusim.deploy decides)."""
-    return draft_chips(sc)
-
-
 def _bet(acc: AcceptanceModel, gamma: int) -> float:
     """P(the drafter's guess of the bonus token is right): a_(gamma+1), or a_gamma when the
     model cannot say (a trace recorded at length gamma)."""
@@ -162,7 +157,7 @@ def evaluate(sc: ScenarioSpec, baseline: StepMetrics) -> dict[str, Any]:
             check_shared_memory(sc.system, baseline, draft, spec.draft_model.name)
             d_chips, overhead = 0, 0                   # no chips of its own, no hand-off
         else:
-            d_chips, d_tp = draft_chip_count(sc)
+            d_chips, d_tp = draft_chips(sc)      # lpusim.deploy decides
             draft = step(spec.draft_model, d_chips, d_tp, 1, False)
             assert isinstance(sc.system, SystemSpec)
             overhead = 2 * ps_to_cycles(sc.system.links.global_hop_latency_ps, clock)
