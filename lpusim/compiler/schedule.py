@@ -38,9 +38,15 @@ class Lowerer:
     def __init__(self, graph: DecodeGraph, system: SystemSpec, placement: Placement,
                  links: LinkGraph):
         self.g = graph
+        self.pl = placement
+        self.block_index = {b: i for i, b in enumerate(graph.blocks)}
+        self._machine(system, links, graph.params.precision.activations)
+
+    def _machine(self, system: SystemSpec, links: LinkGraph, act_dtype: str) -> None:
+        """What the primitives and collectives need: the chip, links, clock and fixed
+        latencies (all a collective alone needs, see `collectives_only`)."""
         self.sys = system
         self.chip: ChipSpec = system.chip
-        self.pl = placement
         self.links = links
         self.tasks: list[Task] = []
         self.clock = system.chip.clock_hz
@@ -49,8 +55,16 @@ class Lowerer:
         self.sync_cycles = ps_to_cycles(sync.deskew_per_stage_ps, self.clock)
         self.collective_cycles = ps_to_cycles(sync.collective_latency_ps, self.clock)
         self.barrier_cycles = ps_to_cycles(sync.layer_barrier_ps, self.clock)
-        self.block_index = {b: i for i, b in enumerate(graph.blocks)}
-        self.act_dtype = graph.params.precision.activations
+        self.act_dtype = act_dtype
+
+    @classmethod
+    def collectives_only(cls, system: SystemSpec, links: LinkGraph,
+                         act_dtype: str) -> Lowerer:
+        """A lowerer for collectives outside a decode step (no graph, no placement: only the
+        primitives and the collectives may be used)."""
+        lw = cls.__new__(cls)
+        lw._machine(system, links, act_dtype)
+        return lw
 
     # primitives ------------------------------------------------------------------------
     def instr(self, chip: int, op: str, block: int, cost: Cost, deps: tuple[int, ...],
@@ -437,11 +451,7 @@ def allreduce_program(system: SystemSpec, chips: tuple[int, ...], nbytes: int,
     at cycle 0), built exactly as a decode step builds its all-reduces."""
     from lpusim.compiler.topology import build_link_graph
     links = build_link_graph(system, max(chips) + 1)
-    lw = Lowerer.__new__(Lowerer)
-    lw.tasks, lw.chip, lw.links = [], system.chip, links
-    lw.clock, lw.bw = system.chip.clock_hz, system.link_bandwidth_bytes_per_s
-    lw.collective_cycles = ps_to_cycles(system.sync.collective_latency_ps, lw.clock)
-    lw.act_dtype = act_dtype
+    lw = Lowerer.collectives_only(system, links, act_dtype)
     ready = {c: lw.instr(c, "partial", 0, Cost("icu", 1, 0, 0, "synchronisation"), ())
              for c in chips}
     lw.all_reduce(chips, ready, nbytes, "allreduce", 0)
