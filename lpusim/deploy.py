@@ -256,8 +256,9 @@ def resolve(sc: ScenarioSpec) -> tuple[ScenarioSpec, Deployment]:
         problem = f"{chips} chips at tp {tp} cannot hold the model"
     need, need_tp = _fewest_nodes(sc, kw)
     if need is None:
-        raise CapacityError(f"{sc.model.name}: one placement block does not fit a chip at any "
-                            f"tensor parallelism up to {avail} chips")
+        at = (f"tensor parallelism {sc.tensor_parallel}" if sc.tensor_parallel
+              else f"any tensor parallelism up to {avail} chips")
+        raise CapacityError(f"{sc.model.name}: one placement block does not fit a chip at {at}")
     if need <= avail:
         why = (f"{problem}; policy {POLICY}: the fewest whole nodes that hold it, "
                f"{need // cpn} node{'s' if need // cpn > 1 else ''} at tp {need_tp}")

@@ -751,6 +751,9 @@ class ScenarioSpec:
         if self.tp > cpn and self.tp % cpn:
             out.append((("tensor_parallel",), f"tensor parallelism {self.tp} beyond a node must "
                                               f"span whole nodes of {cpn} chips"))
+        elif self.tp < cpn and cpn % self.tp:
+            out.append((("tensor_parallel",), f"tensor parallelism {self.tp} must divide a "
+                                              f"node's {cpn} chips"))
         elif self.chips_used % self.tp:
             out.append((("chips",), f"{self.chips_used} chips are not a whole number of "
                                     f"tensor-parallel groups of {self.tp}"))
