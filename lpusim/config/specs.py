@@ -751,7 +751,9 @@ class ScenarioSpec:
         if self.tp > cpn and self.tp % cpn:
             out.append((("tensor_parallel",), f"tensor parallelism {self.tp} beyond a node must "
                                               f"span whole nodes of {cpn} chips"))
-        elif self.tp < cpn and cpn % self.tp:
+        elif isinstance(self.system, SystemSpec) and self.tp < cpn and cpn % self.tp:
+            # an LPU node is a fully connected group: smaller groups must tile it (a GPU
+            # server's switch takes any group)
             out.append((("tensor_parallel",), f"tensor parallelism {self.tp} must divide a "
                                               f"node's {cpn} chips"))
         elif self.chips_used % self.tp:
