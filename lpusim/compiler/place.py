@@ -89,59 +89,82 @@ class Placement:
         return max(sum(s.values()) for s in self.sram)
 
 
-def _stage_total(sizes: list[dict[str, int]], lo: int, hi: int) -> int:
-    w = sum(sizes[i]["weights"] + sizes[i]["kv_cache"] for i in range(lo, hi))
-    a = max(sizes[i]["activations"] for i in range(lo, hi))
-    return w + a
+class _Sizes:
+    """Block sizes with O(1) stage totals: prefix sums of the bytes that add up (weights, KV
+    cache) and a sparse table for the activation buffer, of which a stage keeps the largest."""
+
+    __slots__ = ("act", "n", "pre", "table")
+
+    def __init__(self, sizes: list[dict[str, int]]):
+        self.n = len(sizes)
+        self.pre = [0]
+        for t in sizes:
+            self.pre.append(self.pre[-1] + t["weights"] + t["kv_cache"])
+        self.act = [t["activations"] for t in sizes]
+        self.table = [self.act]
+        span = 1
+        while 2 * span <= self.n:
+            row = self.table[-1]
+            self.table.append([max(row[i], row[i + span]) for i in range(self.n - 2 * span + 1)])
+            span *= 2
+
+    def max_act(self, lo: int, hi: int) -> int:
+        k = (hi - lo).bit_length() - 1
+        row = self.table[k]
+        return max(row[lo], row[hi - (1 << k)])
+
+    def total(self, lo: int, hi: int) -> int:
+        """SRAM per chip of a stage of blocks lo..hi-1 (hi > lo)."""
+        return self.pre[hi] - self.pre[lo] + self.max_act(lo, hi)
 
 
-def _greedy(sizes: list[dict[str, int]], cap: int) -> list[tuple[int, int]] | None:
+def _greedy(sz: _Sizes, cap: int) -> list[tuple[int, int]] | None:
     """Fewest contiguous stages with every stage <= cap (None if a block alone exceeds it)."""
     out = []
     lo = 0
-    n = len(sizes)
+    n = sz.n
+    pre, act = sz.pre, sz.act
     while lo < n:
-        # grow the stage block by block, keeping its running total (= _stage_total(lo, hi))
-        w = sizes[lo]["weights"] + sizes[lo]["kv_cache"]
-        a = sizes[lo]["activations"]
-        if w + a > cap:
+        # grow the stage block by block, keeping its running activation maximum
+        a = act[lo]
+        if pre[lo + 1] - pre[lo] + a > cap:
             return None
         hi = lo + 1
         while hi < n:
-            w2 = w + sizes[hi]["weights"] + sizes[hi]["kv_cache"]
-            a2 = max(a, sizes[hi]["activations"])
-            if w2 + a2 > cap:
+            a2 = a if a >= act[hi] else act[hi]
+            if pre[hi + 1] - pre[lo] + a2 > cap:
                 break
-            w, a, hi = w2, a2, hi + 1
+            a, hi = a2, hi + 1
         out.append((lo, hi))
         lo = hi
     return out
 
 
 def min_stages(sizes: list[dict[str, int]], cap: int) -> int | None:
-    g = _greedy(sizes, cap)
+    g = _greedy(_Sizes(sizes), cap)
     return None if g is None else len(g)
 
 
 def partition(sizes: list[dict[str, int]], n_stages: int) -> list[tuple[int, int]]:
     """Exactly n_stages contiguous groups minimising the largest group (n_stages <= blocks)."""
-    lo = max(_stage_total(sizes, i, i + 1) for i in range(len(sizes)))
-    hi = _stage_total(sizes, 0, len(sizes))
+    sz = _Sizes(sizes)
+    total = sz.total
+    lo = max(total(i, i + 1) for i in range(sz.n))
+    hi = total(0, sz.n)
     while lo < hi:
         mid = (lo + hi) // 2
-        g = _greedy(sizes, mid)
+        g = _greedy(sz, mid)
         if g is not None and len(g) <= n_stages:
             hi = mid
         else:
             lo = mid + 1
-    groups = _greedy(sizes, lo) or [(0, len(sizes))]
+    groups = _greedy(sz, lo) or [(0, sz.n)]
     while len(groups) < n_stages:
         # split the largest multi-block group (first one on ties) in its balanced middle
         best = max((i for i, (a, b) in enumerate(groups) if b - a > 1),
-                   key=lambda i: (_stage_total(sizes, *groups[i]), -i))
+                   key=lambda i: (total(*groups[i]), -i))
         a, b = groups[best]
-        cut = min(range(a + 1, b), key=lambda c: (max(_stage_total(sizes, a, c),
-                                                      _stage_total(sizes, c, b)), c))
+        cut = min(range(a + 1, b), key=lambda c: (max(total(a, c), total(c, b)), c))
         groups[best:best + 1] = [(a, cut), (cut, b)]
     return groups
 
