@@ -102,6 +102,7 @@ def blocks_of(model: ModelSpec) -> int:
     return (2 if model.experts > 1 else 3) * model.layers + 2
 
 
+@caches.memoise("least_chips", maxsize=1024)
 def least_chips(model: ModelSpec, chip: ChipSpec, tp: int, *, batch: int, context: int,
                 precision: PrecisionSpec, window: int, with_heads: bool = False) -> int | None:
     """The fewest chips (whole groups of `tp`) whose SRAM holds the model, or None if one
@@ -110,6 +111,7 @@ def least_chips(model: ModelSpec, chip: ChipSpec, tp: int, *, batch: int, contex
     return minimum_chips(g, chip, tp)
 
 
+@caches.memoise("headroom", maxsize=1024)
 def _headroom(model: ModelSpec, chip: ChipSpec, chips: int, tp: int, *, batch: int,
               context: int, precision: PrecisionSpec, window: int,
               with_heads: bool) -> int | None:
