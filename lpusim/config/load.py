@@ -30,7 +30,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from lpusim.caches import BoundedCache
+from lpusim.caches import BoundedCache, memoise
 from lpusim.config.gpu_specs import GpuSpec
 from lpusim.config.schema import build
 from lpusim.config.specs import ChipSpec, GpuSystemSpec, ModelSpec, ScenarioSpec, SystemSpec
@@ -57,6 +57,7 @@ DATA_ENV = "LPUSIM_DATA"
 _PATH_SUFFIXES = (".yaml", ".yml")
 
 
+@memoise("packaged_data", maxsize=1)
 def packaged_data() -> Path:
     """The directory holding the shipped `chip_configs/` and `workloads/`: inside the installed
     package (a wheel), or the repository root when lpusim runs from a checkout (editable
@@ -83,20 +84,57 @@ def data_dirs() -> list[Path]:
 
 
 def shipped(kind: str) -> dict[str, Path]:
-    """Short names of the shipped configs of one kind (by the `kind:` line of each file)."""
+    """Short names of the shipped configs of one kind (by the `kind:` line of each file).
+
+    Listed once per state of the directories searched (their modification times change when
+    a file is added, removed or renamed, as editors do on save); a file whose `kind:` line is
+    edited in place is caught when it is found (`find` re-reads the kind of its hit)."""
+    dirs = [base / sub for base in data_dirs() for sub in SEARCH_DIRS[kind]]
+    state = []
+    for d in dirs:
+        try:
+            state.append((str(d), d.stat().st_mtime_ns))
+        except OSError:
+            state.append((str(d), -1))
+    key = (kind, tuple(state))
+    hit = _SHIPPED.get(key)
+    if hit is None:
+        hit = _list_shipped(kind, dirs)
+        _SHIPPED.put(key, hit)
+    return dict(hit)
+
+
+def _list_shipped(kind: str, dirs: list[Path]) -> dict[str, Path]:
     found: dict[str, Path] = {}
-    for base in data_dirs():
-        for sub in SEARCH_DIRS[kind]:
-            d = base / sub
-            if not d.is_dir():
-                continue
-            for p in sorted(d.glob("*.yaml")):
-                if p.stem not in found and _peek_kind(p) in ACCEPTS.get(kind, (kind,)):
-                    found[p.stem] = p
+    for d in dirs:
+        if not d.is_dir():
+            continue
+        for p in sorted(d.glob("*.yaml")):
+            if p.stem not in found and _peek_kind(p) in ACCEPTS.get(kind, (kind,)):
+                found[p.stem] = p
     return found
 
 
+_SHIPPED: BoundedCache[dict[str, Path]] = BoundedCache("shipped_names", maxsize=64)
+_KINDS: BoundedCache[tuple[str | None]] = BoundedCache("file_kinds", maxsize=4096)
+
+
 def _peek_kind(p: Path) -> str | None:
+    """The `kind:` of a YAML file, read once per content version (path, mtime, size): every
+    short-name lookup lists a directory's kinds, and a sweep makes thousands of lookups."""
+    try:
+        st = p.stat()
+    except OSError:
+        return None
+    key = (str(p), st.st_mtime_ns, st.st_size)
+    hit = _KINDS.get(key)
+    if hit is None:
+        hit = (_read_kind(p),)
+        _KINDS.put(key, hit)
+    return hit[0]
+
+
+def _read_kind(p: Path) -> str | None:
     try:
         with open(p, encoding="utf-8") as f:
             for line in f:
@@ -122,6 +160,9 @@ def find(kind: str, ref: str, relative_to: Path | None = None) -> Path | None:
     if is_path_like(ref):
         return as_file if as_file.is_file() else None
     hit = shipped(kind).get(ref)
+    if hit is not None and _peek_kind(hit) not in ACCEPTS.get(kind, (kind,)):
+        hit = _list_shipped(kind, [b / s for b in data_dirs() for s in SEARCH_DIRS[kind]]
+                            ).get(ref)
     if hit is not None:
         return hit
     return as_file if as_file.is_file() else None
