@@ -1,8 +1,9 @@
 """Build the operation graph of one transformer decode step.
 
-`build_decode_graph(model, params)` returns a `DecodeGraph`: a networkx DAG whose nodes carry
-`Op`s, for `positions` new tokens (1 for plain decode, gamma+1 or a tree of n nodes for a
-verification pass) of `batch` sequences, each with `context` tokens already in its KV cache.
+`build_decode_graph(model, params)` returns a `DecodeGraph`: a DAG whose nodes are `Op`s (also
+as a networkx DiGraph, `dag`), for `positions` new tokens (1 for plain decode, gamma+1 or a
+tree of n nodes for a verification pass) of `batch` sequences, each with `context` tokens
+already in its KV cache.
 
 Assumptions: Llama-style pre-norm blocks (RMSNorm, GQA attention with RoPE, SwiGLU FFN); the new
 positions attend causally to each other (position i sees context + i + 1 keys); MoE layers route
@@ -34,13 +35,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
-
-import networkx as nx
+from typing import TYPE_CHECKING, Any
 
 from lpusim.config.specs import ModelSpec, PrecisionSpec, dtype_bytes
 from lpusim.errors import GraphError
 from lpusim.graph.ops import Op
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 
 @dataclass(frozen=True)
@@ -71,26 +73,46 @@ class GraphParams:
         return max(self.context_window or 0, self.context + self.positions)
 
 
-@dataclass
 class DecodeGraph:
-    """The DAG of one decode step, with its blocks in pipeline order."""
+    """The DAG of one decode step, with its blocks in pipeline order.
 
-    model: ModelSpec
-    params: GraphParams
-    dag: nx.DiGraph
-    # "embed", then per layer "layer<i>.attn", "layer<i>.mlp" (and "layer<i>.down" for a
-    # dense FFN's down projection), then "head"
-    blocks: list[str]
-    block_ops: dict[str, list[str]]                # op names per block, topological order
+    The ops are kept in a plain mapping (name -> Op, topological order), which is all the
+    compiler reads; `dag`, the same graph as a networkx DiGraph (an op per node, an edge per
+    input), is built on first use."""
+
+    __slots__ = ("_dag", "block_ops", "blocks", "model", "op_table", "params")
+
+    def __init__(self, model: ModelSpec, params: GraphParams, op_table: dict[str, Op],
+                 blocks: list[str], block_ops: dict[str, list[str]]):
+        self.model = model
+        self.params = params
+        self.op_table = op_table
+        # "embed", then per layer "layer<i>.attn", "layer<i>.mlp" (and "layer<i>.down" for a
+        # dense FFN's down projection), then "head"
+        self.blocks = blocks
+        self.block_ops = block_ops                 # op names per block, topological order
+        self._dag: nx.DiGraph | None = None
+
+    @property
+    def dag(self) -> nx.DiGraph:
+        if self._dag is None:
+            import networkx as nx  # heavy import, kept local: the compiler never needs it
+            dag = nx.DiGraph()
+            for name, op in self.op_table.items():
+                dag.add_node(name, op=op)
+                for src in op.inputs:
+                    dag.add_edge(src, name)
+            self._dag = dag
+        return self._dag
 
     def op(self, name: str) -> Op:
-        return self.dag.nodes[name]["op"]
+        return self.op_table[name]
 
     def ops(self) -> list[Op]:
-        return [self.dag.nodes[n]["op"] for n in self.dag.nodes]
+        return list(self.op_table.values())
 
     def total(self, attr: str) -> int:
-        return sum(getattr(o, attr) for o in self.ops())
+        return sum(getattr(o, attr) for o in self.op_table.values())
 
 
 class _Builder:
@@ -98,7 +120,7 @@ class _Builder:
         self.m = model
         self.p = params
         self.pr = params.precision
-        self.dag = nx.DiGraph()
+        self.ops: dict[str, Op] = {}
         self.blocks: list[str] = []
         self.block_ops: dict[str, list[str]] = {}
         self.block = ""
@@ -109,14 +131,17 @@ class _Builder:
         self.block_ops[block] = []
 
     def add(self, op: Op) -> str:
-        self.dag.add_node(op.name, op=op)
+        if op.name in self.ops:
+            raise GraphError(f"op {op.name!r} added twice")
         for src in op.inputs:
-            self.dag.add_edge(src, op.name)
+            if src not in self.ops:
+                raise GraphError(f"op {op.name!r} reads {src!r}, which is not built yet")
+        self.ops[op.name] = op
         self.block_ops[self.block].append(op.name)
         return op.name
 
     def shape(self, name: str) -> tuple[int, ...]:
-        return self.dag.nodes[name]["op"].out_shape
+        return self.ops[name].out_shape
 
     def act(self, n: int) -> int:
         return dtype_bytes(self.pr.activations, n)
@@ -150,7 +175,7 @@ class _Builder:
             name=name, kind=kind, block=self.block, inputs=srcs,
             in_shapes=tuple(self.shape(s) for s in srcs), out_shape=out_shape, dtype=dt,
             flops=n_el * ops_per_element, weight_bytes=wb, weight_read_bytes=wb,
-            act_in_bytes=sum(dtype_bytes(self.dag.nodes[s]["op"].dtype, math.prod(self.shape(s)))
+            act_in_bytes=sum(dtype_bytes(self.ops[s].dtype, math.prod(self.shape(s)))
                              for s in srcs) if n_in else 0,
             act_out_bytes=dtype_bytes(dt, n_out), parallel=parallel, elements=n_el,
             ops_per_element=ops_per_element, transcendentals=transcendentals, heads=heads))
@@ -307,17 +332,15 @@ class _Builder:
             if saved.expert_parallel:
                 # the expert runs whole on its owner chip, which holds the (replicated) input
                 for name in self.block_ops[self.block][first:]:
-                    node = self.dag.nodes[name]
-                    node["op"] = _replace(node["op"], parallel="expert", expert=e)
+                    self.ops[name] = _replace(self.ops[name], parallel="expert", expert=e)
         self.p = saved
         comb = self.vector(pre + "moe_combine", "moe_combine", (t, *outs),
                            (b, p, m.hidden_size), 2 * k, elements=tokens * m.hidden_size,
                            parallel="replicated")
         # the experts this step does not touch still live in SRAM, sharded like the others
         idle = (E - active) * dtype_bytes(self.pr.weights, m.ffn_params_per_expert)
-        node = self.dag.nodes[outs[-1]]
-        old: Op = node["op"]
-        node["op"] = _replace(old, weight_bytes=old.weight_bytes + idle)
+        old = self.ops[outs[-1]]
+        self.ops[outs[-1]] = _replace(old, weight_bytes=old.weight_bytes + idle)
         return comb
 
     def head(self, x: str) -> str:
@@ -366,4 +389,4 @@ def build_decode_graph(model: ModelSpec, params: GraphParams | None = None) -> D
     for i in range(model.layers):
         x = b.layer(i, x)
     b.head(x)
-    return DecodeGraph(model, params, b.dag, b.blocks, b.block_ops)
+    return DecodeGraph(model, params, b.ops, b.blocks, b.block_ops)
