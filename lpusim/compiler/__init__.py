@@ -15,6 +15,7 @@ import hashlib
 from collections import Counter
 from collections.abc import Callable
 from itertools import groupby
+from operator import attrgetter
 from typing import Any
 
 from lpusim.compiler.checks import check_lowered, check_placement, pass_checks, set_pass_checks
@@ -77,11 +78,12 @@ def compile_program(graph: DecodeGraph, system: SystemSpec, *, chips: int | None
 
 
 def _stage_key(graph: DecodeGraph, blocks: tuple[str, ...], first: bool, last: bool,
-               same: bool, handoff: str, signatures: dict[str, tuple[object, ...]]) -> str:
+               same: bool, handoff: str, signatures: dict[Any, str],
+               per_layer: Counter[str]) -> str:
     """A name for the stage's template: its blocks (whole layers compacted, a half layer at
     either end named), its role and hand-off, and a digest of its ops' structure, so that two
-    stages share a template only if they lower to the same program up to chip numbers."""
-    per_layer = Counter(b.split(".")[0] for b in graph.blocks)
+    stages share a template only if they lower to the same program up to chip numbers.
+    `per_layer` counts the graph's blocks per layer."""
     groups = [(layer, list(bs)) for layer, bs in groupby(blocks, key=lambda b: b.split(".")[0])]
     kinds: list[str] = []
     for layer, bs in groups:
@@ -111,22 +113,31 @@ _SIGNATURE_FIELDS = tuple(f.name for f in dataclasses.fields(Op)
                           if f.repr and f.name not in ("name", "block", "inputs"))
 
 
+_signature = attrgetter(*_SIGNATURE_FIELDS)
+
+
 def _structure_digest(graph: DecodeGraph, blocks: tuple[str, ...],
-                      signatures: dict[str, tuple[object, ...]]) -> str:
+                      signatures: dict[Any, str]) -> str:
     """Digest of the ops of `blocks` without their names: every field that sets a cost, and
-    each input as its position in the stage (or -1 for the stage input). `signatures` memoises
-    each op's fields for the graph being compiled."""
+    each input as its position in the stage (or -1 for the stage input). `signatures` memoises,
+    for the graph being compiled, the text of each op's fields by op name and by the fields
+    themselves (the layers repeat them); the digest is of the text of the list of (fields,
+    input positions) rows, built piecewise."""
     pos: dict[str, int] = {}
     rows = []
     for b in blocks:
         for name in graph.block_ops[b]:
-            sig = signatures.get(name)
             op = graph.op(name)
+            sig = signatures.get(name)
             if sig is None:
-                sig = signatures[name] = tuple(getattr(op, f) for f in _SIGNATURE_FIELDS)
+                fields = _signature(op)
+                sig = signatures.get(fields)        # the same fields in another layer
+                if sig is None:
+                    sig = signatures[fields] = repr(fields)
+                signatures[name] = sig
             pos[name] = len(pos)
-            rows.append((sig, tuple(pos.get(s, -1) for s in op.inputs)))
-    return hashlib.sha256(repr(rows).encode()).hexdigest()[:12]
+            rows.append(f"({sig}, {tuple(pos.get(s, -1) for s in op.inputs)!r})")
+    return hashlib.sha256(f"[{', '.join(rows)}]".encode()).hexdigest()[:12]
 
 
 def compile_pipeline(graph: DecodeGraph, system: SystemSpec, *, chips: int | None = None,
@@ -141,10 +152,11 @@ def compile_pipeline(graph: DecodeGraph, system: SystemSpec, *, chips: int | Non
     templates: dict[str, Program] = {}
     keys: list[str] = []
     last = len(ios) - 1
-    signatures: dict[str, tuple[object, ...]] = {}
+    signatures: dict[Any, str] = {}
+    per_layer = Counter(b.split(".")[0] for b in graph.blocks)
     for s, io in enumerate(ios):
         key = _stage_key(graph, pl.stages[s], s == 0, s == last, ios[0].entry == ios[-1].exit,
-                         handoff_signature(links, pl, s), signatures)
+                         handoff_signature(links, pl, s), signatures, per_layer)
         keys.append(key)
         if key in templates:
             continue

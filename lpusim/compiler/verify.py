@@ -13,6 +13,12 @@ from lpusim.errors import CompileError
 from lpusim.program import Instr, Program, Transfer
 
 
+def _what(x: Instr | Transfer) -> str:
+    if isinstance(x, Instr):
+        return f"instruction {x.id} ({x.op}) on chip {x.chip} {x.unit}"
+    return f"transfer {x.id} ({x.op}) {x.src}->{x.dst}"
+
+
 def verify_program(prog: Program) -> None:
     """Raise CompileError('verify', ...) if the static schedule is not valid."""
     ready: dict[int, int] = {}
@@ -22,19 +28,19 @@ def verify_program(prog: Program) -> None:
         ready[x.id] = x.ready
         first[x.id] = x.ready - x.busy
     for x in items:
-        what = (f"instruction {x.id} ({x.op}) on chip {x.chip} {x.unit}" if isinstance(x, Instr)
-                else f"transfer {x.id} ({x.op}) {x.src}->{x.dst}")
-        stream = set(x.stream)
+        stream = x.stream
         for d in x.deps:
             if d not in ready:
-                raise CompileError("verify", f"{what} depends on unknown {d}")
-            need = first[d] if d in stream else ready[d]
+                raise CompileError("verify", f"{_what(x)} depends on unknown {d}")
+            streamed = d in stream
+            need = first[d] if streamed else ready[d]
             if need > x.issue:
-                raise CompileError("verify", f"{what} issues at cycle {x.issue} before operand "
-                                             f"{d} arrives at {need}")
-            if d in stream and x.issue + x.busy < ready[d]:
-                raise CompileError("verify", f"{what} ends at cycle {x.issue + x.busy} before "
-                                             f"its streamed operand {d} ends at {ready[d]}")
+                raise CompileError("verify", f"{_what(x)} issues at cycle {x.issue} before "
+                                             f"operand {d} arrives at {need}")
+            if streamed and x.issue + x.busy < ready[d]:
+                raise CompileError("verify", f"{_what(x)} ends at cycle {x.issue + x.busy} "
+                                             f"before its streamed operand {d} ends at "
+                                             f"{ready[d]}")
     queues: dict[tuple[int, str], list[tuple[int, int, int]]] = {}
     for i in prog.instructions:
         queues.setdefault((i.chip, i.unit), []).append((i.issue, i.end, i.id))
