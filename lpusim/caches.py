@@ -16,6 +16,9 @@ dataclasses, so equal inputs give equal keys and a cached answer is the answer):
 - ``nested_spec_types``: the spec class of each nested field (`lpusim.config.schema`).
 - ``documents``: parsed YAML files by (path, mtime, size) (`lpusim.config.load`); callers get
   their own copy of a Document's data when they change it.
+- ``file_kinds``, ``shipped_names``, ``packaged_data``: the `kind:` of each YAML file by (path,
+  mtime, size), the short names of a search path by the modification times of its directories,
+  and where the shipped data are (`lpusim.config.load`): a sweep resolves thousands of names.
 - ``code_fingerprint``: the SHA-256 of lpusim's source, part of every on-disk step key and of
   every sweep row's basis (`lpusim.sweep`), so a code change never reuses an old answer.
 

@@ -118,15 +118,15 @@ class CompileError(LpusimError):
 
 
 class NoStageTemplate(CompileError):
-    """Fast fidelity cannot represent this step exactly (a stage whose output does not reach
-    every chip at once, e.g. a tensor-parallel group spanning nodes): simulate the full
+    """Fast fidelity cannot represent this step exactly (a stage template with work that
+    outlasts the stage's output, which composing templates would drop): simulate the full
     program instead. `lpusim.step` catches it and falls back to fidelity 'full'."""
 
     def __init__(self, stage: int, key: str):
         self.stage = stage
         self.key = key
-        super().__init__("schedule", f"stage {stage} ({key}) does not end with its output "
-                                     "on every chip at once; use fidelity 'full'")
+        super().__init__("schedule", f"stage {stage} ({key}) has work after its output "
+                                     "reaches its chips; use fidelity 'full'")
 
 
 class ScheduleViolation(LpusimError):

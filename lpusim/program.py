@@ -200,6 +200,12 @@ class PipelineProgram:
     sram_capacity_bytes: int
     sram_bytes: dict[int, dict[str, int]] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    # how templates join (derived from them, so not part of the JSON): per template, the items
+    # putting its output on each chip of its stage in chip order (the last stage: the exit
+    # chip's), and its hand-off pieces: transfer id -> position of the sending chip in the
+    # previous stage
+    outputs: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    pieces: dict[str, dict[int, int]] = field(default_factory=dict)
 
     def to_json(self) -> str:
         d = {"name": self.name, "clock_hz": self.clock_hz, "chips": self.chips,

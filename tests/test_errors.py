@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 
 from lpusim import api, cli
-from lpusim.compiler import compile_pipeline
+from lpusim.compiler import compile_pipeline, compile_program
 from lpusim.errors import CompileError, ConfigError, NoStageTemplate
 from lpusim.graph import GraphParams, build_decode_graph
-from lpusim.runner import baseline_step
+from lpusim.sim import metrics_full, metrics_pipeline
 
 ROOT = Path(__file__).resolve().parent.parent
 H = "tests/hostile"
@@ -72,20 +72,33 @@ def _two_node_group() -> tuple:
     return sc, g
 
 
-def test_fast_fidelity_without_template_raises_the_typed_fallback():
+def test_a_group_spanning_nodes_has_exact_templates():
+    """TP 16 spans two nodes: the stage output lands on its chips at different cycles, and the
+    next stage's template starts each hand-off piece by its chip's lag."""
     sc, g = _two_node_group()
-    with pytest.raises(NoStageTemplate) as e:
-        compile_pipeline(g, sc.system, chips=32, tp=16)
-    assert isinstance(e.value, CompileError) and e.value.stage == 0
-    assert e.value.key.startswith("embed+")
+    pp = compile_pipeline(g, sc.system, chips=32, tp=16)
+    assert any("|group:" in k for k in pp.stages)
+    fast = metrics_pipeline(pp)
+    full = metrics_full(compile_program(g, sc.system, chips=32, tp=16))
+    assert fast.latency_cycles == full.latency_cycles
+    assert fast.breakdown_cycles == full.breakdown_cycles
 
 
-def test_step_falls_back_to_the_full_program_on_it():
+def test_step_falls_back_to_the_full_program_on_the_typed_exception(monkeypatch):
+    import lpusim.step as step_mod
+
+    def no_template(*_a, **_k):
+        raise NoStageTemplate(3, "layer#abc")
+
+    monkeypatch.setattr(step_mod, "compile_pipeline", no_template)
     sc, _g = _two_node_group()
-    fast = baseline_step(sc)
+    fast = step_mod._step(sc.model, sc.system, chips=32, tp=16, positions=1, batch=1,
+                          context=1024, precision=sc.precision, with_heads=False,
+                          fidelity="fast", context_window=None)
     assert fast.extra["fast_fallback"] == "full"
-    full = baseline_step(api.load_scenario("llama-3.1-405b-groqrack-2304", {
-        "model": "llama-3.2-1b", "chips": 32, "context": 1024, "fidelity": "full"}))
+    assert isinstance(NoStageTemplate(3, "k"), CompileError)
+    g = build_decode_graph(sc.model, GraphParams(context=1024))
+    full = metrics_full(compile_program(g, sc.system, chips=32, tp=16))
     assert fast.latency_cycles == full.latency_cycles
 
 

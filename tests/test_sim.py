@@ -70,19 +70,23 @@ def test_compiled_program_shifted_instruction_is_caught():
     assert e.value.chip == 3 and e.value.unit == "vxm" and e.value.cycle == victim.issue - 1
 
 
-@pytest.mark.parametrize("model,sysname,chips,positions", [
-    ("llama-3.2-1b", "groqnode-8", 8, 1),
-    ("llama-3.2-1b", "groqrack-576", 32, 5),
-    ("llama-3.1-8b", "groqrack-576", 64, 1),
-    ("mixtral-8x7b", "groqrack-576", 272, 2),
-    ("llama-3.1-70b", "groqrack-576", 576, 17),
+@pytest.mark.parametrize("model,sysname,chips,positions,tp", [
+    ("llama-3.2-1b", "groqnode-8", 8, 1, None),
+    ("llama-3.2-1b", "groqrack-576", 32, 5, None),
+    ("llama-3.1-8b", "groqrack-576", 64, 1, None),
+    ("mixtral-8x7b", "groqrack-576", 272, 2, None),
+    ("llama-3.1-70b", "groqrack-576", 576, 17, None),
+    # tensor parallelism 16 across two nodes; with 9 nodes a rack, some groups span racks
+    ("llama-3.1-8b", "groqrack-2304", 480, 1, 16),
 ])
-def test_fast_and_full_fidelity_agree_exactly(model, sysname, chips, positions):
+def test_fast_and_full_fidelity_agree_exactly(model, sysname, chips, positions, tp):
     s = system(sysname)
     g = build_decode_graph(load(f"workloads/{model}.yaml"),
                            GraphParams(positions=positions, context=2048))
-    full = metrics_full(compile_program(g, s, chips=chips))
-    fast = metrics_pipeline(compile_pipeline(g, s, chips=chips))
+    full = metrics_full(compile_program(g, s, chips=chips, tp=tp))
+    pp = compile_pipeline(g, s, chips=chips, tp=tp)
+    fast = metrics_pipeline(pp)
+    assert tp is None or len(pp.templates) < len(pp.stages)     # templates are shared
     assert fast.latency_cycles == full.latency_cycles
     assert fast.breakdown_cycles == full.breakdown_cycles
     assert sum(full.breakdown_cycles.values()) == full.latency_cycles

@@ -3,9 +3,10 @@
 `compile_program` produces the full program (every chip, every layer, every transfer);
 `compile_pipeline` produces the fast-fidelity form, one template per distinct stage, which
 simulates to exactly the same step latency (stages of a batch-1 decode step run one after
-another and use disjoint resources while they run). When a stage has no exact template (its
-output does not reach every chip at once) it raises `NoStageTemplate`, and the caller
-simulates the full program instead.
+another and use disjoint resources while they run); a stage whose output reaches its chips at
+different cycles hands those lags to the next stage's template. When a stage has no exact
+template (work outlasting its output) it raises `NoStageTemplate`, and the caller simulates
+the full program instead.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from lpusim.compiler.checks import check_lowered, check_placement, pass_checks, 
 from lpusim.compiler.lower import serialisation_cycles
 from lpusim.compiler.place import Placement, minimum_chips, place
 from lpusim.compiler.schedule import (
+    group_signature,
+    handoff_plan,
     handoff_signature,
     lower_stage_template,
     lower_step,
@@ -144,34 +147,64 @@ def compile_pipeline(graph: DecodeGraph, system: SystemSpec, *, chips: int | Non
                      tp: int | None = None, name: str = "step") -> PipelineProgram:
     """Fast fidelity: one verified template per distinct stage, plus the token return.
 
-    A template holds its stage's incoming hand-off (leaving the previous stage at cycle 0),
-    its compute and collectives; its latency runs until the stage output is on every chip
-    (the last stage: on the exit chip)."""
+    A template holds its stage's incoming hand-off, its compute and collectives; it runs until
+    its output is on every chip of the stage (the last stage: on the exit chip). A hand-off
+    piece leaves the previous stage's chip at cycle 0, or, when that stage's output lands on
+    its chips at different cycles (a tensor-parallel group spanning nodes), as many cycles
+    after the earliest as that chip lags: the offsets are part of the template's key, and so
+    are the routes inside a group spanning nodes (`group_signature`); a group whose routes
+    pass through other chips gets a template of its own."""
     n, tp, pl, links = _place(graph, system, chips, tp)
     ios, back = _run_pass("lower", plan_routes, pl, links)
     templates: dict[str, Program] = {}
+    outputs: dict[str, tuple[int, ...]] = {}
+    pieces: dict[str, dict[int, int]] = {}
+    arrivals: dict[str, list[int]] = {}
     keys: list[str] = []
     last = len(ios) - 1
     signatures: dict[Any, str] = {}
     per_layer = Counter(b.split(".")[0] for b in graph.blocks)
+    lag: tuple[int, ...] = ()       # the previous stage's output per chip, after its earliest
     for s, io in enumerate(ios):
         key = _stage_key(graph, pl.stages[s], s == 0, s == last, ios[0].entry == ios[-1].exit,
                          handoff_signature(links, pl, s), signatures, per_layer)
+        group = group_signature(links, pl, s)
+        if group is None:           # routed through chips outside the group: its own template
+            group = f"stage{s}"
+        released: dict[int, int] | None = None
+        if any(lag):
+            prev = pl.stage_chips[s - 1]
+            released = {c: lag[i] for i, c in enumerate(prev)}
+            at = sorted((prev.index(a), released[a], pl.stage_chips[s].index(b),
+                         tuple(links.latency[lid] for lid in route))
+                        for a, b, route in handoff_plan(links, pl, s))
+            key += "|at:" + hashlib.sha256(repr(at).encode()).hexdigest()[:12]
+        if group:
+            key += f"|group:{group}"
         keys.append(key)
-        if key in templates:
-            continue
-        tasks, outs = _run_pass("lower", lower_stage_template, graph, system, pl, links, s, io)
-        if pass_checks():
-            check_lowered(graph, pl, system.chip, tasks, range(s, s + 1))
-        prog = _run_pass("schedule", schedule, tasks, name=f"{name}:{key}", system=system,
-                         links=links, chips=pl.stage_chips[s], pl=pl,
-                         meta={"stage": s, "blocks": list(pl.stages[s])})
-        _run_pass("verify", verify_program, prog)
-        ready = {i.id: i.ready for i in prog.instructions}
-        ready.update({t.id: t.ready for t in prog.transfers})
-        if len({ready[o] for o in outs}) != 1 or max(ready.values()) != ready[outs[0]]:
-            raise NoStageTemplate(s, key)
-        templates[key] = prog
+        if key not in templates:
+            tasks, outs = _run_pass("lower", lower_stage_template, graph, system, pl, links, s,
+                                    io, released)
+            if pass_checks():
+                check_lowered(graph, pl, system.chip, tasks, range(s, s + 1))
+            prog = _run_pass("schedule", schedule, tasks, name=f"{name}:{key}", system=system,
+                             links=links, chips=pl.stage_chips[s], pl=pl,
+                             meta={"stage": s, "blocks": list(pl.stages[s])})
+            _run_pass("verify", verify_program, prog)
+            ready = {i.id: i.ready for i in prog.instructions}
+            ready.update({t.id: t.ready for t in prog.transfers})
+            order = tuple(outs[c] for c in pl.stage_chips[s] if c in outs)
+            if max(ready.values()) != max(ready[o] for o in order):
+                raise NoStageTemplate(s, key)      # work outlasting the stage's output
+            templates[key] = prog
+            outputs[key] = order
+            arrivals[key] = [ready[o] for o in order]
+            if s > 0:
+                prev = pl.stage_chips[s - 1]
+                pieces[key] = {t.id: prev.index(t.src) for t in prog.transfers
+                               if t.op == f"stage{s}.handoff"}
+        arrive = arrivals[key]
+        lag = tuple(r - min(arrive) for r in arrive) if s < last else ()
     p = graph.params
     clock = system.chip.clock_hz
     tokens = 4 * p.batch * p.positions
@@ -186,4 +219,5 @@ def compile_pipeline(graph: DecodeGraph, system: SystemSpec, *, chips: int | Non
         handoffs=(ret,), sram_capacity_bytes=pl.capacity_bytes,
         sram_bytes=pl.chip_sram(),
         meta={"stages": [list(s) for s in pl.stages], "tp": tp,
-              "entry": ios[0].entry, "exit": ios[-1].exit})
+              "entry": ios[0].entry, "exit": ios[-1].exit},
+        outputs=outputs, pieces=pieces)

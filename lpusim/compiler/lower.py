@@ -150,3 +150,6 @@ class Task:
     serialisation: int = 0
     hop_latency: tuple[int, ...] = field(default_factory=tuple)
     stream: tuple[int, ...] = ()    # deps consumed vector by vector as they arrive
+    # earliest issue cycle: in a stage template, a hand-off piece leaves a chip of the previous
+    # stage that many cycles after that stage's earliest output (0: when its deps allow)
+    not_before: int = 0

@@ -16,6 +16,7 @@ route, cut-through) is free. Queues are in order, as on the hardware.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from lpusim.compiler.lower import Cost, Task, ceil_div, op_costs, serialisation_cycles, vxm_cost
@@ -73,12 +74,13 @@ class Lowerer:
         return len(self.tasks) - 1
 
     def transfer(self, src: int, dst: int, route: list[int], nbytes: int, op: str, block: int,
-                 deps: tuple[int, ...], stream: tuple[int, ...] = ()) -> int:
+                 deps: tuple[int, ...], stream: tuple[int, ...] = (),
+                 not_before: int = 0) -> int:
         lat = tuple(self.links.latency[lid] for lid in route)
         self.tasks.append(Task("transfer", src, op, block, deps, dst=dst, route=tuple(route),
                                nbytes=nbytes,
                                serialisation=serialisation_cycles(nbytes, self.bw, self.clock),
-                               hop_latency=lat, stream=stream))
+                               hop_latency=lat, stream=stream, not_before=not_before))
         return len(self.tasks) - 1
 
     def delay(self, ready: dict[int, int], name: str, block: int, category: str,
@@ -190,10 +192,12 @@ class Lowerer:
     def handoff_plan(self, s: int) -> list[tuple[int, int, list[int]]]:
         return handoff_plan(self.links, self.pl, s)
 
-    def stage(self, s: int, io: StageIO, inputs: dict[int, int] | None) -> dict[int, int]:
+    def stage(self, s: int, io: StageIO, inputs: dict[int, int] | None,
+              released: dict[int, int] | None = None) -> dict[int, int]:
         """Lower stage `s`. Stage 0 gets the tokens on io.entry; a later stage gets its input
         in pieces over the direct links between the two nodes (`inputs`: previous chip -> the
-        task producing its output, empty for a template starting at cycle 0); each landing
+        task producing its output, empty for a template starting at cycle 0, whose pieces
+        leave a previous chip at the cycle `released` gives it, 0 by default); each landing
         chip then forwards its piece to its peers. Returns chip -> the task putting the stage
         output there (the last stage: only io.exit, after the sampled tokens are gathered)."""
         chips = self.pl.stage_chips[s]
@@ -213,7 +217,8 @@ class Lowerer:
             landed: dict[int, int] = {}
             for a, b, route in plan:
                 dep = (inputs[a],) if inputs else ()
-                landed[b] = self.transfer(a, b, route, piece, f"stage{s}.handoff", b0, dep)
+                landed[b] = self.transfer(a, b, route, piece, f"stage{s}.handoff", b0, dep,
+                                          not_before=(released or {}).get(a, 0))
             for c in chips:
                 got = [landed[c]] if c in landed else []
                 # forwarded vector by vector as the piece lands
@@ -356,13 +361,55 @@ def lower_step(graph: DecodeGraph, system: SystemSpec, pl: Placement,
 
 
 def lower_stage_template(graph: DecodeGraph, system: SystemSpec, pl: Placement,
-                         links: LinkGraph, s: int, io: StageIO) -> tuple[list[Task], list[int]]:
+                         links: LinkGraph, s: int, io: StageIO,
+                         released: dict[int, int] | None = None
+                         ) -> tuple[list[Task], dict[int, int]]:
     """One stage alone: its input (tokens on the entry chip, or the hand-off pieces leaving
-    the previous stage) starts at cycle 0. Returns the tasks and those producing the output."""
+    the previous stage) starts at cycle 0, or for a piece leaving previous chip c, at cycle
+    `released[c]`. Returns the tasks and chip -> the task producing the output there."""
     lw = Lowerer(graph, system, pl, links)
     io = StageIO(io.entry, io.exit, lw.live_in_bytes(s))
-    out = lw.stage(s, io, {} if s > 0 else None)
-    return lw.tasks, sorted(out.values())
+    out = lw.stage(s, io, {} if s > 0 else None, released)
+    return lw.tasks, out
+
+
+def group_signature(links: LinkGraph, pl: Placement, s: int) -> str | None:
+    """The routes inside stage s's group and of the hand-off into it, chips written as their
+    positions in their groups: two stages with the same signature lower to the same program up
+    to chip and link numbers. '' for a group inside one node (its chips are interchangeable,
+    `handoff_signature` says all); None when a route leaves the two groups (no template)."""
+    chips = pl.stage_chips[s]
+    if len({links.node_of(c) for c in chips}) == 1:
+        return ""
+    pos = {c: ("c", i) for i, c in enumerate(chips)}
+    if s > 0:
+        pos.update({c: ("p", i) for i, c in enumerate(pl.stage_chips[s - 1])})
+
+    def hops(route: list[int]) -> tuple[object, ...] | None:
+        out = []
+        for lid in route:
+            lk = links.links[lid]
+            if lk.src not in pos or lk.dst not in pos:
+                return None
+            out.append((pos[lk.src], pos[lk.dst], links.latency[lid]))
+        return tuple(out)
+
+    rows: list[object] = []
+    for a in chips:
+        for b in chips:
+            if a != b:
+                lid = links.between.get((a, b))
+                r = hops([lid] if lid is not None else links.route([a], [b])[2])
+                if r is None:
+                    return None
+                rows.append(r)
+    if s > 0:
+        for a, b, route in handoff_plan(links, pl, s):
+            r = hops(route)
+            if r is None:
+                return None
+            rows.append((pos[a], pos[b], r))
+    return hashlib.sha256(repr(rows).encode()).hexdigest()[:12]
 
 
 def handoff_plan(links: LinkGraph, pl: Placement,
@@ -409,6 +456,8 @@ def schedule(tasks: list[Task], *, name: str, system: SystemSpec, links: LinkGra
         else:
             start = max([ready[d] for d in deps]) if deps else 0
             last = 0
+        if t.not_before > start:
+            start = t.not_before
         if t.kind == "instr":
             c = t.cost
             assert c is not None

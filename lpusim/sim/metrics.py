@@ -85,7 +85,17 @@ def _latencies(x: Any) -> list[tuple[str, int]]:
 
 def critical_path(res: SimResult) -> dict[str, int]:
     """Cycles per breakdown category along the critical path of a simulated program."""
+    return _walk(res)[0]
+
+
+def _walk(res: SimResult, start: int | None = None, outside: dict[int, int] | None = None
+          ) -> tuple[dict[str, int], int | None]:
+    """The critical-path breakdown from item `start` (default: the last result) back to the
+    program's start. `outside` gives items an operand from outside the program (a stage
+    template's hand-off pieces: id -> the cycle their operand is ready); a walk that reaches
+    one through it stops there and returns that item's id, else None."""
     prog = res.program
+    outside = outside or {}
     items: dict[int, Any] = {i.id: i for i in prog.instructions}
     items.update({t.id: t for t in prog.transfers})
     prev_on_queue: dict[int, int] = {}
@@ -110,8 +120,8 @@ def critical_path(res: SimResult) -> dict[str, int]:
                 link_prev[b.id] = (a.id, release)
     out = dict.fromkeys(BREAKDOWN_KEYS, 0)
     if not items:
-        return out
-    cur = max(items, key=lambda k: (res.ready[k], -k))
+        return out, None
+    cur = max(items, key=lambda k: (res.ready[k], -k)) if start is None else start
     upto = res.ready[cur]   # the cycle up to which `cur` is on the path
     first = False           # did a streaming consumer release it at its first vector?
     while True:
@@ -150,6 +160,8 @@ def critical_path(res: SimResult) -> dict[str, int]:
             r = res.ready[d] - items[d].busy if streamed else res.ready[d]
             if r > release or best is None:
                 best, release, first = d, r, streamed
+        if cur in outside:              # its operand, from the previous stage
+            best, release, first = -1, outside[cur], False
         if hasattr(x, "unit"):
             p = prev_on_queue.get(cur)
             if p is not None:
@@ -160,12 +172,15 @@ def critical_path(res: SimResult) -> dict[str, int]:
             lp = link_prev.get(cur)
             if lp is not None and (lp[1] > release or best is None):
                 (best, release), first = lp, False
+        if best == -1:
+            out["idle"] += s - release
+            return out, cur
         if best is None or release <= 0:
             out["idle"] += s
             break
         out["idle"] += s - release
         cur, upto = best, release
-    return out
+    return out, None
 
 
 def _busy(prog: Program) -> tuple[dict[str, int], int, int]:
@@ -248,12 +263,16 @@ def metrics_full(prog: Program) -> StepMetrics:
 
 
 def metrics_pipeline(pp: PipelineProgram) -> StepMetrics:
-    """Simulate each distinct stage once and compose the step (fast fidelity)."""
-    per: dict[str, tuple[SimResult, dict[str, int]]] = {}
+    """Simulate each distinct stage once and compose the step (fast fidelity).
+
+    A stage starts when the previous one's output reaches its earliest chip (the templates'
+    hand-off pieces leave later chips by their lag, `compile_pipeline`); the critical path is
+    walked back from the last stage, template by template, entering each previous stage at the
+    chip whose piece was on the path, as the walk over the full program does."""
+    per: dict[str, SimResult] = {}
     busy: dict[str, tuple[dict[str, int], int, int]] = {}
     for key, prog in sorted(pp.templates.items()):
-        res = simulate(prog)
-        per[key] = (res, critical_path(res))
+        per[key] = simulate(prog)
         busy[key] = _busy(prog)
     breakdown = dict.fromkeys(BREAKDOWN_KEYS, 0)
     units = dict.fromkeys(UNITS, 0)
@@ -261,11 +280,12 @@ def metrics_pipeline(pp: PipelineProgram) -> StepMetrics:
     latency = 0
     instrs = transfers = events = 0
     links: set[tuple[int, int]] = set()
-    for key in pp.stages:
-        res, bd = per[key]
-        latency += res.latency_cycles
-        for k, v in bd.items():
-            breakdown[k] += v
+    last = len(pp.stages) - 1
+    arrive: list[list[int]] = []
+    for s, key in enumerate(pp.stages):
+        res = per[key]
+        arrive.append([res.ready[o] for o in pp.outputs[key]])
+        latency += res.latency_cycles if s == last else min(arrive[-1])
         u, lb, _n = busy[key]
         for k, v in u.items():
             units[k] += v
@@ -273,6 +293,20 @@ def metrics_pipeline(pp: PipelineProgram) -> StepMetrics:
         instrs += len(res.program.instructions)
         transfers += len(res.program.transfers)
         events += res.events
+    s, start = last, None
+    while True:
+        key = pp.stages[s]
+        outside = {}
+        if s > 0:
+            base = min(arrive[s - 1])
+            outside = {t: arrive[s - 1][pos] - base for t, pos in pp.pieces[key].items()}
+        part, via = _walk(per[key], start, outside)
+        for k, v in part.items():
+            breakdown[k] += v
+        if via is None:
+            break
+        start = pp.outputs[pp.stages[s - 1]][pp.pieces[key][via]]
+        s -= 1
     interval = max((initiation_interval(pp.templates[k]) for k in pp.templates), default=0)
     for h in pp.handoffs:
         interval = max(interval, h.serialisation)
