@@ -77,7 +77,7 @@ def test_compiled_program_shifted_instruction_is_caught():
     ("mixtral-8x7b", "groqrack-576", 272, 2, None),
     ("llama-3.1-70b", "groqrack-576", 576, 17, None),
     # tensor parallelism 16 across two nodes; with 9 nodes a rack, some groups span racks
-    ("llama-3.1-8b", "groqrack-2304", 480, 1, 16),
+    ("llama-3.1-8b", "groqrack-2304", 480, 3, 16),
 ])
 def test_fast_and_full_fidelity_agree_exactly(model, sysname, chips, positions, tp):
     s = system(sysname)

@@ -128,10 +128,10 @@ def _walk(res: SimResult, start: int | None = None, outside: dict[int, int] | No
         x = items[cur]
         s = res.start[cur]
         if not first and x.stream and x.busy > 0:
-            # a streaming item stretched to its producer's end: the producer is the path,
-            # the item adds only its own latency after the last vector
+            # a streaming item stretched to its producer's end, on the path to its end: the
+            # producer is the path, the item adds only its own latency after the last vector
             d_end = max(x.stream, key=lambda d: (res.ready[d], -d))
-            if s + x.busy == res.ready[d_end]:
+            if s + x.busy == res.ready[d_end] <= upto:
                 tail = upto - res.ready[d_end]
                 for cat, cycles in (_latencies(x) + [("link_latency", tail)]):
                     take = min(cycles, tail)
