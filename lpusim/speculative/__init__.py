@@ -1,26 +1,54 @@
-"""Speculative decoding: acceptance models, closed-form theory and Monte Carlo passes."""
+"""Speculative decoding: acceptance models, closed-form theory and Monte Carlo passes.
 
-from lpusim.speculative.acceptance import (
-    PRESET_SOURCES,
-    PRESETS,
-    AcceptanceModel,
-    ConstantAcceptance,
-    MixtureAcceptance,
-    PositionalAcceptance,
-    TraceAcceptance,
-    load_trace,
-    parse_acceptance,
-)
-from lpusim.speculative.montecarlo import MonteCarloResult, simulate_passes
-from lpusim.speculative.theory import (
-    break_even_acceptance,
-    expected_tokens_iid,
-    extra_arithmetic,
-    optimal_gamma,
-    speedup,
-    speedup_with_costs,
-)
+The names below are imported on first use (PEP 562), so that loading a scenario without
+speculation, or checking one, does not import numpy."""
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lpusim.speculative.acceptance import (
+        PRESET_SOURCES,
+        PRESETS,
+        AcceptanceModel,
+        ConstantAcceptance,
+        MixtureAcceptance,
+        PositionalAcceptance,
+        TraceAcceptance,
+        load_trace,
+        parse_acceptance,
+    )
+    from lpusim.speculative.montecarlo import MonteCarloResult, simulate_passes
+    from lpusim.speculative.theory import (
+        break_even_acceptance,
+        expected_tokens_iid,
+        extra_arithmetic,
+        optimal_gamma,
+        speedup,
+        speedup_with_costs,
+    )
+
+_WHERE = {
+    "PRESETS": "acceptance",
+    "PRESET_SOURCES": "acceptance",
+    "AcceptanceModel": "acceptance",
+    "ConstantAcceptance": "acceptance",
+    "MixtureAcceptance": "acceptance",
+    "PositionalAcceptance": "acceptance",
+    "TraceAcceptance": "acceptance",
+    "load_trace": "acceptance",
+    "parse_acceptance": "acceptance",
+    "MonteCarloResult": "montecarlo",
+    "simulate_passes": "montecarlo",
+    "break_even_acceptance": "theory",
+    "expected_tokens_iid": "theory",
+    "extra_arithmetic": "theory",
+    "optimal_gamma": "theory",
+    "speedup": "theory",
+    "speedup_with_costs": "theory",
+}
 __all__ = [
     "PRESETS",
     "PRESET_SOURCES",
@@ -40,3 +68,10 @@ __all__ = [
     "speedup",
     "speedup_with_costs",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lpusim.speculative' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"lpusim.speculative.{module}"), name)

@@ -17,7 +17,6 @@ from lpusim.config.load import SpecCheck
 from lpusim.config.specs import ScenarioSpec
 from lpusim.config.yamlio import Document
 from lpusim.errors import AcceptanceError, Issue
-from lpusim.speculative.acceptance import parse_acceptance
 
 __all__ = ["SCENARIO_CHECKS", "check_acceptance"]
 
@@ -30,6 +29,7 @@ def check_acceptance(spec: Any, doc: Document) -> list[Issue]:
     acc = spec.speculation.acceptance
     if isinstance(acc, int | float) and not isinstance(acc, bool):
         return []                           # range checked by SpeculationSpec.check
+    from lpusim.speculative.acceptance import parse_acceptance  # numpy: only when needed
     try:
         parse_acceptance(acc, base_dir=Path(doc.file).parent)
     except AcceptanceError as e:
