@@ -151,20 +151,32 @@ def decode_graph(model: ModelSpec, system: SystemSpec, *, positions: int = 1, ba
                  with_heads: bool = False, context_window: int | None = None,
                  expert_parallel: bool = False) -> DecodeGraph:
     """The decode graph of one step of `model` as `system`'s schedule is compiled for it."""
-    return build_decode_graph(model, GraphParams(
-        positions=positions, batch=batch, context=context, precision=precision,
-        with_heads=with_heads, context_window=context_window,
-        window_attention=system.compiler.attention_span == "window",
-        expert_parallel=expert_parallel))
+    return build_decode_graph(model, _params(system, positions, batch, context, precision,
+                                             with_heads, context_window, expert_parallel))
+
+
+def _params(system: SystemSpec, positions: int, batch: int, context: int,
+            precision: PrecisionSpec, with_heads: bool, context_window: int | None,
+            expert_parallel: bool) -> GraphParams:
+    return GraphParams(positions=positions, batch=batch, context=context, precision=precision,
+                       with_heads=with_heads, context_window=context_window,
+                       window_attention=system.compiler.attention_span == "window",
+                       expert_parallel=expert_parallel)
+
+
+@caches.memoise("decode_graph", maxsize=16)
+def _shared_graph(model: ModelSpec, params: GraphParams) -> DecodeGraph:
+    """The decode graph for the compiles of `_step` (read-only there): a what-if that changes
+    only the machine's links or clocks compiles the same graph, and its placement with it."""
+    return build_decode_graph(model, params)
 
 
 def _step(model: ModelSpec, system: SystemSpec, *, chips: int, tp: int, positions: int,
           batch: int, context: int, precision: PrecisionSpec, with_heads: bool,
           fidelity: str, context_window: int | None,
           expert_parallel: bool = False) -> StepMetrics:
-    graph = decode_graph(model, system, positions=positions, batch=batch, context=context,
-                         precision=precision, with_heads=with_heads,
-                         context_window=context_window, expert_parallel=expert_parallel)
+    graph = _shared_graph(model, _params(system, positions, batch, context, precision,
+                                         with_heads, context_window, expert_parallel))
     if fidelity == "full":
         return metrics_full(compile_program(graph, system, chips=chips, tp=tp))
     try:

@@ -19,6 +19,7 @@ from itertools import groupby
 from operator import attrgetter
 from typing import Any
 
+from lpusim.caches import BoundedCache
 from lpusim.compiler.checks import check_lowered, check_placement, pass_checks, set_pass_checks
 from lpusim.compiler.lower import serialisation_cycles
 from lpusim.compiler.place import Placement, minimum_chips, place
@@ -54,12 +55,23 @@ def _run_pass(pass_name: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> 
         raise CompileError(pass_name, str(e)) from e
 
 
+# placements of the graphs compiled lately: a what-if that changes links or clocks but not
+# the model, its width or the SRAM re-places nothing (lpusim.step reuses the graph object)
+_PLACEMENTS: BoundedCache[tuple[DecodeGraph, Placement]] = BoundedCache("placements", 32)
+
+
 def _place(graph: DecodeGraph, system: SystemSpec, chips: int | None,
            tp: int | None) -> tuple[int, int, Placement, LinkGraph]:
     """The shared first passes: placement and the link graph of the chips used."""
     n = chips or system.chips
     tp = tp or system.topology.chips_per_node
-    pl: Placement = _run_pass("place", place, graph, system.chip, n, tp)
+    key = (id(graph), system.chip, n, tp)
+    hit = _PLACEMENTS.get(key)
+    if hit is not None and hit[0] is graph:     # the entry holds the graph: its id is unique
+        pl = hit[1]
+    else:
+        pl = _run_pass("place", place, graph, system.chip, n, tp)
+        _PLACEMENTS.put(key, (graph, pl))
     if pass_checks():
         check_placement(graph, pl)
     links: LinkGraph = _run_pass("topology", build_link_graph, system, n)

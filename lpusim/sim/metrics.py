@@ -85,39 +85,53 @@ def _latencies(x: Any) -> list[tuple[str, int]]:
 
 def critical_path(res: SimResult) -> dict[str, int]:
     """Cycles per breakdown category along the critical path of a simulated program."""
-    return _walk(res)[0]
+    return _walk(_PathIndex(res))[0]
 
 
-def _walk(res: SimResult, start: int | None = None, outside: dict[int, int] | None = None
+class _PathIndex:
+    """What a critical-path walk over one simulated program looks up: its items, the previous
+    occupant of each instruction's unit queue, and of each transfer's links (with the cycle it
+    released the transfer)."""
+
+    __slots__ = ("items", "link_prev", "prev_on_queue", "res")
+
+    def __init__(self, res: SimResult):
+        prog = res.program
+        self.res = res
+        items: dict[int, Any] = {i.id: i for i in prog.instructions}
+        items.update({t.id: t for t in prog.transfers})
+        self.items = items
+        self.prev_on_queue: dict[int, int] = {}
+        queues: dict[tuple, list] = {}
+        for i in prog.instructions:
+            queues.setdefault((i.chip, i.unit), []).append(i)
+        for q in queues.values():
+            q.sort(key=lambda x: (res.start[x.id], x.id))
+            for a, b in zip(q, q[1:], strict=False):
+                self.prev_on_queue[b.id] = a.id
+        links: dict[int, list] = {}
+        for t in prog.transfers:
+            for h, lid in enumerate(t.route):
+                links.setdefault(lid, []).append((t.hop_start(h), h, t))
+        self.link_prev: dict[int, tuple[int, int]] = {}   # id -> (prev id, release cycle)
+        for q in links.values():
+            q.sort(key=lambda x: (x[0], x[2].id))
+            for (s0, _h0, a), (s1, _h1, b) in zip(q, q[1:], strict=False):
+                release = s0 + a.serialisation - (s1 - b.issue)
+                old = self.link_prev.get(b.id)
+                if old is None or release > old[1]:
+                    self.link_prev[b.id] = (a.id, release)
+
+
+def _walk(ix: _PathIndex, start: int | None = None, outside: dict[int, int] | None = None
           ) -> tuple[dict[str, int], int | None]:
     """The critical-path breakdown from item `start` (default: the last result) back to the
     program's start. `outside` gives items an operand from outside the program (a stage
     template's hand-off pieces: id -> the cycle their operand is ready); a walk that reaches
     one through it stops there and returns that item's id, else None."""
-    prog = res.program
+    res, items = ix.res, ix.items
+    prev_on_queue, link_prev = ix.prev_on_queue, ix.link_prev
     outside = outside or {}
-    items: dict[int, Any] = {i.id: i for i in prog.instructions}
-    items.update({t.id: t for t in prog.transfers})
-    prev_on_queue: dict[int, int] = {}
-    queues: dict[tuple, list] = {}
-    for i in prog.instructions:
-        queues.setdefault((i.chip, i.unit), []).append(i)
-    for q in queues.values():
-        q.sort(key=lambda x: (res.start[x.id], x.id))
-        for a, b in zip(q, q[1:], strict=False):
-            prev_on_queue[b.id] = a.id
-    links: dict[int, list] = {}
-    for t in prog.transfers:
-        for h, lid in enumerate(t.route):
-            links.setdefault(lid, []).append((t.hop_start(h), h, t))
-    link_prev: dict[int, tuple[int, int]] = {}   # transfer id -> (prev id, release cycle)
-    for q in links.values():
-        q.sort(key=lambda x: (x[0], x[2].id))
-        for (s0, _h0, a), (s1, _h1, b) in zip(q, q[1:], strict=False):
-            release = s0 + a.serialisation - (s1 - b.issue)
-            old = link_prev.get(b.id)
-            if old is None or release > old[1]:
-                link_prev[b.id] = (a.id, release)
     out = dict.fromkeys(BREAKDOWN_KEYS, 0)
     if not items:
         return out, None
@@ -294,13 +308,20 @@ def metrics_pipeline(pp: PipelineProgram) -> StepMetrics:
         transfers += len(res.program.transfers)
         events += res.events
     s, start = last, None
+    index: dict[str, _PathIndex] = {}
+    walks: dict[tuple[Any, ...], tuple[dict[str, int], int | None]] = {}
     while True:
         key = pp.stages[s]
         outside = {}
         if s > 0:
             base = min(arrive[s - 1])
             outside = {t: arrive[s - 1][pos] - base for t, pos in pp.pieces[key].items()}
-        part, via = _walk(per[key], start, outside)
+        memo = (key, start, tuple(sorted(outside.items())))
+        if memo not in walks:           # stages sharing a template mostly walk it alike
+            if key not in index:
+                index[key] = _PathIndex(per[key])
+            walks[memo] = _walk(index[key], start, outside)
+        part, via = walks[memo]
         for k, v in part.items():
             breakdown[k] += v
         if via is None:
