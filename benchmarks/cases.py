@@ -212,6 +212,30 @@ def fast_cached_specdec() -> dict[str, Any]:
             "scenarios": len(again)}
 
 
+def warm_changed() -> dict[str, Any]:
+    """70B, fast: after a first run in the same process, predictions whose hardware parameter
+    (link bandwidth, hop latency, clock) or context changed: each compiles its steps anew, the
+    unchanged model's graph and placement are reused where they can be."""
+    from lpusim import api
+    from lpusim.runner import DEFAULT_SCENARIO
+    api.run(api.load_scenario(DEFAULT_SCENARIO))
+    changes: list[dict[str, Any]] = [
+        {"system.links.bandwidth_bytes_per_s": "20GB/s"},
+        {"system.links.global_hop_latency_ps": "450ns"},
+        {"context": 2000},
+        {"system.links.bandwidth_bytes_per_s": "25GB/s"},
+        {"context": 3000},
+        {"system.links.local_hop_latency_ps": "300ns"},
+    ]
+    walls = []
+    for ov in changes:
+        t0 = time.perf_counter()
+        api.run(api.load_scenario(DEFAULT_SCENARIO, ov))
+        walls.append(time.perf_counter() - t0)
+    return {"wall_s": statistics.median(walls), "min_s": min(walls), "max_s": max(walls),
+            "predictions": len(walls)}
+
+
 def write_sweep_file(directory: Path, grid: dict[str, list[Any]] | None = None) -> Path:
     """The mixed sweep as a sweep file (JSON is valid YAML)."""
     path = directory / "bench-sweep.yaml"
@@ -249,13 +273,13 @@ def sweep(warm: bool = False) -> dict[str, Any]:
 def _cases() -> list[Case]:
     out = [
         Case("cli_run_cold", "lpusim run (default 70B scenario), new process",
-             lambda: cli_run([]), target_s=1.5, quick=True),
+             lambda: cli_run([]), target_s=0.25, quick=True),
         Case("cli_run_specdec_cold", "lpusim run llama-3.1-70b-specdec, new process",
              lambda: cli_run([SWEEP_BASE], repeats=3)),
     ]
     for model in ("8b", "70b", "405b"):
         for fid in ("fast", "full"):
-            target_s = 5.0 if (model, fid) == ("70b", "full") else None
+            target_s = {("70b", "full"): 5.0, ("405b", "fast"): 0.3}.get((model, fid))
             target_mb = 2000.0 if (model, fid) == ("405b", "full") else None
             out.append(Case(f"step_{model}_{fid}",
                             f"Llama 3.1 {model.upper()} step, {fid} ({SYSTEM_NAMES[model]})",
@@ -266,13 +290,17 @@ def _cases() -> list[Case]:
             out.append(Case(f"specdec_{model}_{fid}",
                             f"Llama 3.1 {model.upper()} + 1B drafter, gamma auto, {fid}",
                             (lambda m=model, f=fid: specdec(m, f)),
+                            target_s={("70b", "fast"): 0.15,
+                                      ("405b", "fast"): 5.0}.get((model, fid)),
                             quick=(model, fid) == ("70b", "fast")))
     out += [
+        Case("warm_changed", "70B fast, changed hardware or context, same process",
+             warm_changed, target_s=0.015, quick=True),
         Case("fast_cached", "fast fidelity, same shape again (load + run)", fast_cached,
              target_s=0.050, quick=True),
         Case("fast_cached_specdec", "specdec, new acceptance/gamma on compiled steps",
-             fast_cached_specdec, target_s=0.050, quick=True),
-        Case("sweep_1000", "1,000-point mixed sweep, 2 workers", sweep, target_s=10.0,
+             fast_cached_specdec, target_s=0.001, quick=True),
+        Case("sweep_1000", "1,000-point mixed sweep, 2 workers", sweep, target_s=5.0,
              quick=True),
         Case("sweep_1000_warm", "the same sweep again, on-disk step cache warm",
              lambda: sweep(warm=True)),

@@ -12,7 +12,8 @@ dataclasses, so equal inputs give equal keys and a cached answer is the answer):
 - ``placement_graph``: decode graphs built to size a deployment (`lpusim.deploy`).
 - ``decode_graph``, ``placements``: the graphs `lpusim.step` compiles (read-only) and their
   placements (`lpusim.compiler`, keyed by the graph object, which the entry holds): a what-if
-  on links or clocks re-places nothing.
+  on links or clocks re-places nothing; ``group_signatures``: the route signature of each
+  tensor-parallel group spanning nodes (`lpusim.compiler`, by link graph object and chips).
 - ``least_chips``, ``headroom``: the fewest chips that hold a model, and the SRAM a split
   leaves (`lpusim.deploy`): every sweep point re-resolves its deployment, and most points of
   a hardware batch ask the same questions.

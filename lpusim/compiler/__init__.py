@@ -60,6 +60,22 @@ def _run_pass(pass_name: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> 
 _PLACEMENTS: BoundedCache[tuple[DecodeGraph, Placement]] = BoundedCache("placements", 32)
 
 
+# route signatures of the groups compiled lately, by link graph object (which the entry holds)
+# and the chips of the group and the one before: every width of a speculative search places
+# the same groups, and a group spanning racks needs hundreds of routes to sign
+_GROUPS: BoundedCache[tuple[LinkGraph, str | None]] = BoundedCache("group_signatures", 4096)
+
+
+def _group_signature(links: LinkGraph, pl: Placement, s: int) -> str | None:
+    key = (id(links), pl.stage_chips[s], pl.stage_chips[s - 1] if s else ())
+    hit = _GROUPS.get(key)
+    if hit is not None and hit[0] is links:
+        return hit[1]
+    sig = group_signature(links, pl, s)
+    _GROUPS.put(key, (links, sig))
+    return sig
+
+
 def _place(graph: DecodeGraph, system: SystemSpec, chips: int | None,
            tp: int | None) -> tuple[int, int, Placement, LinkGraph]:
     """The shared first passes: placement and the link graph of the chips used."""
@@ -180,7 +196,7 @@ def compile_pipeline(graph: DecodeGraph, system: SystemSpec, *, chips: int | Non
     for s, io in enumerate(ios):
         key = _stage_key(graph, pl.stages[s], s == 0, s == last, ios[0].entry == ios[-1].exit,
                          handoff_signature(links, pl, s), signatures, per_layer)
-        group = group_signature(links, pl, s)
+        group = _group_signature(links, pl, s)
         if group is None:           # routed through chips outside the group: its own template
             group = f"stage{s}"
         released: dict[int, int] | None = None
