@@ -62,9 +62,16 @@ READING = """\
 
 - **Fast and full fidelity.** Full fidelity compiles and simulates every chip and layer; fast
   fidelity compiles and simulates each distinct pipeline stage once and adds the hand-offs,
-  which gives exactly the same step latency (`tests/test_sim.py`). A model whose
-  tensor-parallel groups span nodes (405B at TP 16) has no exact stage template, so its fast
-  fidelity falls back to the full program and costs the same.
+  which gives exactly the same step latency and breakdown (`tests/test_sim.py`). When
+  tensor-parallel groups span nodes (405B at TP 16) a stage's output reaches its chips at
+  different cycles: each template then carries those lags to the next, and a group whose
+  routes pass through chips of other nodes (groups spanning racks) gets a template of its
+  own, so 405B has about 50 templates for 128 stages and its first step also computes the
+  routes of every group.
+- **Speculative searches.** `gamma: auto` compiles one verification step per candidate it
+  evaluates; the search evaluates the candidate with the best bound first and stops when no
+  other can win (`lpusim/speculative/search.py`), so a first speculative prediction compiles a
+  handful of widths, not every one up to `max_gamma`.
 - **Scaling.** A layer lives on one pipeline stage of `tp` chips, so a program has
   layers x tp x (ops per layer) instructions, not layers x chips: the cost of a full step grows
   far slower than layers x chips and about linearly in simulated events. Node-spanning groups
@@ -75,6 +82,23 @@ READING = """\
   from the on-disk cache instead.
 - **Cached runs.** `fast_cached*` measure a run whose steps are already compiled in the
   process: loading the scenario, the speculation search and the Monte Carlo.
+"""
+
+
+PEERS = """\
+## Reference: the peers, measured side by side
+
+When the speed targets were set (issue 20), lpusim and GenZ were measured side by side on one
+2-core machine, 5 alternating runs each. Those figures are the reference the targets answer;
+they are quoted here as measured then, not re-measured by `python -m benchmarks`:
+
+| what | lpusim then | GenZ |
+|---|---:|---:|
+| fresh-process prediction | 273 ms | 1,522 ms |
+| per point of a 100-point speculative sweep | 14 ms | 100 ms |
+| warm prediction, hardware or context changed | 53-63 ms | 75 ms |
+| first speculative prediction | 195 ms | 85 ms |
+| 405B prediction | 2.8 s | 80 ms |
 """
 
 
@@ -144,7 +168,7 @@ def render(data: dict[str, Any]) -> str:
             out += ["", f"### Scaling 8B -> 70B -> 405B, {fidelity} fidelity", "",
                     f"One decode step (ratios against {rows[0]['case']}):", "",
                     scaling_table(rows)]
-    out += ["", READING]
+    out += ["", READING, PEERS]
     return "\n".join(out).rstrip() + "\n"
 
 
