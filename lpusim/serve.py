@@ -70,6 +70,7 @@ from typing import Any
 
 import numpy as np
 
+from lpusim import strategy_traits
 from lpusim.config.specs import ModelSpec, ScenarioSpec, SpeculationSpec, SystemSpec
 from lpusim.cost import joules_per_token, system_power_watts, usd_per_million_tokens
 from lpusim.errors import CapacityError, ConfigError, InputError, Issue
@@ -88,8 +89,13 @@ CHAT_OUTPUT_TOKENS = 1000
 DEFAULT_PAGE_TOKENS = 64         # assumption: Groq's paged-attention page size is unpublished
 DEFAULT_MAX_BATCH = 64           # the widest batch tried (a sweep bound, not hardware)
 TTFT_PROMPTS = (128, 512, 1000, 2048, 4096, 8192)
-STRATEGIES = ("none", "draft", "async", "heads")
 MAX_USERS = 10**6                # bound when a model keeps no KV cache
+
+
+def strategy_names() -> tuple[str, ...]:
+    """What `ServeOptions.strategies` may name: 'none' (no speculation), then every
+    registered speculation strategy (`lpusim.strategy_traits`)."""
+    return ("none", *strategy_traits.names())
 
 
 # ----------------------------------------------------------------------------- traffic
@@ -686,9 +692,10 @@ def serve(scenario: ScenarioSpec, opts: ServeOptions | None = None) -> ServeResu
                         ("prompt_tokens", opts.prompt_tokens, 1)):
         if v < lo:
             raise _bad(name, f"must be at least {lo}, got {v}")
+    known = strategy_names()
     for s in opts.strategies:
-        if s not in STRATEGIES:
-            raise _bad("strategy", f"unknown strategy {s!r} (one of {', '.join(STRATEGIES)})")
+        if s not in known:
+            raise _bad("strategy", f"unknown strategy {s!r} (one of {', '.join(known)})")
     try:
         dist = parse_contexts(opts.contexts, sc.window)
     except ValueError as e:
