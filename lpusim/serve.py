@@ -30,10 +30,12 @@ only combines them. What is modelled:
 - **Activation buffers and MXM rows.** A wider step (batch b, or gamma+1 verify positions)
   needs larger activation buffers; a step whose buffers and KV do not fit beside the weights
   fails to compile (`CapacityError`), which bounds the batch (and the prefill chunk).
-- **Speculation under load.** The strategy's own evaluator (`speculative.strategies.evaluate`,
-  at this batch) gives each group's uncontended tokens/s and gamma; its verification passes
-  take slots of the target pipeline (II of the verify step per pass) and its drafter steps
-  take slots of the drafter's pipeline, which serves all groups too (`drafter` limit). gamma is
+- **Speculation under load.** The strategy's own evaluator (its registered
+  `speculative.registry.Strategy`, at this batch) gives each group's uncontended tokens/s and
+  gamma; its verification passes (runs, for a strategy with an asynchronous part) take slots
+  of the target pipeline (II of the verify step per pass), and a strategy with a drafter
+  takes slots of the drafter's pipeline, which serves all groups too (`drafter` limit). The
+  strategies served are 'none' and every registered one (`strategy_names`). gamma is
   the per-user optimum or, when that serves a load worse, one of a few shorter drafts
   (`UNDER_LOAD_GAMMAS`): at each load the frontier keeps whichever serves users fastest.
   KV: the target's and the drafter's pools both bound the users. With the pipeline full, a

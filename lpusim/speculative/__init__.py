@@ -1,4 +1,9 @@
-"""Speculative decoding: acceptance models, closed-form theory and Monte Carlo passes."""
+"""Speculative decoding: acceptance models, closed-form theory and Monte Carlo passes.
+
+The strategies that run on the simulated machine (`registry.py`: the protocol, the typed
+result and the registry; `strategies.py`: draft, async and heads) are not imported here:
+they compile steps, and the light parts above are used without them.
+"""
 
 from lpusim.speculative.acceptance import (
     PRESET_SOURCES,
