@@ -318,8 +318,8 @@ class AsyncSpeculation(Strategy):
         draft, d_chips, overhead = _drafter(self, sc, baseline, step)
         windows, _ = _gammas(sc, acc, spec.max_gamma)
         target, _ = self.verify_target(sc)
-        return _evaluate_async(sc, acc, windows, draft, d_chips, overhead, baseline, step,
-                               target)
+        return _evaluate_async(self.name, sc, acc, windows, draft, d_chips, overhead,
+                               baseline, step, target)
 
 
 class MedusaHeads(Strategy):
@@ -361,7 +361,7 @@ class MedusaHeads(Strategy):
                       pipelined=False, heads=limit, tree_width=spec.tree_width or 1)
 
 
-def _evaluate_async(sc: ScenarioSpec, acc: AcceptanceModel, windows: range,
+def _evaluate_async(name: str, sc: ScenarioSpec, acc: AcceptanceModel, windows: range,
                     draft: StepMetrics, d_chips: int, overhead: int, baseline: StepMetrics,
                     step: Stepper, target: ModelSpec) -> SpeculationResult:
     """Continuous asynchronous speculation (`asynchronous.py`): `gamma` is the window, the
@@ -372,7 +372,7 @@ def _evaluate_async(sc: ScenarioSpec, acc: AcceptanceModel, windows: range,
     d = draft.latency_cycles
     best: tuple[float, int, StepMetrics, AsyncResult] | None = None
     curve = []
-    for k in progress.iterate(windows, "async: windows", "window"):
+    for k in progress.iterate(windows, f"{name}: windows", "window"):
         v = step(target, sc.chips_used, sc.tp, k, False)
         r = evaluate_async(acc, k, d, v.latency_cycles, overhead, v.initiation_interval_cycles,
                            clock_hz=clock)
@@ -394,7 +394,7 @@ def _evaluate_async(sc: ScenarioSpec, acc: AcceptanceModel, windows: range,
     us = 1e6 / clock
     base = baseline.latency_cycles
     return SpeculationResult(
-        strategy="async",
+        strategy=name,
         gamma=k,
         gamma_search="auto" if spec.gamma == "auto" else "fixed",
         expected_tokens_per_pass=r.tokens_per_run,
