@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lpusim.config.specs import ModelSpec, ScenarioSpec
+from lpusim.errors import InputError
 from lpusim.sim import StepMetrics
 from lpusim.strategy_traits import TRAITS, StrategyTraits
 
@@ -157,12 +158,12 @@ def register(strategy: Strategy) -> Strategy:
     once."""
     name = strategy.name
     if name in STRATEGIES:
-        raise ValueError(f"strategy {name!r} is already registered")
+        raise InputError(f"strategy {name!r} is already registered")
     if name not in TRAITS:
         TRAITS[name] = strategy.traits
         _ADDED.add(name)
     elif TRAITS[name] != strategy.traits:
-        raise ValueError(f"strategy {name!r} does not match its row in "
+        raise InputError(f"strategy {name!r} does not match its row in "
                          f"lpusim.strategy_traits")
     STRATEGIES[name] = strategy
     return strategy
@@ -171,7 +172,7 @@ def register(strategy: Strategy) -> Strategy:
 def unregister(name: str) -> None:
     """Remove a strategy registered at run time, and the traits `register` added for it."""
     if name not in _ADDED:
-        raise ValueError(f"strategy {name!r} was not registered at run time")
+        raise InputError(f"strategy {name!r} was not registered at run time")
     del STRATEGIES[name]
     del TRAITS[name]
     _ADDED.discard(name)

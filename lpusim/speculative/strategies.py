@@ -44,7 +44,7 @@ import numpy as np
 from lpusim import progress
 from lpusim.config.specs import GpuSystemSpec, HeadsSpec, ModelSpec, ScenarioSpec, SystemSpec
 from lpusim.deploy import draft_chips
-from lpusim.errors import ConfigError, Issue
+from lpusim.errors import ConfigError, InputError, Issue
 from lpusim.gpu import check_shared_memory
 from lpusim.sim import StepMetrics
 from lpusim.speculative.acceptance import (
@@ -446,12 +446,12 @@ if set(STRATEGIES) != set(TRAITS):
 
 
 def strategy(name: str) -> Strategy:
-    """The registered strategy called `name` (a KeyError names the known ones)."""
+    """The registered strategy called `name` (an InputError names the known ones)."""
     try:
         return STRATEGIES[name]
     except KeyError:
-        raise KeyError(f"unknown speculation strategy {name!r} (one of "
-                       f"{', '.join(STRATEGIES)})") from None
+        raise InputError(f"unknown speculation strategy {name!r} (one of "
+                         f"{', '.join(STRATEGIES)})") from None
 
 
 def evaluate(sc: ScenarioSpec, baseline: StepMetrics) -> SpeculationResult:
