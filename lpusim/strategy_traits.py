@@ -43,6 +43,7 @@ TRAITS: dict[str, StrategyTraits] = {t.name: t for t in (
     StrategyTraits(name="heads", description="Medusa-style heads on the target",
                    label="Medusa-style heads", needs_drafter=False, target_heads=True),
 )}
+SHIPPED = frozenset(TRAITS)        # the rows above; `register` may add others at run time
 
 
 def names() -> KeysView[str]:

@@ -26,7 +26,7 @@ from typing import Any
 from lpusim.config.specs import ModelSpec, ScenarioSpec
 from lpusim.errors import InputError
 from lpusim.sim import StepMetrics
-from lpusim.strategy_traits import TRAITS, StrategyTraits
+from lpusim.strategy_traits import SHIPPED, TRAITS, StrategyTraits
 
 
 @dataclass(frozen=True)
@@ -148,8 +148,8 @@ class Strategy(abc.ABC):
         target's one-token step (`baseline`)."""
 
 
+# a table filled at import by strategies.py (and by `register` at run time), not a cache
 STRATEGIES: dict[str, Strategy] = {}
-_ADDED: set[str] = set()       # names whose traits `register` added (not shipped rows)
 
 
 def register(strategy: Strategy) -> Strategy:
@@ -161,7 +161,6 @@ def register(strategy: Strategy) -> Strategy:
         raise InputError(f"strategy {name!r} is already registered")
     if name not in TRAITS:
         TRAITS[name] = strategy.traits
-        _ADDED.add(name)
     elif TRAITS[name] != strategy.traits:
         raise InputError(f"strategy {name!r} does not match its row in "
                          f"lpusim.strategy_traits")
@@ -171,8 +170,7 @@ def register(strategy: Strategy) -> Strategy:
 
 def unregister(name: str) -> None:
     """Remove a strategy registered at run time, and the traits `register` added for it."""
-    if name not in _ADDED:
+    if name in SHIPPED or name not in STRATEGIES:
         raise InputError(f"strategy {name!r} was not registered at run time")
     del STRATEGIES[name]
     del TRAITS[name]
-    _ADDED.discard(name)
