@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from lpusim import api, progress
+from lpusim import api, progress, strategy_traits
 from lpusim.atomic import write_atomic
 from lpusim.config.load import resolve_ref
 from lpusim.config.specs import SystemSpec
@@ -488,8 +488,13 @@ SPEC_STRATEGIES = (
      {"speculation.strategy": "heads", "speculation.heads": 4,
       "speculation.acceptance": "eagle3-llama3.3-70b-mtbench"}),
 )
-# strategies whose acceptance is a single constant, for which the implied acceptance is shown
-IMPLIED = (("draft", "draft then verify"), ("async", "asynchronous speculation"))
+
+
+def implied_strategies() -> list[tuple[str, str]]:
+    """(name, label) of the strategies for which the implied constant acceptance is shown:
+    those with a drafter (a drafter's acceptance is plausibly one constant; heads are compared
+    on measured trees above)."""
+    return [(t.name, t.label) for t in strategy_traits.TRAITS.values() if t.needs_drafter]
 
 
 def validate_published(h: Hypothesis | None = None) -> list[dict[str, Any]]:
@@ -509,7 +514,8 @@ def validate_published(h: Hypothesis | None = None) -> list[dict[str, Any]]:
         for strategy, how, sov in SPEC_STRATEGIES:
             if row.acceptance is not None:       # the row fixes the acceptance itself
                 sov = {k: v for k, v in sov.items() if k != "speculation.acceptance"}
-                if sov.get("speculation.strategy") == "heads":
+                # (a drafter's): it says nothing about heads
+                if not strategy_traits.needs_drafter(str(sov["speculation.strategy"])):
                     continue
             r = api.run(api.load_scenario(row.scenario, {**row.overrides(), **ov, **sov}))
             s = r.speculation or {}
@@ -519,7 +525,7 @@ def validate_published(h: Hypothesis | None = None) -> list[dict[str, Any]]:
                             context_window=row.context_window,
                             expected_tokens_per_pass=s.get("expected_tokens_per_pass")))
         if row.acceptance is None:
-            for strategy, how in IMPLIED:
+            for strategy, how in implied_strategies():
                 a = implied_acceptance(row.value, strategy, row.scenario,
                                        {**row.overrides(), **ov})
                 out.append(_row(f"constant acceptance at which {how} reaches "

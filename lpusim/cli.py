@@ -19,6 +19,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from lpusim import strategy_traits
 from lpusim.errors import ConfigError, Issue, LpusimError
 
 EXIT_BAD_INPUT = 2
@@ -206,9 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--fidelity", choices=("fast", "full"))
             p.add_argument("--draft", help="speculate with this draft model (name or file)")
             p.add_argument("--heads", type=int, help="speculate with K Medusa-style heads")
-            p.add_argument("--strategy", choices=("draft", "async", "heads"),
-                           help="draft: draft gamma then verify; async: draft without "
-                                "waiting, verify windows of gamma as they are drafted")
+            p.add_argument("--strategy", choices=tuple(strategy_traits.names()),
+                           help=strategy_traits.described())
             p.add_argument("--gamma", help="draft length (async: window), or 'auto'")
             p.add_argument("--acceptance",
                            help="constant, preset name, list, mix or file (default: the "
@@ -239,8 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any scenario field by dotted path (repeatable)")
     p.add_argument("--strategies", default=None,
-                   help="comma-separated speculation strategies to compare with none: draft, "
-                        "async, heads (default: the scenario's, if it speculates)")
+                   help="comma-separated speculation strategies to compare with none: "
+                        f"{', '.join(strategy_traits.names())} (default: the scenario's, if "
+                        f"it speculates)")
     p.add_argument("--draft", help="draft model for draft and async (name or file)")
     p.add_argument("--heads", type=int, help="K Medusa-style heads for heads")
     p.add_argument("--gamma", help="draft length (async: window), or 'auto'")
@@ -727,7 +728,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
 @_all_or_none
 def cmd_serve(args: argparse.Namespace) -> int:
     from lpusim import api
-    from lpusim.serve import STRATEGIES
+    from lpusim.serve import strategy_names
     for flag in ("page_tokens", "prompt_tokens", "max_batch", "chips", "context_window",
                  "heads"):
         v = getattr(args, flag)
@@ -738,12 +739,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigError(Issue("command line", None, None, "--max-batch",
                                 f"must be at most 65536, got {args.max_batch}"))
     strategies: list[str] = []
+    known = strategy_names()
     if args.strategies is not None:
         for s in (x.strip() for x in args.strategies.split(",")):
-            if s not in STRATEGIES:
+            if s not in known:
                 raise ConfigError(Issue("command line", None, None, "--strategies",
                                         f"unknown strategy {s!r} (one of "
-                                        f"{', '.join(STRATEGIES)})"))
+                                        f"{', '.join(known)})"))
             strategies.append(s)
     sc = _scenario(args)
     if args.strategies is None and sc.speculation is not None:

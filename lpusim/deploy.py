@@ -29,8 +29,9 @@ whole experts, E / tp each, and exchange the active experts' outputs) beside sha
 expert across the chips, when the experts divide evenly over a stage; without `chips` experts
 are sharded unless the scenario sets `expert_parallel`.
 
-Assumptions: the drafter runs on chips of its own; a deployment uses contiguous chips from
-chip 0.
+Which speculation strategies have a drafter, and which verify with heads, is read from
+`lpusim.strategy_traits`. Assumptions: the drafter runs on chips of its own; a deployment uses
+contiguous chips from chip 0.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from lpusim.compiler import minimum_chips, place
 from lpusim.config.specs import ChipSpec, ModelSpec, PrecisionSpec, ScenarioSpec, SystemSpec
 from lpusim.errors import CapacityError, ConfigError, Issue
 from lpusim.graph import GraphParams, build_decode_graph
+from lpusim.strategy_traits import needs_drafter, target_heads
 
 POLICY = "fewest-nodes"
 
@@ -186,13 +188,13 @@ def _lpu(sc: ScenarioSpec) -> SystemSpec:
 
 
 def _with_heads(sc: ScenarioSpec) -> bool:
-    return sc.speculation is not None and sc.speculation.strategy == "heads"
+    return sc.speculation is not None and target_heads(sc.speculation.strategy)
 
 
 def draft_chips(sc: ScenarioSpec) -> tuple[int, int]:
     """(chips, tensor parallelism) of the scenario's drafter, (0, 0) without one."""
     spec = sc.speculation
-    if spec is None or spec.draft_model is None or spec.strategy == "heads":
+    if spec is None or spec.draft_model is None or not needs_drafter(spec.strategy):
         return 0, 0
     tp = sc.tensor_parallel or _lpu(sc).topology.chips_per_node
     if spec.draft_chips != "auto":

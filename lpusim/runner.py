@@ -2,7 +2,9 @@
 
 `run_scenario` is the engine behind `lpusim.api.run` and every sweep point: it asks the step
 layer for the simulated decode step of the target model and, when the scenario speculates,
-the speculation layer for drafter and verification steps, and assembles a `RunResult`.
+the speculation layer (the scenario's registered strategy) for drafter and verification
+steps, and assembles a `RunResult`, whose `speculation` is that strategy's
+`SpeculationResult.to_dict()`.
 """
 
 from __future__ import annotations
@@ -98,8 +100,9 @@ def run_scenario(scenario: ScenarioSpec | str | os.PathLike[str] = DEFAULT_SCENA
     tps, lat_us, speedup, spec = base_tps, m.latency_us, 1.0, None
     if sc.speculation is not None:
         from lpusim.speculative.strategies import evaluate
-        spec = evaluate(sc, m)
-        tps = spec["tokens_per_second"]
+        result = evaluate(sc, m)
+        spec = result.to_dict()          # the result JSON's form
+        tps = result.tokens_per_second
         lat_us = 1e6 / tps
         speedup = tps / base_tps
     sysx = sc.system

@@ -30,10 +30,12 @@ only combines them. What is modelled:
 - **Activation buffers and MXM rows.** A wider step (batch b, or gamma+1 verify positions)
   needs larger activation buffers; a step whose buffers and KV do not fit beside the weights
   fails to compile (`CapacityError`), which bounds the batch (and the prefill chunk).
-- **Speculation under load.** The strategy's own evaluator (`speculative.strategies.evaluate`,
-  at this batch) gives each group's uncontended tokens/s and gamma; its verification passes
-  take slots of the target pipeline (II of the verify step per pass) and its drafter steps
-  take slots of the drafter's pipeline, which serves all groups too (`drafter` limit). gamma is
+- **Speculation under load.** The strategy's own evaluator (its registered
+  `speculative.registry.Strategy`, at this batch) gives each group's uncontended tokens/s and
+  gamma; its verification passes (runs, for a strategy with an asynchronous part) take slots
+  of the target pipeline (II of the verify step per pass), and a strategy with a drafter
+  takes slots of the drafter's pipeline, which serves all groups too (`drafter` limit). The
+  strategies served are 'none' and every registered one (`strategy_names`). gamma is
   the per-user optimum or, when that serves a load worse, one of a few shorter drafts
   (`UNDER_LOAD_GAMMAS`): at each load the frontier keeps whichever serves users fastest.
   KV: the target's and the drafter's pools both bound the users. With the pipeline full, a
@@ -70,7 +72,8 @@ from typing import Any
 
 import numpy as np
 
-from lpusim.config.specs import HeadsSpec, ModelSpec, ScenarioSpec, SpeculationSpec, SystemSpec
+from lpusim import strategy_traits
+from lpusim.config.specs import ModelSpec, ScenarioSpec, SpeculationSpec, SystemSpec
 from lpusim.cost import joules_per_token, system_power_watts, usd_per_million_tokens
 from lpusim.errors import CapacityError, ConfigError, InputError, Issue
 from lpusim.sim import StepMetrics
@@ -88,8 +91,13 @@ CHAT_OUTPUT_TOKENS = 1000
 DEFAULT_PAGE_TOKENS = 64         # assumption: Groq's paged-attention page size is unpublished
 DEFAULT_MAX_BATCH = 64           # the widest batch tried (a sweep bound, not hardware)
 TTFT_PROMPTS = (128, 512, 1000, 2048, 4096, 8192)
-STRATEGIES = ("none", "draft", "async", "heads")
 MAX_USERS = 10**6                # bound when a model keeps no KV cache
+
+
+def strategy_names() -> tuple[str, ...]:
+    """What `ServeOptions.strategies` may name: 'none' (no speculation), then every
+    registered speculation strategy (`lpusim.strategy_traits`)."""
+    return ("none", *strategy_traits.names())
 
 
 # ----------------------------------------------------------------------------- traffic
@@ -448,72 +456,57 @@ class _Steps:
                                    context_window=self.timing_window, speculation=spec)
 
 
-def _heads_target(sc: ScenarioSpec) -> ModelSpec:
-    """The target with K speculative heads, as `strategies.evaluate` builds it."""
-    spec = sc.speculation
-    assert spec is not None
-    k = spec.heads or (sc.model.speculative_heads.count if sc.model.speculative_heads else None)
-    if k is None:
-        raise _bad("speculation.heads", "strategy 'heads' needs heads (--heads K, or a model "
-                                        "with speculative_heads)")
-    old = sc.model.speculative_heads
-    if old is not None and old.count == k:
-        return sc.model
-    return dataclasses.replace(sc.model, speculative_heads=HeadsSpec(
-        count=k, layers_per_head=old.layers_per_head if old else 1,
-        shared_lm_head=old.shared_lm_head if old else True))
-
-
 def _speculative(steps: _Steps, strategy: str, batch: int,
                  gamma: int | str | None = None) -> BatchPlan:
     """One speculation strategy at `batch` (and gamma: the scenario's by default), from its
-    own evaluator and its steps' intervals."""
+    own evaluator and its steps' intervals. A strategy whose result has an asynchronous part
+    launches runs (its drafter never waits); any other verifies once per pass."""
     from lpusim.deploy import draft_chips
-    from lpusim.speculative.strategies import evaluate
+    from lpusim.speculative.strategies import strategy as registered
+    strat = registered(strategy)
     sc = steps.scenario_at(batch, strategy, gamma)
-    if strategy in ("draft", "async") and sc.speculation.draft_model is None:  # type: ignore
+    if strat.needs_drafter and sc.speculation.draft_model is None:  # type: ignore
         raise _bad("speculation.draft_model", f"strategy '{strategy}' needs a draft model "
                                               f"(--draft MODEL)")
     base = steps.target(batch)
-    r = evaluate(sc, base)
+    r = strat.evaluate(sc, base)
     clock = base.clock_hz
-    tps = r["tokens_per_second"]
-    e = r["expected_tokens_per_pass"]
-    width = r["verify_width"]
-    target = _heads_target(sc) if strategy == "heads" else sc.model
-    heads = strategy == "heads"
+    tps = r.tokens_per_second
+    e = r.expected_tokens_per_pass
+    width = r.verify_width
+    target, heads = strat.verify_target(sc)
     verify = steps.target(batch, width, heads=heads, model=target)
     max_users = steps.users(target, sc.chips_used, sc.tp, batch, width, heads)
-    chips = sc.chips_used + r["draft_chips"]
+    chips = sc.chips_used + r.draft_chips
     drafter_share = 0.0
-    details: dict[str, Any] = {"gamma": r["gamma"], "verify_width": width,
+    details: dict[str, Any] = {"gamma": r.gamma, "verify_width": width,
                                "expected_tokens_per_pass": e,
-                               "verify_step_us": r["verify_step_us"],
-                               "draft_chips": r["draft_chips"]}
-    if strategy == "async":
-        launches_per_s = tps * r["async"]["runs_launched_per_token"]
+                               "verify_step_us": r.verify_step_us,
+                               "draft_chips": r.draft_chips}
+    if r.async_ is not None:
+        launches_per_s = tps * r.async_.runs_launched_per_token
         target_share = verify.initiation_interval_cycles * launches_per_s / clock
-        tokens_per_step = 1.0 / r["async"]["runs_launched_per_token"]
+        tokens_per_step = 1.0 / r.async_.runs_launched_per_token
     else:
         passes_per_s = tps / e
         target_share = verify.initiation_interval_cycles * passes_per_s / clock
         tokens_per_step = e
-    if strategy in ("draft", "async"):
+    if strat.needs_drafter:
         d_chips, d_tp = draft_chips(sc)
         dm = sc.speculation.draft_model   # type: ignore[union-attr]
         assert dm is not None
         draft = steps.step(dm, d_chips, d_tp, batch=batch)
         max_users = min(max_users, steps.users(dm, d_chips, d_tp, batch))
-        if strategy == "async":      # the drafter never waits: one step in flight per group
+        if r.async_ is not None:     # the drafter never waits: one step in flight per group
             drafter_share = draft.initiation_interval_cycles / max(1, draft.latency_cycles)
         else:
-            steps_per_pass = r["gamma"]
-            if r["pipelined"] and r["draft_step_us"] > 0:   # drafted during verification,
-                steps_per_pass += (r["head_start_us"] / r["draft_step_us"]   # wasted on a miss
-                                   * (1 - r["head_start_probability"]))
+            steps_per_pass: float = r.gamma
+            if r.pipelined and r.draft_step_us > 0:   # drafted during verification,
+                steps_per_pass += (r.head_start_us / r.draft_step_us   # wasted on a miss
+                                   * (1 - r.head_start_probability))
             drafter_share = steps_per_pass * draft.initiation_interval_cycles * \
                 (tps / e) / clock
-        details["draft_step_us"] = r["draft_step_us"]
+        details["draft_step_us"] = r.draft_step_us
     return BatchPlan(strategy=strategy, batch=batch, user_tokens_per_second=tps,
                       target_share=target_share, drafter_share=drafter_share,
                       max_users=max_users, chips=chips, tokens_per_step=tokens_per_step,
@@ -701,9 +694,10 @@ def serve(scenario: ScenarioSpec, opts: ServeOptions | None = None) -> ServeResu
                         ("prompt_tokens", opts.prompt_tokens, 1)):
         if v < lo:
             raise _bad(name, f"must be at least {lo}, got {v}")
+    known = strategy_names()
     for s in opts.strategies:
-        if s not in STRATEGIES:
-            raise _bad("strategy", f"unknown strategy {s!r} (one of {', '.join(STRATEGIES)})")
+        if s not in known:
+            raise _bad("strategy", f"unknown strategy {s!r} (one of {', '.join(known)})")
     try:
         dist = parse_contexts(opts.contexts, sc.window)
     except ValueError as e:

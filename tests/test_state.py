@@ -58,7 +58,9 @@ def test_every_cache_is_registered_bounded_and_cleared():
 
 
 # module-level containers that are filled once at import (tables, not caches)
-IMPORT_TIME_TABLES = {"lpusim/units.py:BANDWIDTH_UNITS"}
+IMPORT_TIME_TABLES = {"lpusim/units.py:BANDWIDTH_UNITS",
+                      # the speculation strategies, registered by strategies.py (a registry)
+                      "lpusim/speculative/registry.py:STRATEGIES"}
 
 
 def _empty_container(value: ast.expr | None) -> bool:

@@ -16,7 +16,7 @@ import difflib
 import math
 import re
 import typing
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import MISSING
 from typing import Any, TypeVar
 
@@ -30,9 +30,10 @@ QUANTITIES = ("size", "frequency", "bandwidth", "time", "power")
 
 
 def spec_field(kind: str, default: Any = MISSING, *, min: float | None = None,
-               max: float | None = None, choices: tuple[str, ...] | None = None,
+               max: float | None = None, choices: Collection[str] | None = None,
                doc: str = "") -> Any:
-    """Declare a spec field. `min`/`max` bound the converted value (base units)."""
+    """Declare a spec field. `min`/`max` bound the converted value (base units); an enum's
+    `choices` are read at each conversion, so a live view of a registry may be given."""
     meta = {"kind": kind, "min": min, "max": max, "choices": choices, "doc": doc}
     if default is MISSING:
         return dataclasses.field(metadata=meta)

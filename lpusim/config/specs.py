@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from lpusim import strategy_traits
 from lpusim.config.gpu_specs import GpuSpec, GpuTopologySpec, ScaleOutSpec
 from lpusim.config.schema import nested_field, spec_field
 
@@ -660,10 +661,9 @@ class PrecisionSpec:
 
 @dataclass(frozen=True, kw_only=True)
 class SpeculationSpec:
-    strategy: str = spec_field("enum", "draft", choices=("draft", "async", "heads"),
-                               doc="draft: draft gamma, then verify; async: draft without "
-                                   "waiting, verify windows of gamma as they are drafted; "
-                                   "heads: Medusa-style heads on the target")
+    # the live list of names: a strategy registered at run time is a valid choice
+    strategy: str = spec_field("enum", "draft", choices=strategy_traits.names(),
+                               doc=strategy_traits.described())
     draft_model: ModelSpec | None = nested_field(optional=True)
     draft_chips: int | str = spec_field("int_or_auto", "auto", min=1, max=BIG)
     pipelined: bool = spec_field("bool", False,
@@ -767,8 +767,8 @@ class ScenarioSpec:
         elif self.context_window is not None and self.context > self.context_window:
             out.append((("context",), f"context {self.context} exceeds the "
                                       f"context_window {self.context_window}"))
-        if self.speculation is not None and self.speculation.strategy in ("draft", "async") \
-                and self.speculation.draft_model is None:
+        if self.speculation is not None and self.speculation.draft_model is None \
+                and strategy_traits.needs_drafter(self.speculation.strategy):
             out.append((("speculation", "draft_model"),
                         f"strategy '{self.speculation.strategy}' needs a draft_model"))
         return out

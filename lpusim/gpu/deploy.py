@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lpusim.config.specs import ScenarioSpec
+from lpusim.strategy_traits import needs_drafter
 
 POLICY = "as-asked"
 
@@ -49,7 +50,7 @@ def resolve_gpu(sc: ScenarioSpec) -> tuple[ScenarioSpec, GpuDeployment]:
     notes.append(f"{chips} GPU{'s' if chips > 1 else ''} at tp {tp} "
                  f"({'as asked' if sc.chips else 'all of the system'})")
     spec = sc.speculation
-    if spec is not None and spec.draft_model is not None and spec.strategy != "heads":
+    if spec is not None and spec.draft_model is not None and needs_drafter(spec.strategy):
         notes.append(f"the drafter {spec.draft_model.name} shares them")
     out = dataclasses.replace(sc, chips=chips, tensor_parallel=tp)
     system = sc.system

@@ -5,7 +5,8 @@ then sections; every field the sections do not place is still shown under "Other
 added to a result appears without a change here. Values get human units chosen from the field
 name (bytes as kB/MB/GB, times in us or ms, fractions as percentages), nested lists become small
 sub-tables or summaries, and every line fits in `WIDTH` columns. JSON and CSV output do not
-come from here: they stay complete and exact.
+come from here: they stay complete and exact. No strategy is named here: a speculation section
+is headed by its result's strategy and worded from `lpusim.strategy_traits`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from typing import Any
+
+from lpusim import strategy_traits
 
 WIDTH = 100
 LABEL = 30
@@ -409,7 +412,10 @@ def _speculation(o: _Out, s: dict[str, Any], d: dict[str, Any]) -> None:
         o.kv("drafter", f"{s['draft_model']}" + (f" on {chips} chips" if chips else "")
              + (", pipelined" if s.get("pipelined") else ""))
     if s.get("heads"):
-        o.kv("heads", f"{s['heads']} Medusa-style heads on the target"
+        # worded by the strategy's own description (lpusim.strategy_traits) when it is known
+        t = strategy_traits.TRAITS.get(strategy)
+        what = t.description if t is not None and t.target_heads else "heads on the target"
+        o.kv("heads", f"{s['heads']} {what}"
              + (f", tree width {s['tree_width']}" if s.get("tree_width") else ""))
     used |= {"draft_model", "draft_chips", "pipelined", "heads", "tree_width"}
     if "acceptance" in s:

@@ -1,7 +1,11 @@
 """Speculative decoding: acceptance models, closed-form theory and Monte Carlo passes.
 
 The names below are imported on first use (PEP 562), so that loading a scenario without
-speculation, or checking one, does not import numpy."""
+speculation, or checking one, does not import numpy. The strategies that run on the simulated
+machine (`registry.py`: the protocol, the typed result and the registry; `strategies.py`:
+draft, async and heads) are not exported here: they compile steps, and the light parts above
+are used without them.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Speculative decoding on the simulated machine: drafter or heads, real step costs.
+"""Speculative decoding on the simulated machine: the built-in strategies (drafter or heads),
+with real step costs. Each is a `registry.Strategy` registered under its name (`STRATEGIES`);
+`evaluate` runs the scenario's.
 
 Step latencies are not assumed: each comes from compiling and simulating a real decode graph.
 - `draft`: a separate draft model on its own chips (placed and compiled like any model; its chip
@@ -33,15 +35,16 @@ kept; the search stops early once a bound shows no wider gamma can win (`_cannot
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from lpusim import progress
-from lpusim.config.specs import GpuSystemSpec, HeadsSpec, ScenarioSpec, SystemSpec
+from lpusim.config.specs import GpuSystemSpec, HeadsSpec, ModelSpec, ScenarioSpec, SystemSpec
 from lpusim.deploy import draft_chips
-from lpusim.errors import ConfigError, Issue
+from lpusim.errors import ConfigError, InputError, Issue
 from lpusim.gpu import check_shared_memory
 from lpusim.sim import StepMetrics
 from lpusim.speculative.acceptance import (
@@ -57,9 +60,22 @@ from lpusim.speculative.asynchronous import (
     simulate_async,
 )
 from lpusim.speculative.montecarlo import simulate_passes
+from lpusim.speculative.registry import (
+    STRATEGIES,
+    AsyncPart,
+    GammaPoint,
+    SpeculationResult,
+    Strategy,
+    register,
+)
 from lpusim.speculative.theory import break_even_acceptance
 from lpusim.step import step_metrics
+from lpusim.strategy_traits import TRAITS
 from lpusim.units import ps_to_cycles
+
+__all__ = ["STRATEGIES", "AsyncSpeculation", "DraftThenVerify", "MedusaHeads",
+           "SpeculationResult", "Strategy", "TreeAcceptance", "acceptance_of", "evaluate",
+           "strategy", "tree_nodes"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,14 +142,12 @@ def _cannot_win(bound: float, best: float) -> bool:
     return bound < best * (1 - 1e-9)
 
 
-def evaluate(sc: ScenarioSpec, baseline: StepMetrics) -> dict[str, Any]:
-    """Speculative tokens/s and its parts for the scenario's speculation settings."""
-    spec = sc.speculation
-    assert spec is not None
-    acc = acceptance_of(sc)
-    clock = sc.system.chip.clock_hz
+Stepper = Callable[[ModelSpec, int, int, int, bool], StepMetrics]
 
-    def step(model: Any, chips: int, tp: int, width: int, heads: bool) -> StepMetrics:
+
+def _stepper(sc: ScenarioSpec) -> Stepper:
+    """The scenario's step at (model, chips, tp, width, with heads), compiled and simulated."""
+    def step(model: ModelSpec, chips: int, tp: int, width: int, heads: bool) -> StepMetrics:
         # a drafter with a shorter maximum context keeps (and attends over) at most that
         window = min(sc.window, model.max_context)
         return step_metrics(model, sc.system, chips=chips, tp=tp, positions=width,
@@ -143,46 +157,36 @@ def evaluate(sc: ScenarioSpec, baseline: StepMetrics) -> dict[str, Any]:
                                             else window),
                             expert_parallel=bool(sc.expert_parallel)
                             and model.name == sc.model.name)
+    return step
 
-    shared = isinstance(sc.system, GpuSystemSpec)   # GPUs: the drafter runs on the target's
-    if spec.strategy in ("draft", "async"):
-        assert spec.draft_model is not None
-        if shared:
-            if spec.strategy == "async":
-                raise ConfigError(Issue(sc.file or "scenario", None, None,
-                                        "speculation.strategy", "'async' needs a drafter on "
-                                        "chips of its own; on GPUs it shares the target's"))
-            draft = step(spec.draft_model, sc.chips_used, sc.tp, 1, False)
-            assert isinstance(sc.system, GpuSystemSpec)
-            check_shared_memory(sc.system, baseline, draft, spec.draft_model.name)
-            d_chips, overhead = 0, 0                   # no chips of its own, no hand-off
-        else:
-            d_chips, d_tp = draft_chips(sc)      # lpusim.deploy decides
-            draft = step(spec.draft_model, d_chips, d_tp, 1, False)
-            assert isinstance(sc.system, SystemSpec)
-            overhead = 2 * ps_to_cycles(sc.system.links.global_hop_latency_ps, clock)
-        draft_cycles = draft.latency_cycles
-        target = sc.model
-        limit = spec.max_gamma
-        with_heads = False
-    else:
-        k = spec.heads or (sc.model.speculative_heads.count if sc.model.speculative_heads
-                           else None)
-        if k is None:
-            raise ConfigError(Issue(sc.file or "scenario", None, None, "speculation.heads",
-                                    "strategy 'heads' needs heads (or a model with "
-                                    "speculative_heads)"))
-        target = sc.model
-        if target.speculative_heads is None or target.speculative_heads.count != k:
-            old = target.speculative_heads
-            target = dataclasses.replace(target, speculative_heads=HeadsSpec(
-                count=k, layers_per_head=old.layers_per_head if old else 1,
-                shared_lm_head=old.shared_lm_head if old else True))
-        d_chips, draft_cycles, overhead, draft = 0, 0, 0, None
-        limit = min(k, spec.max_gamma)
-        with_heads = True
-        if spec.tree_width and spec.tree_width > 1:
-            acc = TreeAcceptance(acc, spec.tree_width)
+
+def _drafter(strategy: Strategy, sc: ScenarioSpec, baseline: StepMetrics, step: Stepper
+             ) -> tuple[StepMetrics, int, int]:
+    """The drafter's step, its own chips and the hand-off cycles per pass. On GPUs the
+    drafter shares the target's GPUs (no chips of its own, no hand-off), which a strategy
+    whose drafter never waits cannot do."""
+    spec = sc.speculation
+    assert spec is not None and spec.draft_model is not None
+    if isinstance(sc.system, GpuSystemSpec):
+        if strategy.drafter_own_chips:
+            raise ConfigError(Issue(sc.file or "scenario", None, None, "speculation.strategy",
+                                    f"'{strategy.name}' needs a drafter on chips of its own; "
+                                    f"on GPUs it shares the target's"))
+        draft = step(spec.draft_model, sc.chips_used, sc.tp, 1, False)
+        check_shared_memory(sc.system, baseline, draft, spec.draft_model.name)
+        return draft, 0, 0
+    d_chips, d_tp = draft_chips(sc)      # lpusim.deploy decides
+    draft = step(spec.draft_model, d_chips, d_tp, 1, False)
+    assert isinstance(sc.system, SystemSpec)
+    overhead = 2 * ps_to_cycles(sc.system.links.global_hop_latency_ps, sc.system.chip.clock_hz)
+    return draft, d_chips, overhead
+
+
+def _gammas(sc: ScenarioSpec, acc: AcceptanceModel, limit: int) -> tuple[range, int]:
+    """The draft lengths (async: windows) to evaluate, and the strategy's `limit` after the
+    acceptance model's own."""
+    spec = sc.speculation
+    assert spec is not None
     measured = isinstance(acc, MeasuredTreeAcceptance)
     if measured:
         # a published tree has its own shape: its depth is the draft length, and the heads
@@ -192,36 +196,43 @@ def evaluate(sc: ScenarioSpec, baseline: StepMetrics) -> dict[str, Any]:
     if cap is not None:
         limit = min(limit, cap)
     if measured and spec.gamma == "auto":
-        gammas = range(limit, limit + 1)
-    elif spec.gamma == "auto":
-        gammas = range(1, limit + 1)
-    else:
-        g = int(spec.gamma)
-        if g > limit:
-            raise ConfigError(Issue(sc.file or "scenario", None, None, "speculation.gamma",
-                                    f"gamma {g} exceeds what this strategy allows ({limit})"))
-        gammas = range(g, g + 1)
+        return range(limit, limit + 1), limit
+    if spec.gamma == "auto":
+        return range(1, limit + 1), limit
+    g = int(spec.gamma)
+    if g > limit:
+        raise ConfigError(Issue(sc.file or "scenario", None, None, "speculation.gamma",
+                                f"gamma {g} exceeds what this strategy allows ({limit})"))
+    return range(g, g + 1), limit
+
+
+def _chain(name: str, sc: ScenarioSpec, baseline: StepMetrics, step: Stepper,
+           acc: AcceptanceModel, gammas: range, *, target: ModelSpec, with_heads: bool,
+           draft_cycles: int, overhead: int, d_chips: int, pipelined: bool,
+           heads: int | None, tree_width: int | None) -> SpeculationResult:
+    """A pass of gamma drafted tokens (from a drafter, or from the previous pass's heads) and
+    one verification step: the best gamma of `gammas`, its Monte Carlo and its parts."""
+    spec = sc.speculation
+    assert spec is not None
+    clock = sc.system.chip.clock_hz
+    measured = isinstance(acc, MeasuredTreeAcceptance)
     base_cycles = baseline.latency_cycles
-    if spec.strategy == "async":
-        assert draft is not None
-        return _evaluate_async(sc, acc, gammas, draft, d_chips, overhead, baseline, step)
     best: tuple[float, int, int] | None = None
     curve = []
-    tree = spec.tree_width if spec.strategy == "heads" and spec.tree_width else 1
-    pipelined = spec.pipelined and spec.strategy == "draft" and not shared
+    tree = tree_width or 1
     e_widest = acc.expected_tokens(gammas[-1])
     def width_of(g: int) -> int:
         return acc.nodes + 1 if measured else 1 + tree_nodes(tree, g)  # type: ignore[attr-defined]
 
-    for g in progress.iterate(gammas, f"{spec.strategy}: verify widths", "gamma"):
+    for g in progress.iterate(gammas, f"{name}: verify widths", "gamma"):
         width = width_of(g)
         verify = step(target, sc.chips_used, sc.tp, width, with_heads).latency_cycles
         head, p_head = _head_start(acc, g, draft_cycles, verify + overhead, pipelined)
         pass_cycles = g * draft_cycles + verify + overhead - p_head * head
         e = acc.expected_tokens(g)
         tps = e * clock / pass_cycles
-        curve.append({"gamma": g, "tokens_per_second": tps, "expected_tokens_per_pass": e,
-                      "verify_width": width, "verify_step_cycles": verify})
+        curve.append(GammaPoint(gamma=g, tokens_per_second=tps, expected_tokens_per_pass=e,
+                                verify_width=width, verify_step_cycles=verify))
         if best is None or tps > best[0] * (1 + 1e-12):
             best = (tps, g, verify)
         if g < gammas[-1]:
@@ -236,44 +247,123 @@ def evaluate(sc: ScenarioSpec, baseline: StepMetrics) -> dict[str, Any]:
                          overhead, clock_hz=clock, head_start_cycles=head,
                          head_start_prob=_bet(acc, gamma) if head else 0.0)
     us = 1e6 / clock
-    return {
-        "strategy": spec.strategy,
-        "gamma": gamma,
-        "gamma_search": "auto" if spec.gamma == "auto" else "fixed",
-        "expected_tokens_per_pass": acc.expected_tokens(gamma),
-        "tokens_per_second": tps,
-        "monte_carlo_tokens_per_second": mc.tokens_per_second,
-        "monte_carlo_mean_tokens_per_pass": mc.mean_tokens_per_pass,
-        "tokens_per_pass_histogram": [int(x) for x in mc.histogram],
-        "p50_token_latency_us": mc.p50_token_latency_us,
-        "p99_token_latency_us": mc.p99_token_latency_us,
-        "draft_model": spec.draft_model.name if spec.draft_model else None,
-        "draft_chips": d_chips,
-        "pipelined": bool(pipelined),
-        "head_start_us": head * us,
-        "head_start_probability": p_head,
-        "total_chips": sc.chips_used + d_chips,
-        "heads": limit if spec.strategy == "heads" else None,
-        "draft_step_us": draft_cycles * us,
-        "verify_width": width_of(gamma),
-        "tree_width": tree if spec.strategy == "heads" else None,
-        "verify_step_us": verify * us,
-        "baseline_step_us": base_cycles * us,
-        "overhead_us": overhead * us,
-        "cost_ratio": draft_cycles / base_cycles,
-        "verify_cost_ratio": verify / base_cycles,
-        "break_even_acceptance": break_even_acceptance(gamma, draft_cycles, verify, base_cycles,
-                                                       overhead),
-        "acceptance": acc.describe(),
-        "monte_carlo_passes": spec.monte_carlo_passes,
-        "seed": sc.seed,
-        "gamma_curve": curve,
-    }
+    return SpeculationResult(
+        strategy=name,
+        gamma=gamma,
+        gamma_search="auto" if spec.gamma == "auto" else "fixed",
+        expected_tokens_per_pass=acc.expected_tokens(gamma),
+        tokens_per_second=tps,
+        monte_carlo_tokens_per_second=mc.tokens_per_second,
+        monte_carlo_mean_tokens_per_pass=mc.mean_tokens_per_pass,
+        tokens_per_pass_histogram=tuple(int(x) for x in mc.histogram),
+        p50_token_latency_us=mc.p50_token_latency_us,
+        p99_token_latency_us=mc.p99_token_latency_us,
+        draft_model=spec.draft_model.name if spec.draft_model else None,
+        draft_chips=d_chips,
+        pipelined=bool(pipelined),
+        head_start_us=head * us,
+        head_start_probability=p_head,
+        total_chips=sc.chips_used + d_chips,
+        heads=heads,
+        draft_step_us=draft_cycles * us,
+        verify_width=width_of(gamma),
+        tree_width=tree_width,
+        verify_step_us=verify * us,
+        baseline_step_us=base_cycles * us,
+        overhead_us=overhead * us,
+        cost_ratio=draft_cycles / base_cycles,
+        verify_cost_ratio=verify / base_cycles,
+        break_even_acceptance=break_even_acceptance(gamma, draft_cycles, verify, base_cycles,
+                                                    overhead),
+        acceptance=acc.describe(),
+        monte_carlo_passes=spec.monte_carlo_passes,
+        seed=sc.seed,
+        gamma_curve=tuple(curve),
+    )
 
 
-def _evaluate_async(sc: ScenarioSpec, acc: AcceptanceModel, windows: range,
+class DraftThenVerify(Strategy):
+    """`draft`: gamma sequential draft steps, then one verification of gamma+1 positions
+    (optionally pipelined on LPUs: the next window is drafted during verification)."""
+
+    traits = TRAITS["draft"]
+
+    def evaluate(self, sc: ScenarioSpec, baseline: StepMetrics) -> SpeculationResult:
+        spec = sc.speculation
+        assert spec is not None
+        acc = acceptance_of(sc)
+        step = _stepper(sc)
+        draft, d_chips, overhead = _drafter(self, sc, baseline, step)
+        gammas, _ = _gammas(sc, acc, spec.max_gamma)
+        target, with_heads = self.verify_target(sc)
+        # pipelining needs the drafter's own chips: on GPUs it takes turns with the target
+        pipelined = spec.pipelined and not isinstance(sc.system, GpuSystemSpec)
+        return _chain(self.name, sc, baseline, step, acc, gammas, target=target,
+                      with_heads=with_heads, draft_cycles=draft.latency_cycles,
+                      overhead=overhead, d_chips=d_chips, pipelined=pipelined, heads=None,
+                      tree_width=None)
+
+
+class AsyncSpeculation(Strategy):
+    """`async`: the drafter never waits; windows of gamma drafted tokens are verified as
+    they arrive (`asynchronous.py`)."""
+
+    traits = TRAITS["async"]
+
+    def evaluate(self, sc: ScenarioSpec, baseline: StepMetrics) -> SpeculationResult:
+        spec = sc.speculation
+        assert spec is not None
+        acc = acceptance_of(sc)
+        step = _stepper(sc)
+        draft, d_chips, overhead = _drafter(self, sc, baseline, step)
+        windows, _ = _gammas(sc, acc, spec.max_gamma)
+        target, _ = self.verify_target(sc)
+        return _evaluate_async(self.name, sc, acc, windows, draft, d_chips, overhead,
+                               baseline, step, target)
+
+
+class MedusaHeads(Strategy):
+    """`heads`: K speculative heads on the target propose the next pass's tokens; each pass
+    is one verification step (chain, or a tree of top-s candidates per head)."""
+
+    traits = TRAITS["heads"]
+
+    def verify_target(self, sc: ScenarioSpec) -> tuple[ModelSpec, bool]:
+        """The target with the scenario's K heads (`speculation.heads`, else the model's)."""
+        spec = sc.speculation
+        assert spec is not None
+        k = spec.heads or (sc.model.speculative_heads.count if sc.model.speculative_heads
+                           else None)
+        if k is None:
+            raise ConfigError(Issue(sc.file or "scenario", None, None, "speculation.heads",
+                                    "strategy 'heads' needs heads (or a model with "
+                                    "speculative_heads)"))
+        target = sc.model
+        if target.speculative_heads is None or target.speculative_heads.count != k:
+            old = target.speculative_heads
+            target = dataclasses.replace(target, speculative_heads=HeadsSpec(
+                count=k, layers_per_head=old.layers_per_head if old else 1,
+                shared_lm_head=old.shared_lm_head if old else True))
+        return target, True
+
+    def evaluate(self, sc: ScenarioSpec, baseline: StepMetrics) -> SpeculationResult:
+        spec = sc.speculation
+        assert spec is not None
+        acc = acceptance_of(sc)
+        step = _stepper(sc)
+        target, with_heads = self.verify_target(sc)
+        assert target.speculative_heads is not None
+        if spec.tree_width and spec.tree_width > 1:
+            acc = TreeAcceptance(acc, spec.tree_width)
+        gammas, limit = _gammas(sc, acc, min(target.speculative_heads.count, spec.max_gamma))
+        return _chain(self.name, sc, baseline, step, acc, gammas, target=target,
+                      with_heads=with_heads, draft_cycles=0, overhead=0, d_chips=0,
+                      pipelined=False, heads=limit, tree_width=spec.tree_width or 1)
+
+
+def _evaluate_async(name: str, sc: ScenarioSpec, acc: AcceptanceModel, windows: range,
                     draft: StepMetrics, d_chips: int, overhead: int, baseline: StepMetrics,
-                    step: Any) -> dict[str, Any]:
+                    step: Stepper, target: ModelSpec) -> SpeculationResult:
     """Continuous asynchronous speculation (`asynchronous.py`): `gamma` is the window, the
     number of drafted tokens each target run checks (its width)."""
     spec = sc.speculation
@@ -282,13 +372,13 @@ def _evaluate_async(sc: ScenarioSpec, acc: AcceptanceModel, windows: range,
     d = draft.latency_cycles
     best: tuple[float, int, StepMetrics, AsyncResult] | None = None
     curve = []
-    for k in progress.iterate(windows, "async: windows", "window"):
-        v = step(sc.model, sc.chips_used, sc.tp, k, False)
+    for k in progress.iterate(windows, f"{name}: windows", "window"):
+        v = step(target, sc.chips_used, sc.tp, k, False)
         r = evaluate_async(acc, k, d, v.latency_cycles, overhead, v.initiation_interval_cycles,
                            clock_hz=clock)
-        curve.append({"gamma": k, "tokens_per_second": r.tokens_per_second,
-                      "expected_tokens_per_pass": r.tokens_per_run, "verify_width": k,
-                      "verify_step_cycles": v.latency_cycles})
+        curve.append(GammaPoint(gamma=k, tokens_per_second=r.tokens_per_second,
+                                expected_tokens_per_pass=r.tokens_per_run, verify_width=k,
+                                verify_step_cycles=v.latency_cycles))
         if best is None or r.tokens_per_second > best[0] * (1 + 1e-12):
             best = (r.tokens_per_second, k, v, r)
         # a wider window still waits for its drafts and pays at least this verification:
@@ -303,45 +393,70 @@ def _evaluate_async(sc: ScenarioSpec, acc: AcceptanceModel, windows: range,
                         overhead, v.initiation_interval_cycles, clock_hz=clock)
     us = 1e6 / clock
     base = baseline.latency_cycles
-    return {
-        "strategy": "async",
-        "gamma": k,
-        "gamma_search": "auto" if spec.gamma == "auto" else "fixed",
-        "expected_tokens_per_pass": r.tokens_per_run,
-        "tokens_per_second": tps,
-        "monte_carlo_tokens_per_second": mc.tokens_per_second,
-        "monte_carlo_mean_tokens_per_pass": mc.mean_tokens_per_run,
-        "tokens_per_pass_histogram": list(mc.histogram),
-        "p50_token_latency_us": mc.p50_token_latency_us,
-        "p99_token_latency_us": mc.p99_token_latency_us,
-        "draft_model": spec.draft_model.name,
-        "draft_chips": d_chips,
-        "pipelined": True,
-        "head_start_us": 0.0,
-        "head_start_probability": 0.0,
-        "total_chips": sc.chips_used + d_chips,
-        "heads": None,
-        "draft_step_us": d * us,
-        "verify_width": k,
-        "tree_width": None,
-        "verify_step_us": v.latency_cycles * us,
-        "baseline_step_us": base * us,
-        "overhead_us": overhead * us,
-        "cost_ratio": d / base,
-        "verify_cost_ratio": v.latency_cycles / base,
-        "break_even_acceptance": break_even_async(k, d, v.latency_cycles, overhead,
-                                                  v.initiation_interval_cycles, base),
-        "acceptance": acc.describe(),
-        "monte_carlo_passes": spec.monte_carlo_passes,
-        "seed": sc.seed,
-        "gamma_curve": curve,
-        "async": {
-            "initiation_interval_us": v.initiation_interval_cycles * us,
+    return SpeculationResult(
+        strategy=name,
+        gamma=k,
+        gamma_search="auto" if spec.gamma == "auto" else "fixed",
+        expected_tokens_per_pass=r.tokens_per_run,
+        tokens_per_second=tps,
+        monte_carlo_tokens_per_second=mc.tokens_per_second,
+        monte_carlo_mean_tokens_per_pass=mc.mean_tokens_per_run,
+        tokens_per_pass_histogram=tuple(mc.histogram),
+        p50_token_latency_us=mc.p50_token_latency_us,
+        p99_token_latency_us=mc.p99_token_latency_us,
+        draft_model=spec.draft_model.name,
+        draft_chips=d_chips,
+        pipelined=True,
+        head_start_us=0.0,
+        head_start_probability=0.0,
+        total_chips=sc.chips_used + d_chips,
+        heads=None,
+        draft_step_us=d * us,
+        verify_width=k,
+        tree_width=None,
+        verify_step_us=v.latency_cycles * us,
+        baseline_step_us=base * us,
+        overhead_us=overhead * us,
+        cost_ratio=d / base,
+        verify_cost_ratio=v.latency_cycles / base,
+        break_even_acceptance=break_even_async(k, d, v.latency_cycles, overhead,
+                                               v.initiation_interval_cycles, base),
+        acceptance=acc.describe(),
+        monte_carlo_passes=spec.monte_carlo_passes,
+        seed=sc.seed,
+        gamma_curve=tuple(curve),
+        async_=AsyncPart(
+            initiation_interval_us=v.initiation_interval_cycles * us,
             # one step's latency over the mean spacing of launches
-            "runs_in_flight": v.latency_cycles * r.launched_per_cycle / r.cycle_cycles,
-            "tokens_per_cycle": r.tokens_per_cycle,
-            "cycle_us": r.cycle_cycles * us,
-            "runs_launched_per_token": r.launched_per_cycle / r.tokens_per_cycle,
-            "horizon": r.horizon,
-        },
-    }
+            runs_in_flight=v.latency_cycles * r.launched_per_cycle / r.cycle_cycles,
+            tokens_per_cycle=r.tokens_per_cycle,
+            cycle_us=r.cycle_cycles * us,
+            runs_launched_per_token=r.launched_per_cycle / r.tokens_per_cycle,
+            horizon=r.horizon,
+        ),
+    )
+
+
+for _s in (DraftThenVerify(), AsyncSpeculation(), MedusaHeads()):
+    register(_s)
+# every name the layers below know (lpusim.strategy_traits) has its strategy, in order
+if set(STRATEGIES) != set(TRAITS):
+    raise RuntimeError(f"lpusim.strategy_traits lists {list(TRAITS)} but the strategies "
+                       f"registered are {list(STRATEGIES)}")
+
+
+def strategy(name: str) -> Strategy:
+    """The registered strategy called `name` (an InputError names the known ones)."""
+    try:
+        return STRATEGIES[name]
+    except KeyError:
+        raise InputError(f"unknown speculation strategy {name!r} (one of "
+                         f"{', '.join(STRATEGIES)})") from None
+
+
+def evaluate(sc: ScenarioSpec, baseline: StepMetrics) -> SpeculationResult:
+    """Speculative tokens/s and its parts for the scenario's speculation settings, by its
+    strategy's own evaluator."""
+    spec = sc.speculation
+    assert spec is not None
+    return strategy(spec.strategy).evaluate(sc, baseline)
