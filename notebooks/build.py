@@ -88,6 +88,7 @@ assert all(row["speedup"] > 1 for row in rows)"""),
 (M, """The drafter pays the same fixed cost per collective as the target, so its step is about a tenth of the target's; verification is cheap: checking 17 positions costs little more than one token, because the weights are read once whatever the width. What grows is the softmax over the 8k context and the wider all-gathers and hand-offs. The gamma curve shows the trade-off directly."""),
 (C, """import tempfile
 r = api.run(api.load_scenario("llama-3.1-70b-specdec", {"speculation.acceptance": 0.9, "speculation.max_gamma": 24,
+                                                        "speculation.curve": "every",  # every gamma, not only the searched ones
                                                         "speculation.monte_carlo_passes": 20000}))
 out = tempfile.mkdtemp()
 series = api.plot_gamma_curve(r, out)["series"]

@@ -159,3 +159,19 @@ def test_a_drafter_with_a_shorter_context_keeps_its_own_window():
         "speculation.draft_model": "llama-2-7b", "speculation.gamma": 2,
         "speculation.monte_carlo_passes": 100}))
     assert r.speculation["draft_chips"] == 40 and r.speedup > 1
+
+
+@pytest.mark.parametrize("strategy", ["draft", "async"])
+def test_every_gamma_curve_has_the_searched_optimum(strategy):
+    base = {"speculation.strategy": strategy, "speculation.max_gamma": 12,
+            "speculation.monte_carlo_passes": 100}
+    searched = api.run(api.load_scenario("llama-3.1-70b-specdec", base)).speculation
+    every = api.run(api.load_scenario("llama-3.1-70b-specdec",
+                                      {**base, "speculation.curve": "every"})).speculation
+    assert [c["gamma"] for c in every["gamma_curve"]] == list(range(1, 13))
+    assert {c["gamma"] for c in searched["gamma_curve"]} <= set(range(1, 13))
+    assert (searched["gamma"], searched["tokens_per_second"]) == (every["gamma"],
+                                                                  every["tokens_per_second"])
+    # the searched points are exactly the curve's points at those gammas
+    at = {c["gamma"]: c for c in every["gamma_curve"]}
+    assert all(c == at[c["gamma"]] for c in searched["gamma_curve"])

@@ -670,6 +670,10 @@ class SpeculationSpec:
                                  doc="draft: draft the next window during verification")
     gamma: int | str = spec_field("int_or_auto", "auto", min=1, max=256)
     max_gamma: int = spec_field("int", 32, min=1, max=256)
+    curve: str = spec_field("enum", "searched", choices=("searched", "every"),
+                            doc="gamma auto: 'searched' compiles the gammas the exact search "
+                                "needs; 'every' compiles every gamma up to the limit, for a "
+                                "whole tokens/s-vs-gamma curve (same optimum)")
     acceptance: Any = spec_field("scalar_or_str", 0.8)
     heads: int | None = spec_field("int", None, min=1, max=64)
     tree_width: int | None = spec_field("int", None, min=1, max=16,

@@ -26,15 +26,17 @@ Step latencies are not assumed: each comes from compiling and simulating a real 
   (candidates assumed independent: an optimistic approximation of top-s accuracy).
 Expected tokens per pass come from the acceptance model (bonus token counted); tokens/s is the
 closed form E / pass time; a seeded Monte Carlo over `monte_carlo_passes` passes gives the
-distribution of tokens per pass and p50/p99 per-token latency. With gamma `auto`, every gamma
-up to `max_gamma` (or K) is evaluated in turn with its own verification step and the best is
-kept; the search stops early once a bound shows no wider gamma can win (`_cannot_win`), so
-`gamma_curve` lists the gammas actually evaluated.
+distribution of tokens per pass and p50/p99 per-token latency. With gamma `auto`, the best
+gamma up to `max_gamma` (or K) is found exactly by branch and bound (`search.py`): each
+candidate evaluated compiles its own verification step, the candidate with the best bound goes
+first, and the search stops once no other can win, so `gamma_curve` lists the gammas actually
+evaluated, in ascending order (`speculation.curve: every` evaluates them all).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -68,6 +70,7 @@ from lpusim.speculative.registry import (
     Strategy,
     register,
 )
+from lpusim.speculative.search import best_candidate
 from lpusim.speculative.theory import break_even_acceptance
 from lpusim.step import step_metrics
 from lpusim.strategy_traits import TRAITS
@@ -132,14 +135,6 @@ def _head_start(acc: AcceptanceModel, gamma: int, draft_cycles: int, verify_cycl
         return 0, 0.0
     head = min(gamma * draft_cycles, verify_cycles)
     return head, float(acc.survival(gamma)[gamma - 1]) * _bet(acc, gamma)
-
-
-def _cannot_win(bound: float, best: float) -> bool:
-    """Stop a gamma (window) search: `bound` caps every wider candidate. It rests on the
-    verification step never getting shorter as it gets wider (more positions only add work
-    to the same ops in the same order; a test checks it on the shipped scenarios) and on the
-    expected tokens never exceeding those of the widest candidate."""
-    return bound < best * (1 - 1e-9)
 
 
 Stepper = Callable[[ModelSpec, int, int, int, bool], StepMetrics]
@@ -217,31 +212,30 @@ def _chain(name: str, sc: ScenarioSpec, baseline: StepMetrics, step: Stepper,
     clock = sc.system.chip.clock_hz
     measured = isinstance(acc, MeasuredTreeAcceptance)
     base_cycles = baseline.latency_cycles
-    best: tuple[float, int, int] | None = None
-    curve = []
     tree = tree_width or 1
-    e_widest = acc.expected_tokens(gammas[-1])
+
     def width_of(g: int) -> int:
         return acc.nodes + 1 if measured else 1 + tree_nodes(tree, g)  # type: ignore[attr-defined]
 
-    for g in progress.iterate(gammas, f"{name}: verify widths", "gamma"):
-        width = width_of(g)
-        verify = step(target, sc.chips_used, sc.tp, width, with_heads).latency_cycles
+    def tokens_per_second(g: int, verify: int) -> float:
         head, p_head = _head_start(acc, g, draft_cycles, verify + overhead, pipelined)
         pass_cycles = g * draft_cycles + verify + overhead - p_head * head
-        e = acc.expected_tokens(g)
-        tps = e * clock / pass_cycles
-        curve.append(GammaPoint(gamma=g, tokens_per_second=tps, expected_tokens_per_pass=e,
-                                verify_width=width, verify_step_cycles=verify))
-        if best is None or tps > best[0] * (1 + 1e-12):
-            best = (tps, g, verify)
-        if g < gammas[-1]:
-            nxt = (g + 1) * draft_cycles
-            floor = max(nxt, verify + overhead) if pipelined else nxt + verify + overhead
-            if _cannot_win(e_widest * clock / floor, best[0]):
-                break
-    assert best is not None
-    tps, gamma, verify = best
+        return acc.expected_tokens(g) * clock / max(1e-9, pass_cycles)
+
+    # the pass time grows with the verification step (a head start saves at most what the
+    # step adds), so a step no shorter than the one below bounds a candidate's tokens/s
+    with progress.bar(len(gammas), f"{name}: verify widths", "gamma") as bar:
+        def verify_of(g: int) -> int:
+            bar.update()
+            return step(target, sc.chips_used, sc.tp, width_of(g), with_heads).latency_cycles
+
+        found = best_candidate(gammas, verify_of, tokens_per_second,
+                               lambda g, below: (math.inf if spec.curve == "every"
+                                                 else tokens_per_second(g, below or 0)))
+    curve = [GammaPoint(gamma=g, tokens_per_second=found.values[g],
+                        expected_tokens_per_pass=acc.expected_tokens(g), verify_width=width_of(g),
+                        verify_step_cycles=v) for g, v in found.evaluated.items()]
+    tps, gamma, verify = found.value, found.best, found.evaluated[found.best]
     head, p_head = _head_start(acc, gamma, draft_cycles, verify + overhead, pipelined)
     mc = simulate_passes(acc, gamma, spec.monte_carlo_passes, sc.seed, draft_cycles, verify,
                          overhead, clock_hz=clock, head_start_cycles=head,
@@ -370,25 +364,33 @@ def _evaluate_async(name: str, sc: ScenarioSpec, acc: AcceptanceModel, windows: 
     assert spec is not None and spec.draft_model is not None
     clock = sc.system.chip.clock_hz
     d = draft.latency_cycles
-    best: tuple[float, int, StepMetrics, AsyncResult] | None = None
-    curve = []
-    for k in progress.iterate(windows, f"{name}: windows", "window"):
-        v = step(target, sc.chips_used, sc.tp, k, False)
-        r = evaluate_async(acc, k, d, v.latency_cycles, overhead, v.initiation_interval_cycles,
-                           clock_hz=clock)
-        curve.append(GammaPoint(gamma=k, tokens_per_second=r.tokens_per_second,
-                                expected_tokens_per_pass=r.tokens_per_run, verify_width=k,
-                                verify_step_cycles=v.latency_cycles))
-        if best is None or r.tokens_per_second > best[0] * (1 + 1e-12):
-            best = (r.tokens_per_second, k, v, r)
-        # a wider window still waits for its drafts and pays at least this verification:
-        # window 1 without any spacing between runs is the most favourable case
-        if k < windows[-1] and _cannot_win(evaluate_async(
-                acc, 1, d, v.latency_cycles, overhead, 0, clock_hz=clock).tokens_per_second,
-                best[0]):
-            break
-    assert best is not None
-    tps, k, v, r = best
+
+    def rate(k: int, v: StepMetrics) -> AsyncResult:
+        return evaluate_async(acc, k, d, v.latency_cycles, overhead,
+                              v.initiation_interval_cycles, clock_hz=clock)
+
+    def bound(k: int, below: StepMetrics | None) -> float:
+        # a wider window still waits for its drafts and pays at least the verification below
+        # it: window 1 without any spacing between runs is the most favourable case
+        if below is None or spec.curve == "every":
+            return math.inf
+        return evaluate_async(acc, 1, d, below.latency_cycles, overhead, 0,
+                              clock_hz=clock).tokens_per_second
+
+    with progress.bar(len(windows), f"{name}: windows", "window") as bar:
+        def verify_of(k: int) -> StepMetrics:
+            bar.update()
+            return step(target, sc.chips_used, sc.tp, k, False)
+
+        found = best_candidate(windows, verify_of, lambda k, v: rate(k, v).tokens_per_second,
+                               bound)
+    curve = [GammaPoint(gamma=k, tokens_per_second=found.values[k],
+                        expected_tokens_per_pass=rate(k, v).tokens_per_run, verify_width=k,
+                        verify_step_cycles=v.latency_cycles) for k, v in found.evaluated.items()]
+    k = found.best
+    v = found.evaluated[k]
+    r = rate(k, v)
+    tps = r.tokens_per_second
     mc = simulate_async(acc, k, spec.monte_carlo_passes, sc.seed, d, v.latency_cycles,
                         overhead, v.initiation_interval_cycles, clock_hz=clock)
     us = 1e6 / clock
