@@ -81,8 +81,10 @@ class Placement:
     def chips(self) -> int:
         return sum(len(c) for c in self.stage_chips)
 
-    def chip_sram(self) -> dict[int, dict[str, int]]:
-        return {c: dict(self.sram[s]) for s, cs in enumerate(self.stage_chips) for c in cs}
+    def chip_sram(self, only: set[int] | None = None) -> dict[int, dict[str, int]]:
+        """chip -> its SRAM bytes by category (of the chips in `only`, when given)."""
+        return {c: dict(self.sram[s]) for s, cs in enumerate(self.stage_chips) for c in cs
+                if only is None or c in only}
 
     @property
     def max_sram_bytes(self) -> int:

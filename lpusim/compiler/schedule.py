@@ -484,8 +484,8 @@ def schedule(tasks: list[Task], *, name: str, system: SystemSpec, links: LinkGra
             transfers.append(Transfer(i, t.chip, t.dst, t.route, t.hop_latency, t.nbytes, t.op,
                                       t.block, start, ser, t.deps, stream))
     used = sorted({lid for t in transfers for lid in t.route})
-    sram = pl.chip_sram() if pl is not None else {}
     mine = set(chips)
+    sram = pl.chip_sram(mine) if pl is not None else {}
     return Program(
         name=name, clock_hz=system.chip.clock_hz, chips=chips,
         instructions=tuple(instrs), transfers=tuple(transfers),
