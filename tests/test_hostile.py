@@ -164,7 +164,7 @@ CASES = [
     ('scenario_speculation_list.yaml', ['run', '{h}/scenario_speculation_list.yaml'],
      ['{h}/scenario_speculation_list.yaml:8:14: speculation: expected a mapping, got a list']),
     ('scenario_speculation_unknown.yaml', ['run', '{h}/scenario_speculation_unknown.yaml'],
-     ["{h}/scenario_speculation_unknown.yaml:12:3: speculation.gama: unknown key; did you mean 'gamma'? (valid keys: acceptance, draft_chips, draft_model, gamma, heads, max_gamma, monte_carlo_passes, pipelined, strategy, tree_width)"]),
+     ["{h}/scenario_speculation_unknown.yaml:12:3: speculation.gama: unknown key; did you mean 'gamma'? (valid keys: acceptance, curve, draft_chips, draft_model, gamma, heads, max_gamma, monte_carlo_passes, pipelined, strategy, tree_width)"]),
     ('scenario_tp_spans_nodes.yaml', ['run', '{h}/scenario_tp_spans_nodes.yaml', '-o', '{out}'],
      ['{h}/scenario_tp_spans_nodes.yaml:9:18: tensor_parallel: tensor parallelism 12 beyond a node must span whole nodes of 8 chips']),
     ('scenario_tp_uneven.yaml', ['trace', '{h}/scenario_tp_uneven.yaml', '-o', '{out}/step.json'],
