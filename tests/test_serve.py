@@ -239,6 +239,19 @@ def test_speculation_under_load_reports_speedup_per_user():
 # ----------------------------------------------------------------------------- CLI
 
 
+@pytest.fixture(scope="session")
+def step_cache(tmp_path_factory):
+    """An on-disk step cache shared by this session's `lpusim serve` processes (also across
+    xdist workers: the parent of a worker's base temp): the first process compiles the
+    default scenario's steps, later ones read them (the cache is exact; tested elsewhere)."""
+    return tmp_path_factory.getbasetemp().parent / "serve-step-cache"
+
+
+@pytest.fixture(autouse=True)
+def _cache_env(step_cache, monkeypatch):
+    monkeypatch.setenv("LPUSIM_CACHE_DIR", str(step_cache))
+
+
 def _cli(*args):
     return subprocess.run([sys.executable, "-m", "lpusim.cli", "serve", *args],
                           capture_output=True, text=True)
