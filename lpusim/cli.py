@@ -214,8 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help="constant, preset name, list, mix or file (default: the "
                                 "scenario's own; with --draft or --heads on a scenario "
                                 f"without one, that of the shipped "
-                                f"{DEFAULT_ACCEPTANCE_SCENARIO} scenario, "
-                                f"{_default_acceptance()})")
+                                f"{DEFAULT_ACCEPTANCE_SCENARIO} scenario)")
             p.add_argument("-o", "--output", help="directory for the scenario and result")
             _format_arg(p)
         else:
