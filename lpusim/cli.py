@@ -189,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, helptext in (("run", "simulate a scenario and print tokens/s"),
                            ("trace", "write a Perfetto/Chrome trace of one decode step")):
-        p = sub.add_parser(name, help=helptext)
+        p = sub.add_parser(name, help=helptext, formatter_class=_LazyDefaults)
         p.add_argument("scenario", nargs="?", default=None,
                        help="scenario file or name (default: Llama 3.1 70B on 576 chips)")
         p.add_argument("--model", help="target model name or file")
@@ -214,7 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
                            help="constant, preset name, list, mix or file (default: the "
                                 "scenario's own; with --draft or --heads on a scenario "
                                 f"without one, that of the shipped "
-                                f"{DEFAULT_ACCEPTANCE_SCENARIO} scenario)")
+                                f"{DEFAULT_ACCEPTANCE_SCENARIO} scenario, "
+                                f"{_DEFAULT_ACCEPTANCE_MARK})")
             p.add_argument("-o", "--output", help="directory for the scenario and result")
             _format_arg(p)
         else:
@@ -376,6 +377,18 @@ def _scenario(args: argparse.Namespace) -> Any:
 
 
 DEFAULT_ACCEPTANCE_SCENARIO = "llama-3.1-70b-specdec"
+_DEFAULT_ACCEPTANCE_MARK = "<default acceptance>"
+
+
+class _LazyDefaults(argparse.HelpFormatter):
+    """Fills in help text read from the shipped files only when help is shown (building the
+    parser for every command must not parse YAML)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help
+        if text and _DEFAULT_ACCEPTANCE_MARK in text:
+            text = text.replace(_DEFAULT_ACCEPTANCE_MARK, str(_default_acceptance()))
+        return text
 
 
 def _default_acceptance() -> Any:
