@@ -44,7 +44,14 @@ from typing import Any
 import numpy as np
 
 from lpusim import progress
-from lpusim.config.specs import GpuSystemSpec, HeadsSpec, ModelSpec, ScenarioSpec, SystemSpec
+from lpusim.config.specs import (
+    GpuSystemSpec,
+    HeadsSpec,
+    ModelSpec,
+    ScenarioSpec,
+    SpeculationSpec,
+    SystemSpec,
+)
 from lpusim.deploy import draft_chips
 from lpusim.errors import ConfigError, InputError, Issue
 from lpusim.gpu import check_shared_memory
@@ -276,6 +283,34 @@ def _chain(name: str, sc: ScenarioSpec, baseline: StepMetrics, step: Stepper,
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class _Drafted:
+    """What the strategies with a drafter start from: the acceptance, the step function, the
+    drafter's step, chips and hand-off cycles, the gammas (windows) to search and the model
+    that verifies."""
+
+    spec: SpeculationSpec
+    acc: AcceptanceModel
+    step: Stepper
+    draft: StepMetrics
+    chips: int
+    overhead: int
+    gammas: range
+    target: ModelSpec
+    with_heads: bool
+
+    @staticmethod
+    def of(strategy: Strategy, sc: ScenarioSpec, baseline: StepMetrics) -> _Drafted:
+        spec = sc.speculation
+        assert spec is not None
+        acc = acceptance_of(sc)
+        step = _stepper(sc)
+        draft, chips, overhead = _drafter(strategy, sc, baseline, step)
+        gammas, _ = _gammas(sc, acc, spec.max_gamma)
+        target, with_heads = strategy.verify_target(sc)
+        return _Drafted(spec, acc, step, draft, chips, overhead, gammas, target, with_heads)
+
+
 class DraftThenVerify(Strategy):
     """`draft`: gamma sequential draft steps, then one verification of gamma+1 positions
     (optionally pipelined on LPUs: the next window is drafted during verification)."""
@@ -283,18 +318,12 @@ class DraftThenVerify(Strategy):
     traits = TRAITS["draft"]
 
     def evaluate(self, sc: ScenarioSpec, baseline: StepMetrics) -> SpeculationResult:
-        spec = sc.speculation
-        assert spec is not None
-        acc = acceptance_of(sc)
-        step = _stepper(sc)
-        draft, d_chips, overhead = _drafter(self, sc, baseline, step)
-        gammas, _ = _gammas(sc, acc, spec.max_gamma)
-        target, with_heads = self.verify_target(sc)
+        d = _Drafted.of(self, sc, baseline)
         # pipelining needs the drafter's own chips: on GPUs it takes turns with the target
-        pipelined = spec.pipelined and not isinstance(sc.system, GpuSystemSpec)
-        return _chain(self.name, sc, baseline, step, acc, gammas, target=target,
-                      with_heads=with_heads, draft_cycles=draft.latency_cycles,
-                      overhead=overhead, d_chips=d_chips, pipelined=pipelined, heads=None,
+        pipelined = d.spec.pipelined and not isinstance(sc.system, GpuSystemSpec)
+        return _chain(self.name, sc, baseline, d.step, d.acc, d.gammas, target=d.target,
+                      with_heads=d.with_heads, draft_cycles=d.draft.latency_cycles,
+                      overhead=d.overhead, d_chips=d.chips, pipelined=pipelined, heads=None,
                       tree_width=None)
 
 
@@ -305,15 +334,9 @@ class AsyncSpeculation(Strategy):
     traits = TRAITS["async"]
 
     def evaluate(self, sc: ScenarioSpec, baseline: StepMetrics) -> SpeculationResult:
-        spec = sc.speculation
-        assert spec is not None
-        acc = acceptance_of(sc)
-        step = _stepper(sc)
-        draft, d_chips, overhead = _drafter(self, sc, baseline, step)
-        windows, _ = _gammas(sc, acc, spec.max_gamma)
-        target, _ = self.verify_target(sc)
-        return _evaluate_async(self.name, sc, acc, windows, draft, d_chips, overhead,
-                               baseline, step, target)
+        d = _Drafted.of(self, sc, baseline)
+        return _evaluate_async(self.name, sc, d.acc, d.gammas, d.draft, d.chips, d.overhead,
+                               baseline, d.step, d.target)
 
 
 class MedusaHeads(Strategy):
