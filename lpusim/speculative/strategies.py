@@ -236,9 +236,12 @@ def _chain(name: str, sc: ScenarioSpec, baseline: StepMetrics, step: Stepper,
             bar.update()
             return step(target, sc.chips_used, sc.tp, width_of(g), with_heads).latency_cycles
 
+        # the baseline is this step at width 1 when the target verifies without heads (the
+        # same model on the same chips): no verification is shorter
+        floor = 0 if with_heads or target != sc.model else base_cycles
         found = best_candidate(gammas, verify_of, tokens_per_second,
                                lambda g, below: (math.inf if spec.curve == "every"
-                                                 else tokens_per_second(g, below or 0)))
+                                                 else tokens_per_second(g, below or floor)))
     curve = [GammaPoint(gamma=g, tokens_per_second=found.values[g],
                         expected_tokens_per_pass=acc.expected_tokens(g), verify_width=width_of(g),
                         verify_step_cycles=v) for g, v in found.evaluated.items()]
@@ -394,11 +397,13 @@ def _evaluate_async(name: str, sc: ScenarioSpec, acc: AcceptanceModel, windows: 
 
     def bound(k: int, below: StepMetrics | None) -> float:
         # a wider window still waits for its drafts and pays at least the verification below
-        # it: window 1 without any spacing between runs is the most favourable case
-        if below is None or spec.curve == "every":
+        # it (at least the baseline, the same model at width 1): window 1 without any spacing
+        # between runs is the most favourable case
+        if spec.curve == "every":
             return math.inf
-        return evaluate_async(acc, 1, d, below.latency_cycles, overhead, 0,
-                              clock_hz=clock).tokens_per_second
+        floor = baseline.latency_cycles if target == sc.model else 0
+        v = below.latency_cycles if below is not None else floor
+        return evaluate_async(acc, 1, d, v, overhead, 0, clock_hz=clock).tokens_per_second
 
     with progress.bar(len(windows), f"{name}: windows", "window") as bar:
         def verify_of(k: int) -> StepMetrics:
