@@ -23,6 +23,9 @@ dataclasses, so equal inputs give equal keys and a cached answer is the answer):
 - ``file_kinds``, ``shipped_names``, ``packaged_data``: the `kind:` of each YAML file by (path,
   mtime, size), the short names of a search path by the modification times of its directories,
   and where the shipped data are (`lpusim.config.load`): a sweep resolves thousands of names.
+- ``built_specs``: specs built from files no override reaches (a sweep point's model, system
+  and chip), each with the state of every file read for it and of the lookup directories; a
+  change to any of them rebuilds it (`lpusim.config.load`). Specs are frozen values.
 - ``code_fingerprint``: the SHA-256 of lpusim's source, part of every on-disk step key and of
   every sweep row's basis (`lpusim.sweep`), so a code change never reuses an old answer.
 

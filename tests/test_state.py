@@ -229,3 +229,30 @@ def test_every_step_field_type_is_checked_on_load():
     """A new StepMetrics field of a type _well_formed does not know would make every disk
     entry look corrupt (the cache would silently never hit)."""
     assert step_mod._well_formed(_step())
+
+
+def test_built_specs_follow_edits_of_every_file_they_read(tmp_path):
+    """The loader keeps specs built from files no override reaches; editing any file they
+    were read from (here the chip a system names, two references deep) rebuilds them."""
+    root = Path(__file__).resolve().parent.parent
+    for sub, name in (("chip_configs", "groqchip1"), ("chip_configs", "groqnode-8"),
+                      ("workloads", "llama-3.2-1b")):
+        (tmp_path / sub).mkdir(exist_ok=True)
+        (tmp_path / sub / f"{name}.yaml").write_text(
+            (root / sub / f"{name}.yaml").read_text())
+    sc = tmp_path / "sc.yaml"
+    sc.write_text("kind: scenario\nversion: 1\nname: t\nmodel: workloads/llama-3.2-1b.yaml\n"
+                  "system: chip_configs/groqnode-8.yaml\n")
+    system_file = (tmp_path / "chip_configs" / "groqnode-8.yaml").read_text()
+    assert "chip: groqchip1" in system_file
+    (tmp_path / "chip_configs" / "groqnode-8.yaml").write_text(
+        system_file.replace("chip: groqchip1", "chip: groqchip1.yaml"))
+    first = api.load_scenario(str(sc))
+    assert api.load_scenario(str(sc)) is not None
+    chip = tmp_path / "chip_configs" / "groqchip1.yaml"
+    text = chip.read_text()
+    assert "clock_hz: 900MHz" in text
+    chip.write_text(text.replace("clock_hz: 900MHz", "clock_hz: 1.1GHz"))
+    again = api.load_scenario(str(sc))
+    assert first.system.chip.clock_hz == 900_000_000
+    assert again.system.chip.clock_hz == 1_100_000_000

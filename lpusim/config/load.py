@@ -235,14 +235,58 @@ acceptance trace exists, lpusim.speculative.checks): given the spec and its Docu
 returns the problems, placed with `Document.issue` (file:line:column of the field)."""
 
 
+def _file_state(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+def _search_state() -> tuple[tuple[str, int], ...]:
+    """The directories short names are looked up in, with their modification times."""
+    out = []
+    for base in data_dirs():
+        for sub in sorted({s for subs in SEARCH_DIRS.values() for s in subs}):
+            d = base / sub
+            st = _file_state(d)
+            out.append((str(d), st[0] if st else -1))
+    return tuple(out)
+
+
+# specs built from files no override reaches, with the (path, state) of every file read for
+# them: a sweep loads the same model, system and chip for every point. A hit is used only if
+# none of those files changed and the directories names are looked up in did not either.
+_BUILT: BoundedCache[tuple[Any, tuple[tuple[str, Any], ...]]] = BoundedCache("built_specs",
+                                                                            256)
+
+
 class _Loader:
     def __init__(self, overrides: dict[str, Any] | None, checks: Sequence[SpecCheck] = ()):
         self.overrides = dict(overrides or {})
         self.checks = tuple(checks)
         self.depth = 0
+        self._read: list[tuple[str, Any]] = []      # (path, state) of every file read
+        self._dirs: tuple[tuple[str, int], ...] | None = None
 
     def load_doc(self, path: Path, expect: str | None, prefix: str) -> Any:
-        return self.build_doc(_cached_document(path), expect, prefix)
+        if any(k.startswith(prefix) for k in self.overrides):
+            return self.build_doc(self._document(path), expect, prefix)
+        if self._dirs is None:
+            self._dirs = _search_state()
+        key = (str(path), expect, self.checks, self._dirs)
+        hit = _BUILT.get(key)
+        if hit is not None and all(_file_state(Path(p)) == st for p, st in hit[1]):
+            self._read.extend(hit[1])       # an enclosing entry depends on them too
+            return hit[0]
+        mark = len(self._read)
+        spec = self.build_doc(self._document(path), expect, prefix)
+        _BUILT.put(key, (spec, tuple(self._read[mark:])))
+        return spec
+
+    def _document(self, path: Path) -> Document:
+        self._read.append((str(path), _file_state(path)))
+        return _cached_document(path)
 
     def build_doc(self, doc: Document, expect: str | None, prefix: str) -> Any:
         path = Path(doc.file)

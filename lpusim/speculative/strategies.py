@@ -224,10 +224,19 @@ def _chain(name: str, sc: ScenarioSpec, baseline: StepMetrics, step: Stepper,
     def width_of(g: int) -> int:
         return acc.nodes + 1 if measured else 1 + tree_nodes(tree, g)  # type: ignore[attr-defined]
 
+    expected: dict[int, float] = {}
+    heads_up: dict[tuple[int, int], tuple[int, float]] = {}
+
     def tokens_per_second(g: int, verify: int) -> float:
-        head, p_head = _head_start(acc, g, draft_cycles, verify + overhead, pipelined)
+        # the acceptance terms depend on g alone: computed once per g (the search asks often)
+        if g not in expected:
+            expected[g] = acc.expected_tokens(g)
+        key = (g, verify)
+        if key not in heads_up:
+            heads_up[key] = _head_start(acc, g, draft_cycles, verify + overhead, pipelined)
+        head, p_head = heads_up[key]
         pass_cycles = g * draft_cycles + verify + overhead - p_head * head
-        return acc.expected_tokens(g) * clock / max(1e-9, pass_cycles)
+        return expected[g] * clock / max(1e-9, pass_cycles)
 
     # the pass time grows with the verification step (a head start saves at most what the
     # step adds), so a step no shorter than the one below bounds a candidate's tokens/s
