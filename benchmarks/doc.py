@@ -3,8 +3,10 @@
     python -m benchmarks --json docs/performance.json
     python -m benchmarks.doc docs/performance.json > docs/performance.md
 
-Two optional keys may be added to the JSON by hand: `commit` (the code measured) and `note`
-(the conditions of the run, e.g. a busy machine); they are printed as given.
+Optional keys may be added to the JSON by hand: `commit` (the code measured) and `note`
+(the conditions of the run, e.g. a busy machine), printed as given, and `previous`
+(`{"commit": ..., "wall_s": {case: seconds}}`, an earlier measurement's wall times), shown as a
+column beside the new ones.
 
 Every number on the page comes from the JSON (which is committed beside it); the prose says how
 the numbers are measured and how to read them, and nothing else. `tests/test_docs.py` checks
@@ -106,14 +108,20 @@ def _flag(r: dict[str, Any]) -> str:
     return " *" if (r.get("busy_before") or 0) > BUSY else ""
 
 
-def results_table(cases: list[dict[str, Any]]) -> str:
-    lines = ["| case | what | wall | peak RSS | target | result |",
-             "|---|---|---:|---:|---|---|"]
+def results_table(cases: list[dict[str, Any]], previous: dict[str, Any] | None = None) -> str:
+    before = (previous or {}).get("wall_s", {})
+    col = f" before ({previous['commit']}) |" if previous else ""
+    lines = [f"| case | what | wall |{col} peak RSS | target | result |",
+             "|---|---|---:|" + ("---:|" if previous else "") + "---:|---|---|"]
     for r in cases:
+        was = ""
+        if previous:
+            w = before.get(r["name"])
+            was = f" {fmt_time(w) if w is not None else '-'} |"
         if "error" in r:
-            lines.append(f"| {r['name']} | {r['title']} | - | - | {fmt_target(r)} | ERROR |")
+            lines.append(f"| {r['name']} | {r['title']} | - |{was} - | {fmt_target(r)} | ERROR |")
             continue
-        lines.append(f"| {r['name']} | {r['title']} | {fmt_time(r['wall_s'])}{_flag(r)} | "
+        lines.append(f"| {r['name']} | {r['title']} | {fmt_time(r['wall_s'])}{_flag(r)} |{was} "
                      f"{r['peak_rss_bytes'] / 1e6:,.0f} MB | {fmt_target(r)} | {r['result']} |")
     return "\n".join(lines)
 
@@ -154,7 +162,7 @@ def render(data: dict[str, Any]) -> str:
         out.append(f"**Conditions:** {data['note']}.")
     if busy:
         out.append(f"{len(busy)} of {len(cases)} cases started on a busy machine (marked `*`).")
-    out += ["", results_table(cases), ""]
+    out += ["", results_table(cases, data.get("previous")), ""]
     fails = [r["name"] for r in cases if r.get("result") in ("FAIL", "ERROR")]
     out.append("Targets missed: " + (", ".join(f"`{n}`" for n in fails) if fails else "none")
                + ".")
