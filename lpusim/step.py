@@ -183,7 +183,7 @@ def _step(model: ModelSpec, system: SystemSpec, *, chips: int, tp: int, position
         return metrics_pipeline(compile_pipeline(graph, system, chips=chips, tp=tp))
     except NoStageTemplate:
         pass
-    # stages whose chips are not interchangeable (a group spanning nodes) have no exact
-    # template: simulate the whole program instead
+    # a stage template with work outlasting its output cannot be composed exactly: simulate
+    # the whole program instead
     m = metrics_full(compile_program(graph, system, chips=chips, tp=tp))
     return dataclasses.replace(m, extra={**m.extra, "fast_fallback": "full"})
