@@ -89,11 +89,11 @@ def lpusim_command() -> list[str]:
     return [found] if found else [sys.executable, "-m", "lpusim.cli"]
 
 
-def timed_process(cmd: list[str]) -> tuple[float, int, int]:
+def timed_process(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int, int]:
     """Run a command as a new process: (wall seconds, its peak RSS bytes, exit code)."""
     with tempfile.TemporaryFile() as out:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
         _pid, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t0
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -131,9 +131,13 @@ class _SimTimer:
 # -- cases ---------------------------------------------------------------------------------
 
 def cli_run(args: list[str], repeats: int = 5) -> dict[str, Any]:
+    """A whole `lpusim run` process, as an installed lpusim runs: with Python's bytecode
+    cache (a machine may set PYTHONDONTWRITEBYTECODE, which would make every process compile
+    lpusim's source again; pip writes the bytecode of an installed package)."""
     cmd = lpusim_command() + ["run", *args]
-    timed_process(cmd)                  # first run warms the OS file cache only
-    runs = [timed_process(cmd) for _ in range(repeats)]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    timed_process(cmd, env)             # first run warms the OS file cache and the bytecode
+    runs = [timed_process(cmd, env) for _ in range(repeats)]
     walls = sorted(w for w, _m, _c in runs)
     return {"wall_s": statistics.median(walls), "min_s": walls[0], "max_s": walls[-1],
             "repeats": repeats, "peak_rss_bytes": max(m for _w, m, _c in runs),

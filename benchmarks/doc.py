@@ -48,7 +48,8 @@ python -m benchmarks.doc out.json > docs/performance.md       # this page
 Run from the repository root with lpusim installed (`pip install -e .`). Each case runs in a
 fresh Python process, one case at a time (`benchmarks/cases.py`); the wall time is
 `time.perf_counter` around the work (process start and imports are included only in the
-`cli_*` cases, which time a whole `lpusim` process from outside), and peak memory is the peak
+`cli_*` cases, which time a whole `lpusim` process from outside, with Python's bytecode cache
+as an installed package has it), and peak memory is the peak
 resident set of the case's largest process (`resource.getrusage`; a sweep's worker processes
 count). A case process pauses Python's cyclic garbage collector, as lpusim's own entry points
 (the CLI and sweep workers) do. Before each case the runner can wait (`--idle-wait`) for idle
