@@ -233,6 +233,10 @@ def compile_pipeline(graph: DecodeGraph, system: SystemSpec, *, chips: int | Non
                                if t.op == f"stage{s}.handoff"}
         arrive = arrivals[key]
         lag = tuple(r - min(arrive) for r in arrive) if s < last else ()
+        if any(lag) and not group:
+            # a group inside one node shares templates up to a permutation of its chips, which
+            # would permute the lags too: exact only when its output is everywhere at once
+            raise NoStageTemplate(s, key)
     p = graph.params
     clock = system.chip.clock_hz
     tokens = 4 * p.batch * p.positions
