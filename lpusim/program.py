@@ -142,7 +142,8 @@ class Program:
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"),
+                          check_circular=False)   # the same bytes, no id() bookkeeping
 
     def content_hash(self) -> str:
         return hashlib.sha256(self.to_json().encode()).hexdigest()
@@ -214,7 +215,7 @@ class PipelineProgram:
              "sram_capacity_bytes": self.sram_capacity_bytes,
              "sram_bytes": {str(k): v for k, v in sorted(self.sram_bytes.items())},
              "meta": self.meta}
-        return json.dumps(d, sort_keys=True, separators=(",", ":"))
+        return json.dumps(d, sort_keys=True, separators=(",", ":"), check_circular=False)
 
     def content_hash(self) -> str:
         return hashlib.sha256(self.to_json().encode()).hexdigest()

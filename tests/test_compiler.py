@@ -39,9 +39,7 @@ def test_width_adds_cycles_per_tile():
 
 def _transfer_program(sys_, nbytes):
     links = build_link_graph(sys_)
-    lw = Lowerer.__new__(Lowerer)
-    lw.tasks, lw.links, lw.clock = [], links, sys_.chip.clock_hz
-    lw.bw = sys_.link_bandwidth_bytes_per_s
+    lw = Lowerer.collectives_only(sys_, links, "fp8")    # primitives only, no graph
     lw.transfer(0, 1, [links.between[(0, 1)]], nbytes, "send", 0, ())
     return schedule(lw.tasks, name="t", system=sys_, links=links, chips=(0, 1), pl=None, meta={})
 

@@ -52,6 +52,7 @@ class Lowerer:
         self.tasks: list[Task] = []
         self.clock = system.chip.clock_hz
         self.bw = system.link_bandwidth_bytes_per_s
+        self._serialisation: dict[int, int] = {}
         sync = system.sync
         self.sync_cycles = ps_to_cycles(sync.deskew_per_stage_ps, self.clock)
         self.collective_cycles = ps_to_cycles(sync.collective_latency_ps, self.clock)
@@ -76,11 +77,13 @@ class Lowerer:
     def transfer(self, src: int, dst: int, route: list[int], nbytes: int, op: str, block: int,
                  deps: tuple[int, ...], stream: tuple[int, ...] = (),
                  not_before: int = 0) -> int:
-        lat = tuple(self.links.latency[lid] for lid in route)
+        lat = tuple(map(self.links.latency.__getitem__, route))
+        ser = self._serialisation.get(nbytes)
+        if ser is None:     # a step moves the same few sizes thousands of times
+            ser = self._serialisation[nbytes] = serialisation_cycles(nbytes, self.bw, self.clock)
         self.tasks.append(Task("transfer", src, op, block, deps, dst=dst, route=tuple(route),
-                               nbytes=nbytes,
-                               serialisation=serialisation_cycles(nbytes, self.bw, self.clock),
-                               hop_latency=lat, stream=stream, not_before=not_before))
+                               nbytes=nbytes, serialisation=ser, hop_latency=lat,
+                               stream=stream, not_before=not_before))
         return len(self.tasks) - 1
 
     def delay(self, ready: dict[int, int], name: str, block: int, category: str,
@@ -446,43 +449,55 @@ def schedule(tasks: list[Task], *, name: str, system: SystemSpec, links: LinkGra
     link_free: dict[int, int] = {}
     instrs: list[Instr] = []
     transfers: list[Transfer] = []
+    add_instr, add_transfer = instrs.append, transfers.append    # the loop runs 10^4-10^5 times
     for i, t in enumerate(tasks):
         deps, stream = t.deps, t.stream
+        last = 0
         if stream:
             ss = set(stream)
             start = max([ready[d] for d in deps if d not in ss]
                         + [ready[d] - busy[d] for d in stream])
-            last = max(ready[d] for d in stream)
+            last = max([ready[d] for d in stream])
+        elif len(deps) == 1:
+            start = ready[deps[0]]
         else:
             start = max([ready[d] for d in deps]) if deps else 0
-            last = 0
         if t.not_before > start:
             start = t.not_before
+        c = t.cost
         if t.kind == "instr":
-            c = t.cost
             assert c is not None
             key = (t.chip, c.unit)
-            start = max(start, unit_free.get(key, 0))
-            dur = max(c.duration, last - start)     # a streaming op lasts until its input ends
+            free = unit_free.get(key, 0)
+            if free > start:
+                start = free
+            dur = c.duration
+            if last - start > dur:                  # a streaming op lasts until its input ends
+                dur = last - start
             unit_free[key] = start + dur
             busy[i] = dur
             ready[i] = start + dur + c.transit + c.fill
-            instrs.append(Instr(i, t.chip, c.unit, t.op, t.block, start, dur, c.transit,
-                                c.fill, c.category, t.deps, stream))
+            add_instr(Instr(i, t.chip, c.unit, t.op, t.block, start, dur, c.transit, c.fill,
+                            c.category, deps, stream))
         else:
+            route, lats = t.route, t.hop_latency
             off = 0
-            for lid, lat in zip(t.route, t.hop_latency, strict=True):
-                start = max(start, link_free.get(lid, 0) - off)
+            for lid, lat in zip(route, lats, strict=True):
+                free = link_free.get(lid, 0) - off
+                if free > start:
+                    start = free
                 off += lat
-            ser = max(t.serialisation, last - start)
-            off = 0
-            for lid, lat in zip(t.route, t.hop_latency, strict=True):
-                link_free[lid] = start + off + ser
+            ser = t.serialisation
+            if last - start > ser:
+                ser = last - start
+            off = start + ser
+            for lid, lat in zip(route, lats, strict=True):
+                link_free[lid] = off
                 off += lat
             busy[i] = ser
-            ready[i] = start + ser + off
-            transfers.append(Transfer(i, t.chip, t.dst, t.route, t.hop_latency, t.nbytes, t.op,
-                                      t.block, start, ser, t.deps, stream))
+            ready[i] = off
+            add_transfer(Transfer(i, t.chip, t.dst, route, lats, t.nbytes, t.op, t.block,
+                                  start, ser, deps, stream))
     used = sorted({lid for t in transfers for lid in t.route})
     mine = set(chips)
     sram = pl.chip_sram(mine) if pl is not None else {}

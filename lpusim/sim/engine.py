@@ -30,6 +30,16 @@ class SimResult:
     events: int
 
 
+def _arrived(deps: tuple[int, ...], ready: dict[int, int], now: int) -> bool:
+    """Every (plain) operand has arrived by `now`: the common case, checked without building
+    a message; otherwise `check_operands` says what is wrong."""
+    for d in deps:
+        r = ready.get(d)
+        if r is None or r > now:
+            return False
+    return True
+
+
 def simulate(prog: Program) -> SimResult:
     """Run `prog` cycle by cycle in simpy; raise ScheduleViolation if the schedule breaks."""
     import simpy  # heavy import kept local: only simulation needs it
@@ -73,8 +83,9 @@ def simulate(prog: Program) -> SimResult:
                 raise ScheduleViolation(key[0], key[1], ins.issue, f"{ins.id}:{ins.op}",
                                         f"unit busy until cycle {max(free, int(env.now))}")
             yield env.timeout(ins.issue - env.now)
-            check_operands(ins.deps, ins.issue, key[0], key[1], f"{ins.id}:{ins.op}",
-                           ins.stream, ins.issue + ins.duration)
+            if ins.stream or not _arrived(ins.deps, ready, ins.issue):
+                check_operands(ins.deps, ins.issue, key[0], key[1], f"{ins.id}:{ins.op}",
+                               ins.stream, ins.issue + ins.duration)
             start[ins.id] = ins.issue
             ready[ins.id] = ins.issue + ins.duration + ins.transit + ins.fill
             counter[0] += 1
@@ -84,18 +95,19 @@ def simulate(prog: Program) -> SimResult:
         q = sorted(q, key=lambda x: (x[0], x[2].id))
         free = 0
         for s, h, t in q:
-            name = f"{t.id}:{t.op}"
             if s < env.now or s < free:
-                raise ScheduleViolation(t.src, f"link{lid}", s, name,
+                raise ScheduleViolation(t.src, f"link{lid}", s, f"{t.id}:{t.op}",
                                         f"link busy until cycle {max(free, int(env.now))}")
             yield env.timeout(s - env.now)
             if h == 0:
-                check_operands(t.deps, s, t.src, f"link{lid}", name, t.stream,
-                               s + t.serialisation)
+                if t.stream or not _arrived(t.deps, ready, s):
+                    check_operands(t.deps, s, t.src, f"link{lid}", f"{t.id}:{t.op}",
+                                   t.stream, s + t.serialisation)
                 start[t.id] = s
                 ready[t.id] = t.ready
             elif t.id not in start:
-                raise ScheduleViolation(t.src, f"link{lid}", s, name, "hop before the first")
+                raise ScheduleViolation(t.src, f"link{lid}", s, f"{t.id}:{t.op}",
+                                        "hop before the first")
             counter[0] += 1
             free = s + t.serialisation
 
