@@ -63,10 +63,10 @@ _PLACEMENTS: BoundedCache[tuple[DecodeGraph, Placement]] = BoundedCache("placeme
 # route signatures of the groups compiled lately, by link graph object (which the entry holds)
 # and the chips of the group and the one before: every width of a speculative search places
 # the same groups, and a group spanning racks needs hundreds of routes to sign
-_GROUPS: BoundedCache[tuple[LinkGraph, str | None]] = BoundedCache("group_signatures", 4096)
+_GROUPS: BoundedCache[tuple[LinkGraph, str]] = BoundedCache("group_signatures", 4096)
 
 
-def _group_signature(links: LinkGraph, pl: Placement, s: int) -> str | None:
+def _group_signature(links: LinkGraph, pl: Placement, s: int) -> str:
     key = (id(links), pl.stage_chips[s], pl.stage_chips[s - 1] if s else ())
     hit = _GROUPS.get(key)
     if hit is not None and hit[0] is links:
@@ -180,8 +180,7 @@ def compile_pipeline(graph: DecodeGraph, system: SystemSpec, *, chips: int | Non
     piece leaves the previous stage's chip at cycle 0, or, when that stage's output lands on
     its chips at different cycles (a tensor-parallel group spanning nodes), as many cycles
     after the earliest as that chip lags: the offsets are part of the template's key, and so
-    are the routes inside a group spanning nodes (`group_signature`); a group whose routes
-    pass through other chips gets a template of its own."""
+    are the routes inside a group spanning nodes (`group_signature`)."""
     n, tp, pl, links = _place(graph, system, chips, tp)
     ios, back = _run_pass("lower", plan_routes, pl, links)
     templates: dict[str, Program] = {}
@@ -197,8 +196,6 @@ def compile_pipeline(graph: DecodeGraph, system: SystemSpec, *, chips: int | Non
         key = _stage_key(graph, pl.stages[s], s == 0, s == last, ios[0].entry == ios[-1].exit,
                          handoff_signature(links, pl, s), signatures, per_layer)
         group = _group_signature(links, pl, s)
-        if group is None:           # routed through chips outside the group: its own template
-            group = f"stage{s}"
         released: dict[int, int] | None = None
         if any(lag):
             prev = pl.stage_chips[s - 1]

@@ -376,42 +376,37 @@ def lower_stage_template(graph: DecodeGraph, system: SystemSpec, pl: Placement,
     return lw.tasks, out
 
 
-def group_signature(links: LinkGraph, pl: Placement, s: int) -> str | None:
+def group_signature(links: LinkGraph, pl: Placement, s: int) -> str:
     """The routes inside stage s's group and of the hand-off into it, chips written as their
-    positions in their groups: two stages with the same signature lower to the same program up
-    to chip and link numbers. '' for a group inside one node (its chips are interchangeable,
-    `handoff_signature` says all); None when a route leaves the two groups (no template)."""
+    positions in their groups and any other chip a route passes through as the order in which
+    it first appears: two stages with the same signature lower to the same program up to chip
+    and link numbers (a link is the ordered pair of its chips). '' for a group inside one node
+    (its chips are interchangeable, `handoff_signature` says all)."""
     chips = pl.stage_chips[s]
     if len({links.node_of(c) for c in chips}) == 1:
         return ""
-    pos = {c: ("c", i) for i, c in enumerate(chips)}
+    pos: dict[int, tuple[str, int]] = {c: ("c", i) for i, c in enumerate(chips)}
     if s > 0:
         pos.update({c: ("p", i) for i, c in enumerate(pl.stage_chips[s - 1])})
 
-    def hops(route: list[int]) -> tuple[object, ...] | None:
-        out = []
-        for lid in route:
-            lk = links.links[lid]
-            if lk.src not in pos or lk.dst not in pos:
-                return None
-            out.append((pos[lk.src], pos[lk.dst], links.latency[lid]))
-        return tuple(out)
+    def label(c: int) -> tuple[str, int]:
+        if c not in pos:
+            pos[c] = ("x", sum(1 for v in pos.values() if v[0] == "x"))
+        return pos[c]
+
+    def hops(route: list[int]) -> tuple[object, ...]:
+        return tuple((label(links.links[lid].src), label(links.links[lid].dst),
+                      links.latency[lid]) for lid in route)
 
     rows: list[object] = []
     for a in chips:
         for b in chips:
             if a != b:
                 lid = links.between.get((a, b))
-                r = hops([lid] if lid is not None else links.route([a], [b])[2])
-                if r is None:
-                    return None
-                rows.append(r)
+                rows.append(hops([lid] if lid is not None else links.route([a], [b])[2]))
     if s > 0:
         for a, b, route in handoff_plan(links, pl, s):
-            r = hops(route)
-            if r is None:
-                return None
-            rows.append((pos[a], pos[b], r))
+            rows.append((pos[a], pos[b], hops(route)))
     return hashlib.sha256(repr(rows).encode()).hexdigest()[:12]
 
 
