@@ -24,6 +24,7 @@ from lpusim.compiler.checks import check_lowered, check_placement, pass_checks, 
 from lpusim.compiler.lower import serialisation_cycles
 from lpusim.compiler.place import Placement, minimum_chips, place
 from lpusim.compiler.schedule import (
+    StageIO,
     group_signature,
     handoff_plan,
     handoff_signature,
@@ -171,6 +172,30 @@ def _structure_digest(graph: DecodeGraph, blocks: tuple[str, ...],
     return hashlib.sha256(f"[{', '.join(rows)}]".encode()).hexdigest()[:12]
 
 
+def _template(graph: DecodeGraph, system: SystemSpec, pl: Placement, links: LinkGraph, s: int,
+              io: StageIO, released: dict[int, int] | None, key: str, name: str
+              ) -> tuple[Program, tuple[int, ...], list[int], dict[int, int]]:
+    """Stage s's verified template: the program, the items putting its output on each of its
+    chips (in chip order), when they are ready, and its hand-off pieces (transfer id ->
+    position of the sending chip in the previous stage)."""
+    tasks, outs = _run_pass("lower", lower_stage_template, graph, system, pl, links, s, io,
+                            released)
+    if pass_checks():
+        check_lowered(graph, pl, system.chip, tasks, range(s, s + 1))
+    prog: Program = _run_pass("schedule", schedule, tasks, name=name, system=system,
+                              links=links, chips=pl.stage_chips[s], pl=pl,
+                              meta={"stage": s, "blocks": list(pl.stages[s])})
+    _run_pass("verify", verify_program, prog)
+    ready = {i.id: i.ready for i in prog.instructions}
+    ready.update({t.id: t.ready for t in prog.transfers})
+    order = tuple(outs[c] for c in pl.stage_chips[s] if c in outs)
+    if max(ready.values()) != max(ready[o] for o in order):
+        raise NoStageTemplate(s, key)       # work outlasting the stage's output
+    prev = pl.stage_chips[s - 1] if s > 0 else ()
+    pieces = {t.id: prev.index(t.src) for t in prog.transfers if t.op == f"stage{s}.handoff"}
+    return prog, order, [ready[o] for o in order], pieces
+
+
 def compile_pipeline(graph: DecodeGraph, system: SystemSpec, *, chips: int | None = None,
                      tp: int | None = None, name: str = "step") -> PipelineProgram:
     """Fast fidelity: one verified template per distinct stage, plus the token return.
@@ -180,7 +205,8 @@ def compile_pipeline(graph: DecodeGraph, system: SystemSpec, *, chips: int | Non
     piece leaves the previous stage's chip at cycle 0, or, when that stage's output lands on
     its chips at different cycles (a tensor-parallel group spanning nodes), as many cycles
     after the earliest as that chip lags: the offsets are part of the template's key, and so
-    are the routes inside a group spanning nodes (`group_signature`)."""
+    are the routes inside a group spanning nodes (`group_signature`). Inside one node the
+    output must reach every chip at once (else `NoStageTemplate`)."""
     n, tp, pl, links = _place(graph, system, chips, tp)
     ios, back = _run_pass("lower", plan_routes, pl, links)
     templates: dict[str, Program] = {}
@@ -208,26 +234,10 @@ def compile_pipeline(graph: DecodeGraph, system: SystemSpec, *, chips: int | Non
             key += f"|group:{group}"
         keys.append(key)
         if key not in templates:
-            tasks, outs = _run_pass("lower", lower_stage_template, graph, system, pl, links, s,
-                                    io, released)
-            if pass_checks():
-                check_lowered(graph, pl, system.chip, tasks, range(s, s + 1))
-            prog = _run_pass("schedule", schedule, tasks, name=f"{name}:{key}", system=system,
-                             links=links, chips=pl.stage_chips[s], pl=pl,
-                             meta={"stage": s, "blocks": list(pl.stages[s])})
-            _run_pass("verify", verify_program, prog)
-            ready = {i.id: i.ready for i in prog.instructions}
-            ready.update({t.id: t.ready for t in prog.transfers})
-            order = tuple(outs[c] for c in pl.stage_chips[s] if c in outs)
-            if max(ready.values()) != max(ready[o] for o in order):
-                raise NoStageTemplate(s, key)      # work outlasting the stage's output
-            templates[key] = prog
-            outputs[key] = order
-            arrivals[key] = [ready[o] for o in order]
+            templates[key], outputs[key], arrivals[key], got = _template(
+                graph, system, pl, links, s, io, released, key, f"{name}:{key}")
             if s > 0:
-                prev = pl.stage_chips[s - 1]
-                pieces[key] = {t.id: prev.index(t.src) for t in prog.transfers
-                               if t.op == f"stage{s}.handoff"}
+                pieces[key] = got
         arrive = arrivals[key]
         lag = tuple(r - min(arrive) for r in arrive) if s < last else ()
         if any(lag) and not group:
