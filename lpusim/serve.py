@@ -73,7 +73,13 @@ from typing import Any
 import numpy as np
 
 from lpusim import strategy_traits
-from lpusim.config.specs import ModelSpec, ScenarioSpec, SpeculationSpec, SystemSpec
+from lpusim.config.specs import (
+    GpuSystemSpec,
+    ModelSpec,
+    ScenarioSpec,
+    SpeculationSpec,
+    SystemSpec,
+)
 from lpusim.cost import joules_per_token, system_power_watts, usd_per_million_tokens
 from lpusim.errors import CapacityError, ConfigError, InputError, Issue
 from lpusim.sim import StepMetrics
@@ -689,6 +695,11 @@ def serve(scenario: ScenarioSpec, opts: ServeOptions | None = None) -> ServeResu
     tokens/s (no speculation, and each strategy in `opts.strategies`, each deployed by
     `lpusim.deploy`), TTFT, J and $ per token."""
     opts = opts or ServeOptions()
+    if isinstance(scenario.system, GpuSystemSpec):
+        raise _bad("system", f"{scenario.system.name} is a GPU server: serve models users "
+                             "interleaved in an LPU system's static pipeline, and a GPU's "
+                             "continuous batching is not modelled (use run --batch N, or "
+                             "compare)")
     sc, placement = _resolved(scenario, "none")
     for name, v, lo in (("page_tokens", opts.page_tokens, 1), ("max_batch", opts.max_batch, 1),
                         ("prompt_tokens", opts.prompt_tokens, 1)):

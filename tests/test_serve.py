@@ -300,3 +300,10 @@ def test_cli_serve_output_checked_before_work(tmp_path):
     f.write_text("x")
     r = _cli("-o", str(f))
     assert r.returncode == 2 and "not a directory" in r.stderr
+
+
+def test_serve_refuses_a_gpu_server_with_one_line():
+    r = _cli("llama-3.1-70b-h100x8")
+    assert r.returncode == 2, r.stderr
+    (line,) = r.stderr.strip().splitlines()
+    assert "serve: system:" in line and "GPU server" in line and "Traceback" not in r.stderr
