@@ -45,8 +45,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-__all__ = ["BoundedCache", "clear", "code_fingerprint", "disk_dir", "info", "memoise",
-           "set_disk_dir"]
+__all__ = ["BoundedCache", "ObjectCache", "clear", "code_fingerprint", "disk_dir", "info",
+           "memoise", "set_disk_dir"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 V = TypeVar("V")
@@ -99,6 +99,24 @@ class BoundedCache(Generic[V]):
 
     def __len__(self) -> int:
         return len(self._data)
+
+
+class ObjectCache(Generic[V]):
+    """A BoundedCache of values derived from an object that is not hashable by value (a
+    decode graph, a link graph), keyed by the object's identity and a hashable key. Each
+    entry holds the object, so its id cannot be reused by another object while it is cached."""
+
+    def __init__(self, name: str, maxsize: int):
+        self._cache: BoundedCache[tuple[Any, V]] = BoundedCache(name, maxsize)
+
+    def get_or_make(self, obj: Any, key: Hashable, make: Callable[[], V]) -> V:
+        full = (id(obj), key)
+        hit = self._cache.get(full)
+        if hit is not None and hit[0] is obj:
+            return hit[1]
+        value = make()
+        self._cache.put(full, (obj, value))
+        return value
 
 
 @memoise("code_fingerprint", maxsize=1)

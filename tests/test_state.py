@@ -105,6 +105,24 @@ def test_bounded_cache_keeps_the_most_recent():
         del caches._REGISTRY["test-bounded"]
 
 
+def test_object_cache_is_keyed_by_the_object_it_holds():
+    c: caches.ObjectCache[int] = caches.ObjectCache("test-object", maxsize=4)
+    try:
+        a, b = [1], [1]                          # equal but distinct objects
+        made = []
+
+        def make(v: int) -> int:
+            made.append(v)
+            return v
+
+        assert c.get_or_make(a, "k", lambda: make(10)) == 10
+        assert c.get_or_make(a, "k", lambda: make(11)) == 10      # same object: cached
+        assert c.get_or_make(b, "k", lambda: make(12)) == 12      # another object: made
+        assert made == [10, 12]
+    finally:
+        del caches._REGISTRY["test-object"]
+
+
 def test_yaml_scalar_loader_keeps_no_memo(tmp_path):
     for i in range(20):
         f = tmp_path / f"m{i}.yaml"

@@ -19,7 +19,7 @@ from itertools import groupby
 from operator import attrgetter
 from typing import Any
 
-from lpusim.caches import BoundedCache
+from lpusim.caches import ObjectCache
 from lpusim.compiler.checks import check_lowered, check_placement, pass_checks, set_pass_checks
 from lpusim.compiler.lower import serialisation_cycles
 from lpusim.compiler.place import Placement, minimum_chips, place
@@ -58,23 +58,16 @@ def _run_pass(pass_name: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> 
 
 # placements of the graphs compiled lately: a what-if that changes links or clocks but not
 # the model, its width or the SRAM re-places nothing (lpusim.step reuses the graph object)
-_PLACEMENTS: BoundedCache[tuple[DecodeGraph, Placement]] = BoundedCache("placements", 32)
-
-
-# route signatures of the groups compiled lately, by link graph object (which the entry holds)
-# and the chips of the group and the one before: every width of a speculative search places
-# the same groups, and a group spanning racks needs hundreds of routes to sign
-_GROUPS: BoundedCache[tuple[LinkGraph, str]] = BoundedCache("group_signatures", 4096)
+_PLACEMENTS: ObjectCache[Placement] = ObjectCache("placements", 32)
+# route signatures of the groups compiled lately, by link graph and the chips of the group and
+# the one before: every width of a speculative search places the same groups, and a group
+# spanning racks needs hundreds of routes to sign
+_GROUPS: ObjectCache[str] = ObjectCache("group_signatures", 4096)
 
 
 def _group_signature(links: LinkGraph, pl: Placement, s: int) -> str:
-    key = (id(links), pl.stage_chips[s], pl.stage_chips[s - 1] if s else ())
-    hit = _GROUPS.get(key)
-    if hit is not None and hit[0] is links:
-        return hit[1]
-    sig = group_signature(links, pl, s)
-    _GROUPS.put(key, (links, sig))
-    return sig
+    return _GROUPS.get_or_make(links, (pl.stage_chips[s], pl.stage_chips[s - 1] if s else ()),
+                               lambda: group_signature(links, pl, s))
 
 
 def _place(graph: DecodeGraph, system: SystemSpec, chips: int | None,
@@ -82,13 +75,8 @@ def _place(graph: DecodeGraph, system: SystemSpec, chips: int | None,
     """The shared first passes: placement and the link graph of the chips used."""
     n = chips or system.chips
     tp = tp or system.topology.chips_per_node
-    key = (id(graph), system.chip, n, tp)
-    hit = _PLACEMENTS.get(key)
-    if hit is not None and hit[0] is graph:     # the entry holds the graph: its id is unique
-        pl = hit[1]
-    else:
-        pl = _run_pass("place", place, graph, system.chip, n, tp)
-        _PLACEMENTS.put(key, (graph, pl))
+    pl = _PLACEMENTS.get_or_make(graph, (system.chip, n, tp),
+                                 lambda: _run_pass("place", place, graph, system.chip, n, tp))
     if pass_checks():
         check_placement(graph, pl)
     links: LinkGraph = _run_pass("topology", build_link_graph, system, n)

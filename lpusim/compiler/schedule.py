@@ -17,6 +17,7 @@ route, cut-through) is free. Queues are in order, as on the hardware.
 from __future__ import annotations
 
 import hashlib
+import itertools
 from dataclasses import dataclass
 
 from lpusim.compiler.lower import Cost, Task, ceil_div, op_costs, serialisation_cycles, vxm_cost
@@ -388,10 +389,11 @@ def group_signature(links: LinkGraph, pl: Placement, s: int) -> str:
     pos: dict[int, tuple[str, int]] = {c: ("c", i) for i, c in enumerate(chips)}
     if s > 0:
         pos.update({c: ("p", i) for i, c in enumerate(pl.stage_chips[s - 1])})
+    others = itertools.count()
 
     def label(c: int) -> tuple[str, int]:
         if c not in pos:
-            pos[c] = ("x", sum(1 for v in pos.values() if v[0] == "x"))
+            pos[c] = ("x", next(others))
         return pos[c]
 
     def hops(route: list[int]) -> tuple[object, ...]:

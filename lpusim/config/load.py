@@ -89,19 +89,31 @@ def shipped(kind: str) -> dict[str, Path]:
     Listed once per state of the directories searched (their modification times change when
     a file is added, removed or renamed, as editors do on save); a file whose `kind:` line is
     edited in place is caught when it is found (`find` re-reads the kind of its hit)."""
-    dirs = [base / sub for base in data_dirs() for sub in SEARCH_DIRS[kind]]
-    state = []
-    for d in dirs:
-        try:
-            state.append((str(d), d.stat().st_mtime_ns))
-        except OSError:
-            state.append((str(d), -1))
-    key = (kind, tuple(state))
+    dirs = _search_dirs(kind)
+    key = (kind, _dir_state(dirs))
     hit = _SHIPPED.get(key)
     if hit is None:
         hit = _list_shipped(kind, dirs)
         _SHIPPED.put(key, hit)
     return dict(hit)
+
+
+def _search_dirs(kind: str | None = None) -> list[Path]:
+    """The directories short names of `kind` (of every kind: None) are looked up in."""
+    subs = SEARCH_DIRS[kind] if kind else sorted({s for v in SEARCH_DIRS.values() for s in v})
+    return [base / sub for base in data_dirs() for sub in subs]
+
+
+def _dir_state(dirs: list[Path]) -> tuple[tuple[str, int], ...]:
+    """Each directory with its modification time (-1: missing): adding, removing or renaming
+    a file inside changes it."""
+    out = []
+    for d in dirs:
+        try:
+            out.append((str(d), d.stat().st_mtime_ns))
+        except OSError:
+            out.append((str(d), -1))
+    return tuple(out)
 
 
 def _list_shipped(kind: str, dirs: list[Path]) -> dict[str, Path]:
@@ -161,8 +173,7 @@ def find(kind: str, ref: str, relative_to: Path | None = None) -> Path | None:
         return as_file if as_file.is_file() else None
     hit = shipped(kind).get(ref)
     if hit is not None and _peek_kind(hit) not in ACCEPTS.get(kind, (kind,)):
-        hit = _list_shipped(kind, [b / s for b in data_dirs() for s in SEARCH_DIRS[kind]]
-                            ).get(ref)
+        hit = _list_shipped(kind, _search_dirs(kind)).get(ref)
     if hit is not None:
         return hit
     return as_file if as_file.is_file() else None
@@ -243,17 +254,6 @@ def _file_state(path: Path) -> tuple[int, int] | None:
     return st.st_mtime_ns, st.st_size
 
 
-def _search_state() -> tuple[tuple[str, int], ...]:
-    """The directories short names are looked up in, with their modification times."""
-    out = []
-    for base in data_dirs():
-        for sub in sorted({s for subs in SEARCH_DIRS.values() for s in subs}):
-            d = base / sub
-            st = _file_state(d)
-            out.append((str(d), st[0] if st else -1))
-    return tuple(out)
-
-
 # specs built from files no override reaches, with the (path, state) of every file read for
 # them: a sweep loads the same model, system and chip for every point. A hit is used only if
 # none of those files changed and the directories names are looked up in did not either.
@@ -273,7 +273,7 @@ class _Loader:
         if any(k.startswith(prefix) for k in self.overrides):
             return self.build_doc(self._document(path), expect, prefix)
         if self._dirs is None:
-            self._dirs = _search_state()
+            self._dirs = _dir_state(_search_dirs())
         key = (str(path), expect, self.checks, self._dirs)
         hit = _BUILT.get(key)
         if hit is not None and all(_file_state(Path(p)) == st for p, st in hit[1]):

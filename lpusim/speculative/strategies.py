@@ -208,6 +208,13 @@ def _gammas(sc: ScenarioSpec, acc: AcceptanceModel, limit: int) -> tuple[range, 
     return range(g, g + 1), limit
 
 
+def _verify_floor(sc: ScenarioSpec, baseline: StepMetrics, target: ModelSpec,
+                  with_heads: bool) -> int:
+    """Cycles no verification step can be shorter than: the baseline, which is the same step
+    at width 1 when the target verifies without heads (the same model on the same chips)."""
+    return 0 if with_heads or target != sc.model else baseline.latency_cycles
+
+
 def _chain(name: str, sc: ScenarioSpec, baseline: StepMetrics, step: Stepper,
            acc: AcceptanceModel, gammas: range, *, target: ModelSpec, with_heads: bool,
            draft_cycles: int, overhead: int, d_chips: int, pipelined: bool,
@@ -225,17 +232,15 @@ def _chain(name: str, sc: ScenarioSpec, baseline: StepMetrics, step: Stepper,
         return acc.nodes + 1 if measured else 1 + tree_nodes(tree, g)  # type: ignore[attr-defined]
 
     expected: dict[int, float] = {}
-    heads_up: dict[tuple[int, int], tuple[int, float]] = {}
+    bet_on: dict[int, float] = {}           # P(a pass gets the head start), per gamma
 
     def tokens_per_second(g: int, verify: int) -> float:
         # the acceptance terms depend on g alone: computed once per g (the search asks often)
         if g not in expected:
             expected[g] = acc.expected_tokens(g)
-        key = (g, verify)
-        if key not in heads_up:
-            heads_up[key] = _head_start(acc, g, draft_cycles, verify + overhead, pipelined)
-        head, p_head = heads_up[key]
-        pass_cycles = g * draft_cycles + verify + overhead - p_head * head
+            bet_on[g] = _head_start(acc, g, draft_cycles, 0, pipelined)[1]
+        head = min(g * draft_cycles, verify + overhead)     # what a head start saves
+        pass_cycles = g * draft_cycles + verify + overhead - bet_on[g] * head
         return expected[g] * clock / max(1e-9, pass_cycles)
 
     # the pass time grows with the verification step (a head start saves at most what the
@@ -245,9 +250,7 @@ def _chain(name: str, sc: ScenarioSpec, baseline: StepMetrics, step: Stepper,
             bar.update()
             return step(target, sc.chips_used, sc.tp, width_of(g), with_heads).latency_cycles
 
-        # the baseline is this step at width 1 when the target verifies without heads (the
-        # same model on the same chips): no verification is shorter
-        floor = 0 if with_heads or target != sc.model else base_cycles
+        floor = _verify_floor(sc, baseline, target, with_heads)
         found = best_candidate(gammas, verify_of, tokens_per_second,
                                lambda g, below: (math.inf if spec.curve == "every"
                                                  else tokens_per_second(g, below or floor)))
@@ -404,13 +407,14 @@ def _evaluate_async(name: str, sc: ScenarioSpec, acc: AcceptanceModel, windows: 
         return evaluate_async(acc, k, d, v.latency_cycles, overhead,
                               v.initiation_interval_cycles, clock_hz=clock)
 
+    floor = _verify_floor(sc, baseline, target, False)
+
     def bound(k: int, below: StepMetrics | None) -> float:
         # a wider window still waits for its drafts and pays at least the verification below
         # it (at least the baseline, the same model at width 1): window 1 without any spacing
         # between runs is the most favourable case
         if spec.curve == "every":
             return math.inf
-        floor = baseline.latency_cycles if target == sc.model else 0
         v = below.latency_cycles if below is not None else floor
         return evaluate_async(acc, 1, d, v, overhead, 0, clock_hz=clock).tokens_per_second
 
