@@ -175,3 +175,11 @@ def test_every_gamma_curve_has_the_searched_optimum(strategy):
     # the searched points are exactly the curve's points at those gammas
     at = {c["gamma"]: c for c in every["gamma_curve"]}
     assert all(c == at[c["gamma"]] for c in searched["gamma_curve"])
+
+
+def test_a_bad_curve_value_is_one_line_naming_the_field(capsys):
+    from lpusim import cli
+    rc = cli.main(["run", "llama-3.1-70b-specdec", "--set", "speculation.curve=all"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1
+    assert "speculation.curve: 'all' is not one of searched, every" in err[0]
