@@ -9,16 +9,17 @@ fields are integer cycles of the chip clock. The result of an instruction is ava
 `issue + duration + transit + fill` (busy cycles on the unit, stream transit to and from SRAM,
 pipeline fill and instruction ripple); a transfer's data arrive at `issue + serialisation +
 sum(hop latencies)` (cut-through: hop i starts `sum(hop latencies before i)` after issue).
-Programs are frozen, serialise to canonical JSON, and hash stably (SHA-256).
+Instructions, transfers and links are named tuples (immutable, and cheap to make: a step
+makes 10^4-10^5 of them); programs are frozen, serialise to canonical JSON, and hash stably
+(SHA-256).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, fields
-from operator import attrgetter
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from typing import Any, NamedTuple
 
 UNITS = ("icu", "mem", "sxm", "mxm", "vxm")
 CATEGORIES = ("compute_mxm", "compute_vxm", "data_movement", "link_serialisation",
@@ -29,8 +30,7 @@ CATEGORIES = ("compute_mxm", "compute_vxm", "data_movement", "link_serialisation
 LATENCY_CATEGORIES = ("collective_latency", "layer_barrier", "stage_deskew")
 
 
-@dataclass(frozen=True, slots=True)
-class Instr:
+class Instr(NamedTuple):
     id: int
     chip: int
     unit: str
@@ -57,8 +57,7 @@ class Instr:
         return self.issue + self.duration + self.transit + self.fill
 
 
-@dataclass(frozen=True, slots=True)
-class Transfer:
+class Transfer(NamedTuple):
     id: int
     src: int
     dst: int
@@ -84,23 +83,20 @@ class Transfer:
         return self.issue + sum(self.hop_latency[:i])
 
 
-@dataclass(frozen=True, slots=True)
-class Link:
+class Link(NamedTuple):
     id: int
     src: int
     dst: int
     kind: str               # "local" (inside a node) or "global"
 
 
-def _table(cls: type, items: tuple[Any, ...]) -> dict[str, Any]:
+def _table(cls: Any, items: tuple[Any, ...]) -> dict[str, Any]:
     """Items as a table: the field names once, then one row of values per item (compact,
     and several times faster to encode than one mapping per item)."""
-    cols = tuple(f.name for f in fields(cls))
-    get = attrgetter(*cols)
-    return {"columns": list(cols), "rows": [get(x) for x in items]}
+    return {"columns": list(cls._fields), "rows": [tuple(x) for x in items]}
 
 
-def _untable(cls: type, table: dict[str, Any]) -> tuple[Any, ...]:
+def _untable(cls: Any, table: dict[str, Any]) -> tuple[Any, ...]:
     cols = table["columns"]
     out = []
     for row in table["rows"]:

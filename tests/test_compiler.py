@@ -149,7 +149,7 @@ def test_verifier_accepts_scheduled_and_rejects_corrupted(prog, data):
     # shift one instruction that has a dependency earlier by one cycle: must be rejected
     cands = [i for i in prog.instructions if i.deps]
     victim = data.draw(st.sampled_from(cands))
-    bad = dataclasses.replace(victim, issue=victim.issue - 1)
+    bad = victim._replace(issue=victim.issue - 1)
     ins = tuple(bad if i.id == victim.id else i for i in prog.instructions)
     with pytest.raises(CompileError, match="verify"):
         verify_program(dataclasses.replace(prog, instructions=ins))
@@ -166,7 +166,7 @@ def test_verifier_rejects_overlapping_transfer(prog, data):
     if not shared:
         return
     a, b = sorted(data.draw(st.sampled_from(shared)), key=lambda t: t.issue)[:2]
-    moved = dataclasses.replace(b, issue=a.issue, deps=())
+    moved = b._replace(issue=a.issue, deps=())
     trs = tuple(moved if t.id == b.id else t for t in prog.transfers)
     with pytest.raises(CompileError, match="oversubscribed|before operand"):
         verify_program(dataclasses.replace(prog, transfers=trs))

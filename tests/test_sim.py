@@ -41,7 +41,7 @@ def test_hand_program_exact_cycles():
 
 def test_early_consumer_raises_violation_naming_chip_unit_cycle():
     p = hand_program()
-    bad = dataclasses.replace(p.instructions[1], issue=39)
+    bad = p.instructions[1]._replace(issue=39)
     p2 = dataclasses.replace(p, instructions=(p.instructions[0], bad))
     with pytest.raises(ScheduleViolation) as e:
         simulate(p2)
@@ -63,7 +63,7 @@ def test_compiled_program_shifted_instruction_is_caught():
     g = build_decode_graph(load("workloads/llama-3.2-1b.yaml"), GraphParams(context=256))
     prog = compile_program(g, s)
     victim = next(i for i in prog.instructions if i.unit == "vxm" and i.deps and i.chip == 3)
-    ins = tuple(dataclasses.replace(i, issue=i.issue - 1) if i.id == victim.id else i
+    ins = tuple(i._replace(issue=i.issue - 1) if i.id == victim.id else i
                 for i in prog.instructions)
     with pytest.raises(ScheduleViolation) as e:
         simulate(dataclasses.replace(prog, instructions=ins))

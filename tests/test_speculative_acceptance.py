@@ -32,6 +32,14 @@ def test_constant_model() -> None:
     assert m.describe() == {"kind": "constant", "a": 0.9}
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.floats(0.0, 1.0), st.integers(1, 64))
+def test_constant_expected_tokens_is_the_survival_sum_bit_for_bit(a: float, gamma: int) -> None:
+    # the constant model's own loop must give exactly the general definition 1 + sum S_i
+    m = ConstantAcceptance(a)
+    assert m.expected_tokens(gamma) == AcceptanceModel.expected_tokens(m, gamma)
+
+
 def test_positional_expected_tokens_hand_computed() -> None:
     m = PositionalAcceptance((0.75, 0.69, 0.65, 0.64, 0.64))
     # S = .75, .5175, .336375, .21528, .1377792

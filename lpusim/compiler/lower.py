@@ -134,7 +134,7 @@ def op_costs(op: Op, chip: ChipSpec, tp: int, graph: DecodeGraph) -> list[tuple[
     return [("", vxm_cost(chip, elements, op.ops_per_element, act, trans))]
 
 
-@dataclass
+@dataclass(slots=True)
 class Task:
     """An untimed instruction or transfer with its dependencies (indices of earlier tasks)."""
 

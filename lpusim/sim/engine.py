@@ -10,12 +10,17 @@ ran; latency and metrics are derived from what actually ran, not from the compil
 Each item costs one simpy event (the wait for its issue cycle): occupancy is checked against
 the end of the previous item on the same queue or link, so no second event marks the end.
 Compiled items last at least one cycle, so a producer has always started strictly before its
-consumer issues, whatever the order of events within a cycle.
+consumer issues, whatever the order of events within a cycle. A queue is a chain of events
+rather than a simpy process: each event's callback runs its item and schedules the queue's
+next one (what a process's `yield env.timeout(...)` does, without resuming a generator), in
+the same order, so same-cycle events resolve as they would in processes started in the same
+order.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from lpusim.errors import ScheduleViolation
 from lpusim.program import Instr, Program, Transfer
@@ -40,14 +45,134 @@ def _arrived(deps: tuple[int, ...], ready: dict[int, int], now: int) -> bool:
     return True
 
 
+class _Run:
+    """What the simulation has seen so far: when each item started and when its result
+    arrived, and the event count."""
+
+    __slots__ = ("busy", "env", "events", "ready", "start", "timeout")
+
+    def __init__(self, items: tuple[Instr | Transfer, ...]):
+        import simpy  # heavy import kept local: only simulation needs it
+        self.env = simpy.Environment()
+        self.timeout = simpy.Timeout
+        self.start: dict[int, int] = {}
+        self.ready: dict[int, int] = {}
+        self.busy = {x.id: x.busy for x in items}
+        self.events = 0
+
+    def check_operands(self, deps: tuple[int, ...], now: int, chip: int, unit: str, name: str,
+                       stream: tuple[int, ...] = (), end: int = 0) -> None:
+        for d in deps:
+            r = self.ready.get(d)
+            if r is not None and d in stream:
+                if r > end:
+                    raise ScheduleViolation(chip, unit, now, name,
+                                            f"ends at cycle {end} before streamed operand {d} "
+                                            f"ends at {r}")
+                r -= self.busy[d]           # its first vector
+            if r is None or r > now:
+                why = (f"operand {d} not yet produced" if r is None
+                       else f"operand {d} arrives at cycle {r}")
+                raise ScheduleViolation(chip, unit, now, name, why)
+
+
+class _UnitQueue:
+    """One (chip, unit) queue: its instructions in issue order, one event each."""
+
+    __slots__ = ("chip", "free", "pos", "q", "run", "unit")
+
+    def __init__(self, run: _Run, key: tuple[int, str], q: list[Instr]):
+        self.run = run
+        self.chip, self.unit = key
+        self.q = sorted(q, key=lambda i: (i.issue, i.id))
+        self.pos = 0
+        self.free = 0
+        self.next()
+
+    def next(self) -> None:
+        ins = self.q[self.pos]
+        now = self.run.env.now
+        if ins.issue < now or ins.issue < self.free:
+            raise ScheduleViolation(self.chip, self.unit, ins.issue, f"{ins.id}:{ins.op}",
+                                    f"unit busy until cycle {max(self.free, int(now))}")
+        self.run.timeout(self.run.env, ins.issue - now).callbacks.append(self.fire)
+
+    def fire(self, _event: Any) -> None:
+        run = self.run
+        ins = self.q[self.pos]
+        if ins.stream or not _arrived(ins.deps, run.ready, ins.issue):
+            run.check_operands(ins.deps, ins.issue, self.chip, self.unit, f"{ins.id}:{ins.op}",
+                               ins.stream, ins.issue + ins.duration)
+        run.start[ins.id] = ins.issue
+        run.ready[ins.id] = ins.issue + ins.duration + ins.transit + ins.fill
+        run.events += 1
+        self.free = ins.issue + ins.duration
+        self.pos += 1
+        if self.pos < len(self.q):
+            self.next()
+
+
+class _LinkQueue:
+    """One link direction: the hops crossing it in order, one event each."""
+
+    __slots__ = ("free", "lid", "pos", "q", "run")
+
+    def __init__(self, run: _Run, lid: int, q: list[tuple[int, int, Transfer]]):
+        self.run = run
+        self.lid = lid
+        self.q = sorted(q, key=lambda x: (x[0], x[2].id))
+        self.pos = 0
+        self.free = 0
+        self.next()
+
+    def next(self) -> None:
+        s, _h, t = self.q[self.pos]
+        now = self.run.env.now
+        if s < now or s < self.free:
+            raise ScheduleViolation(t.src, f"link{self.lid}", s, f"{t.id}:{t.op}",
+                                    f"link busy until cycle {max(self.free, int(now))}")
+        self.run.timeout(self.run.env, s - now).callbacks.append(self.fire)
+
+    def fire(self, _event: Any) -> None:
+        run = self.run
+        s, h, t = self.q[self.pos]
+        if h == 0:
+            if t.stream or not _arrived(t.deps, run.ready, s):
+                run.check_operands(t.deps, s, t.src, f"link{self.lid}", f"{t.id}:{t.op}",
+                                   t.stream, s + t.serialisation)
+            run.start[t.id] = s
+            run.ready[t.id] = t.ready
+        elif t.id not in run.start:
+            raise ScheduleViolation(t.src, f"link{self.lid}", s, f"{t.id}:{t.op}",
+                                    "hop before the first")
+        run.events += 1
+        self.free = s + t.serialisation
+        self.pos += 1
+        if self.pos < len(self.q):
+            self.next()
+
+
+class _Local:
+    """A transfer between units of one chip (no link): one event."""
+
+    __slots__ = ("run", "t")
+
+    def __init__(self, run: _Run, t: Transfer):
+        self.run = run
+        self.t = t
+        run.timeout(run.env, t.issue - run.env.now).callbacks.append(self.fire)
+
+    def fire(self, _event: Any) -> None:
+        run, t = self.run, self.t
+        run.check_operands(t.deps, t.issue, t.src, "local", f"{t.id}:{t.op}", t.stream,
+                           t.issue + t.serialisation)
+        run.start[t.id] = t.issue
+        run.ready[t.id] = t.ready
+        run.events += 1
+
+
 def simulate(prog: Program) -> SimResult:
     """Run `prog` cycle by cycle in simpy; raise ScheduleViolation if the schedule breaks."""
-    import simpy  # heavy import kept local: only simulation needs it
-
-    env = simpy.Environment()
-    start: dict[int, int] = {}
-    ready: dict[int, int] = {}
-    counter = [0]
     queues: dict[tuple[int, str], list[Instr]] = {}
     for i in prog.instructions:
         queues.setdefault((i.chip, i.unit), []).append(i)
@@ -55,80 +180,20 @@ def simulate(prog: Program) -> SimResult:
     for t in prog.transfers:
         for h, lid in enumerate(t.route):
             hops.setdefault(lid, []).append((t.hop_start(h), h, t))
-    direct = [t for t in prog.transfers if not t.route]
-
-    items: tuple[Instr | Transfer, ...] = (*prog.instructions, *prog.transfers)
-    busy = {x.id: x.busy for x in items}
-
-    def check_operands(deps: tuple[int, ...], now: int, chip: int, unit: str, name: str,
-                       stream: tuple[int, ...] = (), end: int = 0) -> None:
-        for d in deps:
-            r = ready.get(d)
-            if r is not None and d in stream:
-                if r > end:
-                    raise ScheduleViolation(chip, unit, now, name,
-                                            f"ends at cycle {end} before streamed operand {d} "
-                                            f"ends at {r}")
-                r -= busy[d]                # its first vector
-            if r is None or r > now:
-                why = (f"operand {d} not yet produced" if r is None
-                       else f"operand {d} arrives at cycle {r}")
-                raise ScheduleViolation(chip, unit, now, name, why)
-
-    def unit_proc(key: tuple[int, str], q: list[Instr]):
-        q = sorted(q, key=lambda i: (i.issue, i.id))
-        free = 0
-        for ins in q:
-            if ins.issue < env.now or ins.issue < free:
-                raise ScheduleViolation(key[0], key[1], ins.issue, f"{ins.id}:{ins.op}",
-                                        f"unit busy until cycle {max(free, int(env.now))}")
-            yield env.timeout(ins.issue - env.now)
-            if ins.stream or not _arrived(ins.deps, ready, ins.issue):
-                check_operands(ins.deps, ins.issue, key[0], key[1], f"{ins.id}:{ins.op}",
-                               ins.stream, ins.issue + ins.duration)
-            start[ins.id] = ins.issue
-            ready[ins.id] = ins.issue + ins.duration + ins.transit + ins.fill
-            counter[0] += 1
-            free = ins.issue + ins.duration
-
-    def link_proc(lid: int, q: list[tuple[int, int, Transfer]]):
-        q = sorted(q, key=lambda x: (x[0], x[2].id))
-        free = 0
-        for s, h, t in q:
-            if s < env.now or s < free:
-                raise ScheduleViolation(t.src, f"link{lid}", s, f"{t.id}:{t.op}",
-                                        f"link busy until cycle {max(free, int(env.now))}")
-            yield env.timeout(s - env.now)
-            if h == 0:
-                if t.stream or not _arrived(t.deps, ready, s):
-                    check_operands(t.deps, s, t.src, f"link{lid}", f"{t.id}:{t.op}",
-                                   t.stream, s + t.serialisation)
-                start[t.id] = s
-                ready[t.id] = t.ready
-            elif t.id not in start:
-                raise ScheduleViolation(t.src, f"link{lid}", s, f"{t.id}:{t.op}",
-                                        "hop before the first")
-            counter[0] += 1
-            free = s + t.serialisation
-
-    def local_proc(t: Transfer):
-        yield env.timeout(t.issue - env.now)
-        check_operands(t.deps, t.issue, t.src, "local", f"{t.id}:{t.op}", t.stream,
-                       t.issue + t.serialisation)
-        start[t.id] = t.issue
-        ready[t.id] = t.ready
-        counter[0] += 1
-
-    # processes start in a fixed order so same-cycle events resolve deterministically
+    run = _Run((*prog.instructions, *prog.transfers))
+    env = run.env
+    # queues start in a fixed order so same-cycle events resolve deterministically
     for key in sorted(queues):
-        env.process(unit_proc(key, queues[key]))
+        _UnitQueue(run, key, queues[key])
     for lid in sorted(hops):
-        env.process(link_proc(lid, hops[lid]))
-    for t in direct:
-        env.process(local_proc(t))
+        _LinkQueue(run, lid, hops[lid])
+    for t in prog.transfers:
+        if not t.route:
+            _Local(run, t)
     env.run()
+    start, ready = run.start, run.ready
     missing = len(prog.instructions) + len(prog.transfers) - len(start)
     if missing:
         raise ScheduleViolation(-1, "-", int(env.now), "-", f"{missing} items never ran")
     latency = max(ready.values(), default=0)
-    return SimResult(prog, start, ready, latency, counter[0])
+    return SimResult(prog, start, ready, latency, run.events)
