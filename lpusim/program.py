@@ -183,9 +183,12 @@ class PipelineProgram:
 
     Stages with the same blocks and the same entry/exit relation compile to identical programs
     up to a time offset, so each distinct one is kept once (`templates`, each starting with its
-    input on its entry chip at cycle 0 and ending with its output on its exit chip); `stages`
-    names the template of every stage in pipeline order (a template includes the hand-off
-    into its stage); `handoffs` holds the return of the sampled tokens to stage 0.
+    input on its entry chip at cycle 0 and ending with its output on its exit chip); a stage
+    may instead be a run of part templates, one per block, each starting when the previous
+    one's last result is ready. `stages` names the template of every stage, or of every part,
+    in pipeline order (a stage's first template includes the hand-off into it) and
+    `stage_of` the stage each belongs to; `handoffs` holds the return of the sampled tokens
+    to stage 0.
     """
 
     name: str
@@ -193,6 +196,7 @@ class PipelineProgram:
     chips: int
     templates: dict[str, Program]
     stages: tuple[str, ...]
+    stage_of: tuple[int, ...]
     handoffs: tuple[Handoff, ...]
     sram_capacity_bytes: int
     sram_bytes: dict[int, dict[str, int]] = field(default_factory=dict)
@@ -203,11 +207,15 @@ class PipelineProgram:
     # previous stage
     outputs: dict[str, tuple[int, ...]] = field(default_factory=dict)
     pieces: dict[str, dict[int, int]] = field(default_factory=dict)
+    # per entry of `stages`, a part after a stage's first: its roots (task -> the previous
+    # part's task its critical path continues in); None for a stage's first template
+    joins: tuple[dict[int, int] | None, ...] = ()
 
     def to_json(self) -> str:
         d = {"name": self.name, "clock_hz": self.clock_hz, "chips": self.chips,
              "templates": {k: v.to_dict() for k, v in sorted(self.templates.items())},
-             "stages": list(self.stages), "handoffs": [asdict(h) for h in self.handoffs],
+             "stages": list(self.stages), "stage_of": list(self.stage_of),
+             "handoffs": [asdict(h) for h in self.handoffs],
              "sram_capacity_bytes": self.sram_capacity_bytes,
              "sram_bytes": {str(k): v for k, v in sorted(self.sram_bytes.items())},
              "meta": self.meta}

@@ -6,9 +6,9 @@
    route (the link graph and the hand-off routes) -> lower (ops to timed-to-be instructions and
    transfers, collectives built from transfers) -> schedule (the list scheduler fixes every
    issue cycle) -> verify (no stall, no oversubscribed link). The full fidelity compiles every
-   stage; the fast one each distinct stage once, passing each stage's per-chip output lags to
-   the next (a typed `NoStageTemplate` sends a step whose stages have no exact template to the
-   full program). With `set_pass_checks(True)` (the CLI:
+   stage; the fast one each distinct stage (or block of a stage inside one node) once, passing
+   each stage's per-chip output lags to the next (a typed `NoStageTemplate` sends a step whose
+   stages have no exact template to the full program). With `set_pass_checks(True)` (the CLI:
    LPUSIM_CHECK_PASSES=1) invariants are checked between the passes (`compiler/checks.py`);
 3. simulate and measure (`lpusim.sim`): simpy re-executes the schedule and the critical path,
    utilisation and SRAM give the `StepMetrics`.

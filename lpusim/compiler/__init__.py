@@ -4,7 +4,9 @@
 `compile_pipeline` produces the fast-fidelity form, one template per distinct stage, which
 simulates to exactly the same step latency (stages of a batch-1 decode step run one after
 another and use disjoint resources while they run); a stage whose output reaches its chips at
-different cycles hands those lags to the next stage's template. When a stage has no exact
+different cycles hands those lags to the next stage's template. A stage inside one node is
+compiled as parts, one template per block shared by every stage with that block in that place,
+when `lpusim.compiler.parts` finds that they compose exactly (else whole). When a stage has no exact
 template (work outlasting its output) it raises `NoStageTemplate`, and the caller simulates
 the full program instead.
 """
@@ -22,12 +24,17 @@ from typing import Any
 from lpusim.caches import ObjectCache
 from lpusim.compiler.checks import check_lowered, check_placement, pass_checks, set_pass_checks
 from lpusim.compiler.lower import serialisation_cycles
+from lpusim.compiler.parts import Part, join_parts
 from lpusim.compiler.place import Placement, minimum_chips, place
 from lpusim.compiler.schedule import (
+    Lowerer,
+    NoSplit,
     StageIO,
+    crosses_cuts,
     group_signature,
     handoff_plan,
     handoff_signature,
+    lower_stage_part,
     lower_stage_template,
     lower_step,
     plan_routes,
@@ -161,15 +168,24 @@ def _structure_digest(graph: DecodeGraph, blocks: tuple[str, ...],
 
 
 def _template(graph: DecodeGraph, system: SystemSpec, pl: Placement, links: LinkGraph, s: int,
-              io: StageIO, released: dict[int, int] | None, key: str, name: str
-              ) -> tuple[Program, tuple[int, ...], list[int], dict[int, int]]:
-    """Stage s's verified template: the program, the items putting its output on each of its
-    chips (in chip order), when they are ready, and its hand-off pieces (transfer id ->
-    position of the sending chip in the previous stage)."""
-    tasks, outs = _run_pass("lower", lower_stage_template, graph, system, pl, links, s, io,
-                            released)
+              io: StageIO, released: dict[int, int] | None, key: str, name: str,
+              tpl: _Templates, parts: tuple[tuple[int, int], ...] | None = None,
+              part: int = 0) -> None:
+    """Compile stage s's template (or, with `parts`, the template of one of its parts) into
+    `tpl` under `key`: the verified program, the items putting its output on each of its
+    chips (in chip order), when they are ready, its hand-off pieces (transfer id -> position
+    of the sending chip in the previous stage) and, a part, what it imports and exports."""
+    if parts is None:
+        tasks, outs = _run_pass("lower", lower_stage_template, graph, system, pl, links, s, io,
+                                released)
+        blocks = None
+    else:
+        lp = _run_pass("lower", lower_stage_part, graph, system, pl, links, s, io, parts, part,
+                       released if part == 0 else None)
+        tasks, outs = lp.tasks, lp.outputs
+        blocks = range(*parts[part])
     if pass_checks():
-        check_lowered(graph, pl, system.chip, tasks, range(s, s + 1))
+        check_lowered(graph, pl, system.chip, tasks, range(s, s + 1), blocks)
     prog: Program = _run_pass("schedule", schedule, tasks, name=name, system=system,
                               links=links, chips=pl.stage_chips[s], pl=pl,
                               meta={"stage": s, "blocks": list(pl.stages[s])})
@@ -177,16 +193,123 @@ def _template(graph: DecodeGraph, system: SystemSpec, pl: Placement, links: Link
     ready = {i.id: i.ready for i in prog.instructions}
     ready.update({t.id: t.ready for t in prog.transfers})
     order = tuple(outs[c] for c in pl.stage_chips[s] if c in outs)
-    if max(ready.values()) != max(ready[o] for o in order):
+    stage_end = parts is None or part == len(parts) - 1
+    if stage_end and max(ready.values()) != max(ready[o] for o in order):
         raise NoStageTemplate(s, key)       # work outlasting the stage's output
-    prev = pl.stage_chips[s - 1] if s > 0 else ()
-    pieces = {t.id: prev.index(t.src) for t in prog.transfers if t.op == f"stage{s}.handoff"}
-    return prog, order, [ready[o] for o in order], pieces
+    tpl.programs[key] = prog
+    tpl.outputs[key] = order
+    tpl.arrivals[key] = [ready[o] for o in order]
+    if s > 0 and (parts is None or part == 0):
+        prev = pl.stage_chips[s - 1]
+        tpl.pieces[key] = {t.id: prev.index(t.src) for t in prog.transfers
+                           if t.op == f"stage{s}.handoff"}
+    if parts is not None:
+        tpl.parts[key] = Part(prog, lp.imports, lp.exports, ready)
+
+
+def _compile_parts(graph: DecodeGraph, system: SystemSpec, pl: Placement, links: LinkGraph,
+                   s: int, io: StageIO, released: dict[int, int] | None,
+                   parts: tuple[tuple[int, int], ...], keys: list[str], name: str,
+                   tpl: _Templates) -> bool:
+    """Compile the parts of stage s that are new; True if they compose exactly (their joins
+    are then in `tpl.joins`), False if the stage must be compiled whole."""
+    combo = tuple(keys)
+    if combo not in tpl.joins:
+        for j, key in enumerate(keys):
+            if key in tpl.no_split:
+                tpl.joins[combo] = None
+                break
+            if key not in tpl.programs:
+                try:
+                    _template(graph, system, pl, links, s, io, released, key,
+                              f"{name}:{key}", tpl, parts, j)
+                except NoSplit:
+                    tpl.no_split.add(key)
+                    tpl.joins[combo] = None
+                    break
+                except NoStageTemplate:
+                    tpl.joins[combo] = None
+                    break
+        else:
+            tpl.joins[combo] = join_parts([tpl.parts[k] for k in keys])
+    return tpl.joins[combo] is not None
+
+
+class _Templates:
+    """The templates of one fast-fidelity compile, and how each joins its neighbours: the
+    items putting its output on each chip, when they are ready, its hand-off pieces, and (a
+    stage part) what it imports and exports."""
+
+    def __init__(self) -> None:
+        self.programs: dict[str, Program] = {}
+        self.outputs: dict[str, tuple[int, ...]] = {}
+        self.arrivals: dict[str, list[int]] = {}
+        self.pieces: dict[str, dict[int, int]] = {}
+        self.parts: dict[str, Part] = {}
+        self.no_split: set[str] = set()
+        self.joins: dict[tuple[str, ...], list[dict[int, int]] | None] = {}
+
+
+def _parts(graph: DecodeGraph, pl: Placement, s: int, signatures: dict[Any, str]
+           ) -> tuple[tuple[tuple[int, int], ...], list[str]]:
+    """How stage s is cut into parts, and each part's structure: every block is a part,
+    except that a cut is not made where a value that cannot cross one (`crosses_cuts`) would.
+    A part's structure names its blocks, their digest and which earlier part's values its
+    ops read (parts back, position of the op there)."""
+    blocks = pl.stages[s]
+    where = {n: j for j, blk in enumerate(blocks) for n in graph.block_ops[blk]}
+    joined: set[int] = set()        # j: no cut before block j
+    for j, blk in enumerate(blocks):
+        for n in graph.block_ops[blk]:
+            for src in graph.op(n).inputs:
+                k = where.get(src)
+                if k is not None and k < j and not crosses_cuts(graph.op(src), pl.tp):
+                    joined.update(range(k + 1, j + 1))
+    cuts = [j for j in range(1, len(blocks)) if j not in joined]
+    parts = tuple(zip([0, *cuts], [*cuts, len(blocks)], strict=True))
+    made: dict[str, tuple[int, int]] = {}
+    out = []
+    for j, (a, b) in enumerate(parts):
+        names = [n for blk in blocks[a:b] for n in graph.block_ops[blk]]
+        kind = "+".join(blk.split(".")[-1] for blk in blocks[a:b])
+        digest = _structure_digest(graph, blocks[a:b], signatures)
+        reads = sorted({(j - made[src][0], made[src][1]) for n in names
+                        for src in graph.op(n).inputs if src in made})
+        out.append(f"{kind}#{digest}|reads:{reads}")
+        made.update({n: (j, i) for i, n in enumerate(names)})
+    return parts, out
+
+
+# stage parts of the graphs compiled lately (the structure of a stage's parts does not depend
+# on the machine: a what-if on links or clocks reuses them)
+_PARTS: ObjectCache[tuple[tuple[tuple[int, int], ...], list[str]]] = ObjectCache("parts", 4096)
+
+
+def _part_keys(graph: DecodeGraph, pl: Placement, s: int, first: bool, last: bool,
+               same: bool, handoff: str, tail: str, signatures: dict[Any, str],
+               in_bytes: int) -> tuple[tuple[tuple[int, int], ...], list[str]]:
+    """Stage s's parts and the template key of each: the first part's key adds the stage
+    input (tokens, or its hand-off, `tail`: lags and group, and its size), the last part's
+    the stage's exit role."""
+    parts, shapes = _PARTS.get_or_make(graph, (pl.tp, pl.stages[s]),
+                                       lambda: _parts(graph, pl, s, signatures))
+    keys = []
+    for j, shape in enumerate(shapes):
+        key = f"part:{shape}"
+        if j == 0:
+            key = f"first-part:{shape}" + ("|tokens" if first else "")
+            key += f"|in:{handoff}" if handoff else ""
+            key += f"|bytes:{in_bytes}{tail}"
+        if j == len(shapes) - 1 and last:
+            key += "|exit" + ("=entry" if same else "")
+        keys.append(key)
+    return parts, keys
 
 
 def compile_pipeline(graph: DecodeGraph, system: SystemSpec, *, chips: int | None = None,
                      tp: int | None = None, name: str = "step") -> PipelineProgram:
-    """Fast fidelity: one verified template per distinct stage, plus the token return.
+    """Fast fidelity: verified templates of the distinct stages (or of their parts), plus the
+    token return.
 
     A template holds its stage's incoming hand-off, its compute and collectives; it runs until
     its output is on every chip of the stage (the last stage: on the exit chip). A hand-off
@@ -194,44 +317,62 @@ def compile_pipeline(graph: DecodeGraph, system: SystemSpec, *, chips: int | Non
     its chips at different cycles (a tensor-parallel group spanning nodes), as many cycles
     after the earliest as that chip lags: the offsets are part of the template's key, and so
     are the routes inside a group spanning nodes (`group_signature`). Inside one node the
-    output must reach every chip at once (else `NoStageTemplate`)."""
+    output must reach every chip at once (else `NoStageTemplate`), and a stage of several
+    blocks is compiled as one template per block when those compose exactly
+    (`lpusim.compiler.parts`); else whole."""
     n, tp, pl, links = _place(graph, system, chips, tp)
     ios, back = _run_pass("lower", plan_routes, pl, links)
-    templates: dict[str, Program] = {}
-    outputs: dict[str, tuple[int, ...]] = {}
-    pieces: dict[str, dict[int, int]] = {}
-    arrivals: dict[str, list[int]] = {}
+    tpl = _Templates()
     keys: list[str] = []
+    stage_of: list[int] = []
+    joins: list[dict[int, int] | None] = []
     last = len(ios) - 1
+    same = ios[0].entry == ios[-1].exit
     signatures: dict[Any, str] = {}
     per_layer = Counter(b.split(".")[0] for b in graph.blocks)
+    live_in = Lowerer(graph, system, pl, links).live_in_bytes
     lag: tuple[int, ...] = ()       # the previous stage's output per chip, after its earliest
     for s, io in enumerate(ios):
-        key = _stage_key(graph, pl.stages[s], s == 0, s == last, ios[0].entry == ios[-1].exit,
-                         handoff_signature(links, pl, s), signatures, per_layer)
+        handoff = handoff_signature(links, pl, s)
         group = _group_signature(links, pl, s)
         released: dict[int, int] | None = None
+        tail = ""
         if any(lag):
             prev = pl.stage_chips[s - 1]
             released = {c: lag[i] for i, c in enumerate(prev)}
             at = sorted((prev.index(a), released[a], pl.stage_chips[s].index(b),
                          tuple(links.latency[lid] for lid in route))
                         for a, b, route in handoff_plan(links, pl, s))
-            key += "|at:" + hashlib.sha256(repr(at).encode()).hexdigest()[:12]
+            tail += "|at:" + hashlib.sha256(repr(at).encode()).hexdigest()[:12]
         if group:
-            key += f"|group:{group}"
-        keys.append(key)
-        if key not in templates:
-            templates[key], outputs[key], arrivals[key], got = _template(
-                graph, system, pl, links, s, io, released, key, f"{name}:{key}")
-            if s > 0:
-                pieces[key] = got
-        arrive = arrivals[key]
+            tail += f"|group:{group}"
+        mine: list[str] | None = None
+        if not group and len(pl.stages[s]) > 1:
+            parts, mine = _part_keys(graph, pl, s, s == 0, s == last, same, handoff, tail,
+                                     signatures, live_in(s))
+            if len(parts) == 1 or not _compile_parts(graph, system, pl, links, s, io,
+                                                     released, parts, mine, name, tpl):
+                mine = None
+        if mine is None:
+            key = _stage_key(graph, pl.stages[s], s == 0, s == last, same, handoff,
+                             signatures, per_layer) + tail
+            if key not in tpl.programs:
+                _template(graph, system, pl, links, s, io, released, key, f"{name}:{key}",
+                          tpl)
+            mine = [key]
+            joins.append(None)
+        else:
+            found = tpl.joins[tuple(mine)]
+            assert found is not None
+            joins += [None, *found]
+        keys += mine
+        stage_of += [s] * len(mine)
+        arrive = tpl.arrivals[mine[-1]]
         lag = tuple(r - min(arrive) for r in arrive) if s < last else ()
         if any(lag) and not group:
             # a group inside one node shares templates up to a permutation of its chips, which
             # would permute the lags too: exact only when its output is everywhere at once
-            raise NoStageTemplate(s, key)
+            raise NoStageTemplate(s, mine[-1])
     p = graph.params
     clock = system.chip.clock_hz
     tokens = 4 * p.batch * p.positions
@@ -241,10 +382,13 @@ def compile_pipeline(graph: DecodeGraph, system: SystemSpec, *, chips: int | Non
                       tuple(links.latency[lid] for lid in back))
     else:
         ret = Handoff(ios[-1].exit, ios[0].entry, tokens, 0, ())
+    used = set(keys)
     return PipelineProgram(
-        name=name, clock_hz=clock, chips=n, templates=templates, stages=tuple(keys),
-        handoffs=(ret,), sram_capacity_bytes=pl.capacity_bytes,
+        name=name, clock_hz=clock, chips=n,
+        templates={k: v for k, v in tpl.programs.items() if k in used}, stages=tuple(keys),
+        stage_of=tuple(stage_of), handoffs=(ret,), sram_capacity_bytes=pl.capacity_bytes,
         sram_bytes=pl.chip_sram(),
         meta={"stages": [list(s) for s in pl.stages], "tp": tp,
               "entry": ios[0].entry, "exit": ios[-1].exit},
-        outputs=outputs, pieces=pieces)
+        outputs={k: v for k, v in tpl.outputs.items() if k in used},
+        pieces={k: v for k, v in tpl.pieces.items() if k in used}, joins=tuple(joins))

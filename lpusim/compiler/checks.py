@@ -49,8 +49,9 @@ def check_placement(graph: DecodeGraph, pl: Placement) -> None:
 
 
 def check_lowered(graph: DecodeGraph, pl: Placement, chip: ChipSpec, tasks: list[Task],
-                  stages: range | None = None) -> None:
-    """`tasks` lowered for `stages` (default: all of them)."""
+                  stages: range | None = None, blocks: range | None = None) -> None:
+    """`tasks` lowered for `stages` (default: all of them); with `blocks`, only those
+    blocks (by position in the stage) of the one stage given (a stage part)."""
     for i, t in enumerate(tasks):
         if any(d >= i or d < 0 for d in t.deps):
             raise CompileError("lower", f"task {i} ({t.op} on chip {t.chip}) depends on a "
@@ -58,7 +59,8 @@ def check_lowered(graph: DecodeGraph, pl: Placement, chip: ChipSpec, tasks: list
     done = {(t.chip, t.op) for t in tasks if t.kind == "instr"}
     for s in stages if stages is not None else range(len(pl.stages)):
         chips = pl.stage_chips[s]
-        for block in pl.stages[s]:
+        mine = pl.stages[s] if blocks is None else pl.stages[s][blocks.start:blocks.stop]
+        for block in mine:
             for name in graph.block_ops[block]:
                 op = graph.op(name)
                 wanted = [name + suffix for suffix, _cost in op_costs(op, chip, pl.tp, graph)]

@@ -18,15 +18,28 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from lpusim.compiler.lower import Cost, Task, ceil_div, op_costs, serialisation_cycles, vxm_cost
 from lpusim.compiler.place import Placement
 from lpusim.compiler.topology import LinkGraph
 from lpusim.config.specs import ChipSpec, SystemSpec, dtype_bytes
-from lpusim.graph import DecodeGraph
+from lpusim.graph import DecodeGraph, Op
 from lpusim.program import Instr, Program, Transfer
 from lpusim.units import ps_to_cycles
+
+
+class NoSplit(Exception):  # noqa: N818 (a signal to the caller, not an error to report)
+    """A stage cannot be cut into parts here: the caller compiles it whole."""
+
+
+def crosses_cuts(op: Op, tp: int) -> bool:
+    """Whether `op`'s value may be read across a cut between stage parts: not a partial sum
+    (a row-parallel or vocab-split output, all-reduced by its reader) nor an expert's output
+    (gathered by its reader), which the reader's part would have to redo."""
+    return tp == 1 or (op.parallel not in ("row", "expert")
+                       and op.kind not in ("embedding", "moe_combine"))
 
 
 @dataclass
@@ -59,6 +72,10 @@ class Lowerer:
         self.collective_cycles = ps_to_cycles(sync.collective_latency_ps, self.clock)
         self.barrier_cycles = ps_to_cycles(sync.layer_barrier_ps, self.clock)
         self.act_dtype = act_dtype
+        # a stage part (`stage(..., part=...)`): marker -> (address, chip position) of a value
+        # an earlier part of the stage produced, and task -> what it imports
+        self.markers: dict[int, tuple[Any, int]] = {}
+        self.imports: dict[int, tuple[tuple[Any, int, bool], ...]] = {}
 
     @classmethod
     def collectives_only(cls, system: SystemSpec, links: LinkGraph,
@@ -72,12 +89,24 @@ class Lowerer:
     # primitives ------------------------------------------------------------------------
     def instr(self, chip: int, op: str, block: int, cost: Cost, deps: tuple[int, ...],
               stream: tuple[int, ...] = ()) -> int:
+        if self.markers and deps and min(deps) < 0:
+            deps, stream = self._imports(deps, stream)
         self.tasks.append(Task("instr", chip, op, block, deps, cost=cost, stream=stream))
         return len(self.tasks) - 1
+
+    def _imports(self, deps: tuple[int, ...],
+                 stream: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """A task of a stage part reading values of earlier parts (negative markers): record
+        them as its imports (address, chip position, streamed) and drop them from its deps."""
+        self.imports[len(self.tasks)] = tuple((*self.markers[d], d in stream)
+                                              for d in deps if d < 0)
+        return (tuple(d for d in deps if d >= 0), tuple(d for d in stream if d >= 0))
 
     def transfer(self, src: int, dst: int, route: list[int], nbytes: int, op: str, block: int,
                  deps: tuple[int, ...], stream: tuple[int, ...] = (),
                  not_before: int = 0) -> int:
+        if self.markers and deps and min(deps) < 0:
+            deps, stream = self._imports(deps, stream)
         lat = tuple(map(self.links.latency.__getitem__, route))
         ser = self._serialisation.get(nbytes)
         if ser is None:     # a step moves the same few sizes thousands of times
@@ -197,16 +226,31 @@ class Lowerer:
         return handoff_plan(self.links, self.pl, s)
 
     def stage(self, s: int, io: StageIO, inputs: dict[int, int] | None,
-              released: dict[int, int] | None = None) -> dict[int, int]:
+              released: dict[int, int] | None = None,
+              parts: tuple[tuple[int, int], ...] | None = None, part: int = 0,
+              exports: dict[Any, int] | None = None) -> dict[int, int]:
         """Lower stage `s`. Stage 0 gets the tokens on io.entry; a later stage gets its input
         in pieces over the direct links between the two nodes (`inputs`: previous chip -> the
         task producing its output, empty for a template starting at cycle 0, whose pieces
         leave a previous chip at the cycle `released` gives it, 0 by default); each landing
         chip then forwards its piece to its peers. Returns chip -> the task putting the stage
-        output there (the last stage: only io.exit, after the sampled tokens are gathered)."""
+        output there (the last stage: only io.exit, after the sampled tokens are gathered).
+
+        With `parts` (block ranges cutting the stage), only part `part` is lowered: part 0
+        takes the stage input as above, a later part starts from the values earlier parts
+        made (markers: `imports` records which each task reads). `exports` receives, per
+        (op position in the part, chip position), the task holding each op's value, and
+        ("sync", chip position) the stage-start point. Raises `NoSplit` when the cut cannot
+        be lowered alone (a partial sum or an expert output crossing it)."""
         chips = self.pl.stage_chips[s]
         blocks = self.pl.stages[s]
-        b0 = self.block_index[blocks[0]]
+        lo, hi = parts[part] if parts else (0, len(blocks))
+        b0 = self.block_index[blocks[lo]]
+        value: dict[str, dict[int, int]] = {}
+        if lo > 0:
+            assert parts is not None
+            sync = self._part_inputs(s, parts, part, value)
+            return self._blocks(s, io, blocks[lo:hi], hi == len(blocks), sync, value, exports)
         have: dict[int, tuple[int, ...]] = {}
         if s == 0:
             for c in chips:
@@ -238,8 +282,45 @@ class Lowerer:
         sync = {c: self.instr(c, f"stage{s}.deskew", b0,
                               Cost("icu", 1, 0, self.sync_cycles, "stage_deskew"), have[c])
                 for c in chips}
+        return self._blocks(s, io, blocks[lo:hi], hi == len(blocks), sync, value, exports)
+
+    def _part_inputs(self, s: int, parts: tuple[tuple[int, int], ...], part: int,
+                     value: dict[str, dict[int, int]]) -> dict[int, int]:
+        """The inputs of a later part of stage s: a marker per chip for the stage-start point
+        (what ops reading the stage's input depend on) and for every value an earlier part
+        made that this part reads (into `value`). Returns the stage-start markers."""
+        chips = self.pl.stage_chips[s]
+        blocks = self.pl.stages[s]
+        lo, hi = parts[part]
+        made: dict[str, tuple[int, int]] = {}       # op -> (parts back, position in its part)
+        for back in range(1, part + 1):
+            a, b = parts[part - back]
+            names = [n for blk in blocks[a:b] for n in self.g.block_ops[blk]]
+            made.update({n: (back, i) for i, n in enumerate(names)})
+
+        def marker(addr: Any, pos: int) -> int:
+            m = -1 - len(self.markers)
+            self.markers[m] = (addr, pos)
+            return m
+
+        sync = {c: marker(("sync",), i) for i, c in enumerate(chips)}
+        for blk in blocks[lo:hi]:
+            for name in self.g.block_ops[blk]:
+                for src in self.g.op(name).inputs:
+                    if src in made and src not in value:
+                        if not crosses_cuts(self.g.op(src), len(chips)):
+                            raise NoSplit(f"{src} crosses the cut as a partial or expert "
+                                          f"output")
+                        value[src] = {c: marker(made[src], i) for i, c in enumerate(chips)}
+        return sync
+
+    def _blocks(self, s: int, io: StageIO, blocks: tuple[str, ...], stage_end: bool,
+                sync: dict[int, int], value: dict[str, dict[int, int]],
+                exports: dict[Any, int] | None) -> dict[int, int]:
+        """The ops of `blocks` of stage s on its chips, from `sync` (the stage-start point)
+        and `value` (what earlier parts made); `stage_end`: they end the stage."""
+        chips = self.pl.stage_chips[s]
         tp = len(chips)
-        value: dict[str, dict[int, int]] = {}
         partial: set[str] = set()
         reduced: dict[str, dict[int, int]] = {}
         gathered: dict[str, dict[int, int]] = {}
@@ -298,6 +379,14 @@ class Lowerer:
                 if op.kind == "argmax":
                     gathers.append(name)
                 last = name
+        if exports is not None:
+            names = [n for blk in blocks for n in self.g.block_ops[blk]]
+            pos = {c: i for i, c in enumerate(chips)}
+            exports.update({(i, pos[c]): t for i, n in enumerate(names)
+                            for c, t in value[n].items() if t >= 0})
+            exports.update({("sync", pos[c]): t for c, t in sync.items() if t >= 0})
+        if not stage_end and (last in partial or gathers):
+            raise NoSplit(f"{last} ends a part as a partial sum")
         bl = self.block_index[blocks[-1]]
         if gathers:
             # every chip's (value, index) per position to the exit chip, then the final pick
@@ -375,6 +464,32 @@ def lower_stage_template(graph: DecodeGraph, system: SystemSpec, pl: Placement,
     io = StageIO(io.entry, io.exit, lw.live_in_bytes(s))
     out = lw.stage(s, io, {} if s > 0 else None, released)
     return lw.tasks, out
+
+
+@dataclass
+class LoweredPart:
+    """One part of a stage, lowered alone: its tasks; chip -> the task putting the part's
+    last value there; per task, the values of earlier parts it reads ((parts back, op position
+    in that part) or ("sync",) for the stage-start point, chip position, streamed); and per
+    (op position, chip position), or ("sync", chip position), the task holding that value."""
+
+    tasks: list[Task]
+    outputs: dict[int, int]
+    imports: dict[int, tuple[tuple[Any, int, bool], ...]] = field(default_factory=dict)
+    exports: dict[Any, int] = field(default_factory=dict)
+
+
+def lower_stage_part(graph: DecodeGraph, system: SystemSpec, pl: Placement, links: LinkGraph,
+                     s: int, io: StageIO, parts: tuple[tuple[int, int], ...], part: int,
+                     released: dict[int, int] | None = None) -> LoweredPart:
+    """Part `part` of stage s (blocks parts[part]) alone: part 0 as `lower_stage_template`
+    does (its input starting at cycle 0), a later part from the values of the earlier ones,
+    taken as ready at its cycle 0. Raises NoSplit if the cut cannot be lowered alone."""
+    lw = Lowerer(graph, system, pl, links)
+    io = StageIO(io.entry, io.exit, lw.live_in_bytes(s))
+    exports: dict[Any, int] = {}
+    out = lw.stage(s, io, {} if s > 0 else None, released, parts, part, exports)
+    return LoweredPart(lw.tasks, out, lw.imports, exports)
 
 
 def group_signature(links: LinkGraph, pl: Placement, s: int) -> str:

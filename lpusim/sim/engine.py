@@ -1,8 +1,8 @@
 """Discrete-event execution of a static Program in simpy.
 
-One simpy process per (chip, functional-unit queue) and one per link direction. Each process
-takes its queue in order, waits for the issue cycle the compiler fixed, and checks that the
-unit (or link) is free and that every operand has arrived; otherwise it raises
+One queue per (chip, functional-unit queue) and one per link direction. Each takes its items
+in order, waits for the issue cycle the compiler fixed, and checks that the unit (or link) is
+free and that every operand has arrived; otherwise it raises
 `ScheduleViolation(chip, unit, cycle, instruction)`: the machine has no arbiter or
 back-pressure, so a stall is a compiler bug. The simulator records the start of everything it
 ran; latency and metrics are derived from what actually ran, not from the compiler's intent.

@@ -276,13 +276,43 @@ def metrics_full(prog: Program) -> StepMetrics:
         kv_slots=kv_slots(prog.sram_bytes, prog.sram_capacity_bytes))
 
 
+def _spans(prog: Program) -> dict[tuple[Any, ...], tuple[int, int]]:
+    """(first, last) busy cycle of each resource of a stage template: a unit queue as (chip
+    position, unit), a link as its ends (chip positions in the stage; other chips by number)
+    and its rank among the template's links between the same ends, so that the templates of
+    one stage's parts name a resource alike."""
+    pos = {c: i for i, c in enumerate(prog.chips)}
+    spans: dict[tuple[Any, ...], tuple[int, int]] = {}
+
+    def use(key: tuple[Any, ...], a: int, b: int) -> None:
+        old = spans.get(key)
+        spans[key] = (a, b) if old is None else (min(a, old[0]), max(b, old[1]))
+
+    for i in prog.instructions:
+        use(("unit", pos[i.chip], i.unit), i.issue, i.issue + i.duration)
+    ends: dict[int, tuple[Any, ...]] = {}
+    rank: dict[tuple[Any, ...], int] = {}
+    for lk in sorted(prog.links, key=lambda x: x.id):
+        pair = (pos.get(lk.src, ("chip", lk.src)), pos.get(lk.dst, ("chip", lk.dst)))
+        rank[pair] = rank.get(pair, -1) + 1
+        ends[lk.id] = ("link", *pair, rank[pair])
+    for t in prog.transfers:
+        s0 = t.issue
+        for lid, lat in zip(t.route, t.hop_latency, strict=True):
+            use(ends[lid], s0, s0 + t.serialisation)
+            s0 += lat
+    return spans
+
+
 def metrics_pipeline(pp: PipelineProgram) -> StepMetrics:
-    """Simulate each distinct stage once and compose the step (fast fidelity).
+    """Simulate each distinct template once and compose the step (fast fidelity).
 
     A stage starts when the previous one's output reaches its earliest chip (the templates'
-    hand-off pieces leave later chips by their lag, `compile_pipeline`); the critical path is
-    walked back from the last stage, template by template, entering each previous stage at the
-    chip whose piece was on the path, as the walk over the full program does."""
+    hand-off pieces leave later chips by their lag, `compile_pipeline`); a stage compiled as
+    parts runs them one after another, each from the previous one's last result. The critical
+    path is walked back from the last stage, template by template, entering each previous
+    stage at the chip whose piece was on the path, and each previous part at the task the
+    part's root waited for, as the walk over the full program does."""
     per: dict[str, SimResult] = {}
     busy: dict[str, tuple[dict[str, int], int, int]] = {}
     for key, prog in sorted(pp.templates.items()):
@@ -293,13 +323,20 @@ def metrics_pipeline(pp: PipelineProgram) -> StepMetrics:
     link_busy = 0
     latency = 0
     instrs = transfers = events = 0
-    links: set[tuple[int, int]] = set()
-    last = len(pp.stages) - 1
-    arrive: list[list[int]] = []
-    for s, key in enumerate(pp.stages):
+    n = len(pp.stages)
+    last_stage = pp.stage_of[-1]
+    ends_stage = [i == n - 1 or pp.stage_of[i + 1] != pp.stage_of[i] for i in range(n)]
+    arrive: dict[int, list[int]] = {}           # stage -> its output per chip, from its start
+    offset = [0] * n                            # a template's start, from its stage's start
+    for i, key in enumerate(pp.stages):
         res = per[key]
-        arrive.append([res.ready[o] for o in pp.outputs[key]])
-        latency += res.latency_cycles if s == last else min(arrive[-1])
+        st = pp.stage_of[i]
+        if ends_stage[i]:
+            arrive[st] = [res.ready[o] for o in pp.outputs[key]]
+            latency += res.latency_cycles if st == last_stage else min(arrive[st])
+        else:
+            latency += res.latency_cycles
+            offset[i + 1] = offset[i] + res.latency_cycles
         u, lb, _n = busy[key]
         for k, v in u.items():
             units[k] += v
@@ -307,15 +344,18 @@ def metrics_pipeline(pp: PipelineProgram) -> StepMetrics:
         instrs += len(res.program.instructions)
         transfers += len(res.program.transfers)
         events += res.events
-    s, start = last, None
+    i, start = n - 1, None
     index: dict[str, _PathIndex] = {}
     walks: dict[tuple[Any, ...], tuple[dict[str, int], int | None]] = {}
     while True:
-        key = pp.stages[s]
-        outside = {}
-        if s > 0:
-            base = min(arrive[s - 1])
-            outside = {t: arrive[s - 1][pos] - base for t, pos in pp.pieces[key].items()}
+        key, st = pp.stages[i], pp.stage_of[i]
+        first = i == 0 or pp.stage_of[i - 1] != st
+        outside: dict[int, int] = {}
+        if not first:
+            outside = dict.fromkeys(pp.joins[i] or {}, 0)
+        elif st > 0:
+            base = min(arrive[st - 1])
+            outside = {t: arrive[st - 1][pos] - base for t, pos in pp.pieces[key].items()}
         memo = (key, start, tuple(sorted(outside.items())))
         if memo not in walks:           # stages sharing a template mostly walk it alike
             if key not in index:
@@ -326,9 +366,12 @@ def metrics_pipeline(pp: PipelineProgram) -> StepMetrics:
             breakdown[k] += v
         if via is None:
             break
-        start = pp.outputs[pp.stages[s - 1]][pp.pieces[key][via]]
-        s -= 1
-    interval = max((initiation_interval(pp.templates[k]) for k in pp.templates), default=0)
+        if first:
+            start = pp.outputs[pp.stages[i - 1]][pp.pieces[key][via]]
+        else:
+            start = (pp.joins[i] or {})[via]
+        i -= 1
+    interval, n_links = _stage_resources(pp, offset)
     for h in pp.handoffs:
         interval = max(interval, h.serialisation)
         latency += h.cycles
@@ -336,12 +379,8 @@ def metrics_pipeline(pp: PipelineProgram) -> StepMetrics:
         breakdown["link_latency"] += sum(h.hop_latency)
         link_busy += h.serialisation * len(h.hop_latency)
         transfers += 1 if h.hop_latency else 0
-    for key in pp.templates:
-        for lk in pp.templates[key].links:
-            links.add((lk.src, lk.dst))
     smax, scat = _sram(pp.sram_bytes)
-    n_links = sum(len(pp.templates[k].links) for k in pp.stages) + sum(
-        len(h.hop_latency) for h in pp.handoffs)
+    n_links += sum(len(h.hop_latency) for h in pp.handoffs)
     return StepMetrics(
         latency_cycles=latency, clock_hz=pp.clock_hz, chips=pp.chips,
         breakdown_cycles=breakdown, unit_busy_cycles=units, link_busy_cycles=link_busy,
@@ -350,3 +389,36 @@ def metrics_pipeline(pp: PipelineProgram) -> StepMetrics:
         events=events, fidelity="fast", program_hash=pp.content_hash(),
         initiation_interval_cycles=interval,
         kv_slots=kv_slots(pp.sram_bytes, pp.sram_capacity_bytes))
+
+
+def _stage_resources(pp: PipelineProgram, offset: list[int]) -> tuple[int, int]:
+    """The initiation interval over the stages (each stage's widest resource span, its parts
+    placed at their offsets) and the links the stages use (counted per stage)."""
+    spans: dict[str, dict[tuple[Any, ...], tuple[int, int]]] = {}
+    seen: dict[tuple[Any, ...], tuple[int, int]] = {}
+    interval = links = 0
+    i, n = 0, len(pp.stages)
+    while i < n:
+        j = i
+        while j + 1 < n and pp.stage_of[j + 1] == pp.stage_of[i]:
+            j += 1
+        run = tuple(pp.stages[i:j + 1])
+        if run not in seen:
+            lo: dict[tuple[Any, ...], int] = {}
+            hi: dict[tuple[Any, ...], int] = {}
+            for k, key in enumerate(run):
+                if key not in spans:
+                    spans[key] = _spans(pp.templates[key])
+                off = offset[i + k]
+                for r, (a, b) in spans[key].items():
+                    if r in lo:
+                        lo[r], hi[r] = min(lo[r], a + off), max(hi[r], b + off)
+                    else:
+                        lo[r], hi[r] = a + off, b + off
+            seen[run] = (max((hi[r] - lo[r] for r in lo), default=0),
+                         len([r for r in lo if r[0] == "link"]))
+        width, used = seen[run]
+        interval = max(interval, width)
+        links += used
+        i = j + 1
+    return interval, links

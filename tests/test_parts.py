@@ -1,0 +1,97 @@
+"""Stage parts (lpusim.compiler.parts): a stage compiled as one template per block composes to
+exactly the whole stage, and the checks refuse every case where it would not."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from lpusim.compiler import compile_pipeline, compile_program
+from lpusim.compiler.parts import Part, join_parts
+from lpusim.config import load
+from lpusim.graph import GraphParams, build_decode_graph
+from lpusim.program import Instr, Program
+from lpusim.sim import metrics_full, metrics_pipeline
+from tests.helpers import system
+
+
+def _prog(*instrs: Instr) -> Program:
+    return Program(name="p", clock_hz=10**9, chips=(0,), instructions=instrs, transfers=(),
+                   links=(), sram_capacity_bytes=0)
+
+
+def _ins(i: int, issue: int, duration: int, deps: tuple[int, ...] = (),
+         stream: tuple[int, ...] = ()) -> Instr:
+    return Instr(i, 0, "vxm", f"op{i}", 0, issue, duration, 0, 0, "compute_vxm", deps, stream)
+
+
+def _part(prog: Program, imports: dict, exports: dict) -> Part:
+    ready = {x.id: x.ready for x in prog.instructions}
+    return Part(prog, imports, exports, ready)
+
+
+# part 0: op 0 ready at 10 (exported as op position 0) and op 1 ready at 12 (position 1)
+FIRST = _part(_prog(_ins(0, 0, 10), _ins(1, 2, 10)), {}, {(0, 0): 0, (1, 0): 1})
+
+
+def test_a_task_waiting_for_the_previous_parts_last_result_joins_there():
+    # reads op 1 (ready at 12 = the first part's makespan): it starts at T in the whole stage
+    later = _part(_prog(_ins(0, 0, 5)), {0: (((1, 1), 0, False),)}, {})
+    assert join_parts([FIRST, later]) == [{0: 1}]
+
+
+def test_a_task_that_could_start_before_the_part_is_refused():
+    # reads only op 0 (ready at 10, two cycles before T): the whole stage starts it at 10
+    later = _part(_prog(_ins(0, 0, 5)), {0: (((1, 0), 0, False),)}, {})
+    assert join_parts([FIRST, later]) is None
+
+
+def test_a_task_with_nothing_holding_it_back_is_refused():
+    later = _part(_prog(_ins(0, 0, 5), _ins(1, 0, 5)), {0: (((1, 1), 0, False),)}, {})
+    assert join_parts([FIRST, later]) is None
+
+
+def test_a_tie_in_the_walk_is_refused():
+    # task 1 streams task 0 (released at cycle 0 of the part) and reads op 1 (ready at T):
+    # the whole stage's walk would pick the earlier task, the part's its own: refused
+    later = _part(_prog(_ins(0, 0, 5), _ins(1, 0, 6, (0,), (0,))),
+                  {0: (((1, 1), 0, False),), 1: (((1, 1), 0, False),)}, {})
+    assert join_parts([FIRST, later]) is None
+
+
+def test_a_streamed_value_at_the_cut_is_refused():
+    later = _part(_prog(_ins(0, 0, 5)), {0: (((1, 1), 0, True),)}, {})
+    # streamed: released at its first vector (cycle 2), before T, with the task at cycle 0
+    assert join_parts([FIRST, later]) is None
+
+
+def _mechanisms(name: str, collective_ps: int, barrier_ps: int, deskew_ps: int):
+    s = system(name)
+    return dataclasses.replace(s, sync=dataclasses.replace(
+        s.sync, collective_latency_ps=collective_ps, layer_barrier_ps=barrier_ps,
+        deskew_per_stage_ps=deskew_ps))
+
+
+@pytest.mark.parametrize("model,sysname,chips,positions,tp", [
+    ("llama-3.2-1b", "groqnode-8", 8, 1, None),        # one stage: embedding to head
+    ("llama-3.2-1b", "groqnode-8", 8, 4, 4),
+    ("mistral-7b", "groqrack-576", 40, 2, None),
+    ("gemma-2-9b", "groqrack-576", 64, 3, None),       # local and global layers, soft-capping
+    ("mixtral-8x7b", "groqrack-576", 272, 1, None),    # experts: their outputs do not cross
+])
+@pytest.mark.parametrize("collective_ps,barrier_ps,deskew_ps", [
+    (0, 0, 1_000_000), (7_342_000, 0, 1_000_000), (0, 500_000, 0)])
+def test_parts_compose_to_the_whole_program_exactly(model, sysname, chips, positions, tp,
+                                                     collective_ps, barrier_ps, deskew_ps):
+    s = _mechanisms(sysname, collective_ps, barrier_ps, deskew_ps)
+    g = build_decode_graph(load(f"workloads/{model}.yaml"),
+                           GraphParams(positions=positions, context=2048))
+    pp = compile_pipeline(g, s, chips=chips, tp=tp)
+    assert any(k.startswith("part:") for k in pp.stages)           # parts are in use
+    assert len(pp.stage_of) == len(pp.stages) and pp.stage_of[-1] == chips // (tp or 8) - 1
+    fast = metrics_pipeline(pp)
+    full = metrics_full(compile_program(g, s, chips=chips, tp=tp))
+    for f in ("latency_cycles", "breakdown_cycles", "initiation_interval_cycles",
+              "unit_busy_cycles", "link_busy_cycles", "instructions", "kv_slots"):
+        assert getattr(fast, f) == getattr(full, f), f
