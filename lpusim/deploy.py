@@ -42,10 +42,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from lpusim import caches
-from lpusim.compiler import minimum_chips, place
+from lpusim.compiler import minimum_chips, placement
 from lpusim.config.specs import ChipSpec, ModelSpec, PrecisionSpec, ScenarioSpec, SystemSpec
 from lpusim.errors import CapacityError, ConfigError, Issue
-from lpusim.graph import GraphParams, build_decode_graph
+from lpusim.graph import GraphParams
 from lpusim.strategy_traits import needs_drafter, target_heads
 
 POLICY = "fewest-nodes"
@@ -92,10 +92,14 @@ class Candidate:
 
 @caches.memoise("placement_graph", maxsize=512)
 def _graph_for_placement(model: ModelSpec, batch: int, context: int, precision: PrecisionSpec,
-                         window: int, with_heads: bool = False) -> Any:
-    return build_decode_graph(model, GraphParams(batch=batch, context=context,
-                                                 precision=precision, context_window=window,
-                                                 with_heads=with_heads))
+                         window: int, with_heads: bool = False,
+                         window_attention: bool = False) -> Any:
+    # the decode step's own graph object (lpusim.step.shared_graph) when a run compiles the
+    # split it sizes: the compile then reuses this graph and its placement
+    from lpusim.step import shared_graph
+    return shared_graph(model, GraphParams(batch=batch, context=context, precision=precision,
+                                           context_window=window, with_heads=with_heads,
+                                           window_attention=window_attention))
 
 
 def blocks_of(model: ModelSpec) -> int:
@@ -106,44 +110,50 @@ def blocks_of(model: ModelSpec) -> int:
 
 @caches.memoise("least_chips", maxsize=1024)
 def least_chips(model: ModelSpec, chip: ChipSpec, tp: int, *, batch: int, context: int,
-                precision: PrecisionSpec, window: int, with_heads: bool = False) -> int | None:
+                precision: PrecisionSpec, window: int, with_heads: bool = False,
+                window_attention: bool = False) -> int | None:
     """The fewest chips (whole groups of `tp`) whose SRAM holds the model, or None if one
-    placement block does not fit a chip at this tensor parallelism."""
-    g = _graph_for_placement(model, batch, context, precision, window, with_heads)
+    placement block does not fit a chip at this tensor parallelism. (`window_attention`, as
+    the system compiles attention, does not change SRAM: it picks the graph a run shares.)"""
+    g = _graph_for_placement(model, batch, context, precision, window, with_heads,
+                             window_attention)
     return minimum_chips(g, chip, tp)
 
 
 @caches.memoise("headroom", maxsize=1024)
 def _headroom(model: ModelSpec, chip: ChipSpec, chips: int, tp: int, *, batch: int,
               context: int, precision: PrecisionSpec, window: int,
-              with_heads: bool) -> int | None:
+              with_heads: bool, window_attention: bool = False) -> int | None:
     """Usable SRAM left on the fullest chip of this split, or None if it does not fit."""
     if chips % tp or chips // tp > blocks_of(model):
         return None
-    g = _graph_for_placement(model, batch, context, precision, window, with_heads)
+    g = _graph_for_placement(model, batch, context, precision, window, with_heads,
+                             window_attention)
     try:
-        pl = place(g, chip, chips, tp)
+        pl = placement(g, chip, chips, tp)      # the compile of this split reuses it
     except CapacityError:
         return None
     return pl.capacity_bytes - pl.max_sram_bytes
 
 
 def tp_choices(model: ModelSpec, system: SystemSpec, chips: int, *, batch: int, context: int,
-               precision: PrecisionSpec, window: int, with_heads: bool = False) -> list[int]:
+               precision: PrecisionSpec, window: int, with_heads: bool = False,
+               window_attention: bool = False) -> list[int]:
     """Tensor parallelism considered for `chips`: the divisors of a node, and the smallest
     whole number of nodes at which every block fits if none inside a node does."""
     cpn = system.topology.chips_per_node
     out = [d for d in range(1, cpn + 1) if cpn % d == 0 and chips % d == 0]
     too_many = chips // cpn > blocks_of(model)
     if too_many or least_chips(model, system.chip, cpn, batch=batch, context=context,
-                               precision=precision, window=window,
-                               with_heads=with_heads) is None:
+                               precision=precision, window=window, with_heads=with_heads,
+                               window_attention=window_attention) is None:
         k = 2
         while k * cpn <= chips:
             if chips % (k * cpn) == 0 and chips // (k * cpn) <= blocks_of(model) \
                     and least_chips(model, system.chip, k * cpn, batch=batch,
                                     context=context, precision=precision, window=window,
-                                    with_heads=with_heads) is not None:
+                                    with_heads=with_heads,
+                                    window_attention=window_attention) is not None:
                 out.append(k * cpn)
                 break
             k += 1
@@ -154,7 +164,7 @@ def candidates(sc: ScenarioSpec, chips: int, tp: int | None = None) -> list[Cand
     """Every feasible split of `chips` chips for the scenario's model, fastest first."""
     from lpusim.step import step_metrics
     kw: dict[str, Any] = dict(batch=sc.batch, context=sc.context, precision=sc.precision,
-                              window=sc.window)
+                              window=sc.window, window_attention=_window_attention(sc))
     heads = _with_heads(sc)
     tps = [tp] if tp else tp_choices(sc.model, _lpu(sc), chips, with_heads=heads, **kw)
     out = []
@@ -187,6 +197,12 @@ def _lpu(sc: ScenarioSpec) -> SystemSpec:
     return sc.system
 
 
+def _window_attention(sc: ScenarioSpec) -> bool:
+    """Whether the system compiles attention for the whole window (the step's graph is built
+    so; sizing asks for the same graph, which a run then compiles)."""
+    return _lpu(sc).compiler.attention_span == "window"
+
+
 def _with_heads(sc: ScenarioSpec) -> bool:
     return sc.speculation is not None and target_heads(sc.speculation.strategy)
 
@@ -207,7 +223,8 @@ def draft_chips(sc: ScenarioSpec) -> tuple[int, int]:
     fit = least_chips(spec.draft_model, _lpu(sc).chip, tp, batch=sc.batch,
                       context=min(sc.context, spec.draft_model.max_context),
                       precision=sc.precision,
-                      window=min(sc.window, spec.draft_model.max_context))
+                      window=min(sc.window, spec.draft_model.max_context),
+                      window_attention=_window_attention(sc))
     if fit is None:
         raise CapacityError(f"draft model {spec.draft_model.name} does not fit at tensor "
                             f"parallelism {tp}")
@@ -224,7 +241,8 @@ def resolve(sc: ScenarioSpec) -> tuple[ScenarioSpec, Deployment]:
     avail = system.active_chips - d_chips
     cpn = system.topology.chips_per_node
     kw: dict[str, Any] = dict(batch=sc.batch, context=sc.context, precision=sc.precision,
-                              window=sc.window, with_heads=_with_heads(sc))
+                              window=sc.window, with_heads=_with_heads(sc),
+                              window_attention=_window_attention(sc))
     where = sc.file or "scenario"
     if sc.chips is not None:
         # chips asked for are all active: spare nodes may be used, the drafter's may not
@@ -333,7 +351,7 @@ def plan(sc: ScenarioSpec, chips: int, tp: int | None = None) -> dict[str, Any]:
     found = candidates(sc, chips, tp)
     cpn = _lpu(sc).topology.chips_per_node
     kw = dict(batch=sc.batch, context=sc.context, precision=sc.precision, window=sc.window,
-              with_heads=_with_heads(sc))
+              with_heads=_with_heads(sc), window_attention=_window_attention(sc))
     need, _ = _fewest_nodes(sc, kw)
     fewer: list[Candidate] = []
     if found and need is not None:

@@ -165,9 +165,10 @@ def _params(system: SystemSpec, positions: int, batch: int, context: int,
 
 
 @caches.memoise("decode_graph", maxsize=16)
-def _shared_graph(model: ModelSpec, params: GraphParams) -> DecodeGraph:
-    """The decode graph for the compiles of `_step` (read-only there): a what-if that changes
-    only the machine's links or clocks compiles the same graph, and its placement with it."""
+def shared_graph(model: ModelSpec, params: GraphParams) -> DecodeGraph:
+    """The decode graph for the compiles of `_step` and the deployment's sizing (read-only):
+    a what-if that changes only the machine's links or clocks compiles the same graph, and
+    its placement with it, and a run compiles the graph and placement its deployment sized."""
     return build_decode_graph(model, params)
 
 
@@ -175,7 +176,7 @@ def _step(model: ModelSpec, system: SystemSpec, *, chips: int, tp: int, position
           batch: int, context: int, precision: PrecisionSpec, with_heads: bool,
           fidelity: str, context_window: int | None,
           expert_parallel: bool = False) -> StepMetrics:
-    graph = _shared_graph(model, _params(system, positions, batch, context, precision,
+    graph = shared_graph(model, _params(system, positions, batch, context, precision,
                                          with_heads, context_window, expert_parallel))
     if fidelity == "full":
         return metrics_full(compile_program(graph, system, chips=chips, tp=tp))

@@ -42,13 +42,13 @@ from lpusim.compiler.schedule import (
 )
 from lpusim.compiler.topology import LinkGraph, build_link_graph
 from lpusim.compiler.verify import verify_program
-from lpusim.config.specs import SystemSpec
+from lpusim.config.specs import ChipSpec, SystemSpec
 from lpusim.errors import CapacityError, CompileError, LpusimError, NoStageTemplate
 from lpusim.graph import DecodeGraph, Op
 from lpusim.program import Handoff, PipelineProgram, Program
 
 __all__ = ["Placement", "compile_pipeline", "compile_program", "minimum_chips", "place",
-           "set_pass_checks", "verify_program"]
+           "placement", "set_pass_checks", "verify_program"]
 
 
 def _run_pass(pass_name: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
@@ -65,7 +65,7 @@ def _run_pass(pass_name: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> 
 
 # placements of the graphs compiled lately: a what-if that changes links or clocks but not
 # the model, its width or the SRAM re-places nothing (lpusim.step reuses the graph object)
-_PLACEMENTS: ObjectCache[Placement] = ObjectCache("placements", 32)
+_PLACEMENTS: ObjectCache[Placement] = ObjectCache("placements", 128)
 # route signatures of the groups compiled lately, by link graph and the chips of the group and
 # the one before: every width of a speculative search places the same groups, and a group
 # spanning racks needs hundreds of routes to sign
@@ -77,13 +77,19 @@ def _group_signature(links: LinkGraph, pl: Placement, s: int) -> str:
                                lambda: group_signature(links, pl, s))
 
 
+def placement(graph: DecodeGraph, chip: ChipSpec, chips: int, tp: int) -> Placement:
+    """`place`, memoised per graph object (the placements of the graphs compiled lately):
+    treat the result as read-only."""
+    return _PLACEMENTS.get_or_make(graph, (chip, chips, tp),
+                                   lambda: _run_pass("place", place, graph, chip, chips, tp))
+
+
 def _place(graph: DecodeGraph, system: SystemSpec, chips: int | None,
            tp: int | None) -> tuple[int, int, Placement, LinkGraph]:
     """The shared first passes: placement and the link graph of the chips used."""
     n = chips or system.chips
     tp = tp or system.topology.chips_per_node
-    pl = _PLACEMENTS.get_or_make(graph, (system.chip, n, tp),
-                                 lambda: _run_pass("place", place, graph, system.chip, n, tp))
+    pl = placement(graph, system.chip, n, tp)
     if pass_checks():
         check_placement(graph, pl)
     links: LinkGraph = _run_pass("topology", build_link_graph, system, n)

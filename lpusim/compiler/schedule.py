@@ -21,6 +21,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
+from lpusim.caches import ObjectCache
 from lpusim.compiler.lower import Cost, Task, ceil_div, op_costs, serialisation_cycles, vxm_cost
 from lpusim.compiler.place import Placement
 from lpusim.compiler.topology import LinkGraph
@@ -531,8 +532,19 @@ def handoff_plan(links: LinkGraph, pl: Placement,
                  s: int) -> list[tuple[int, int, list[int]]]:
     """How the output of stage s-1 reaches stage s: one piece per direct global link between
     the two groups (every chip of s-1 holds the whole output, so each link's own chip sends
-    its share), or, with no direct link, the whole tensor along the cheapest route."""
-    prev, cur = pl.stage_chips[s - 1], set(pl.stage_chips[s])
+    its share), or, with no direct link, the whole tensor along the cheapest route. The
+    result is shared (memoised per link graph): treat it as read-only."""
+    prev, cur = pl.stage_chips[s - 1], pl.stage_chips[s]
+    return _PLANS.get_or_make(links, (prev, cur), lambda: _handoff_plan(links, prev, cur))
+
+
+# hand-off plans of the link graphs compiled lately, by the chips of the two stages
+_PLANS: ObjectCache[list[tuple[int, int, list[int]]]] = ObjectCache("handoff_plans", 8192)
+
+
+def _handoff_plan(links: LinkGraph, prev: tuple[int, ...],
+                  chips: tuple[int, ...]) -> list[tuple[int, int, list[int]]]:
+    cur = set(chips)
     direct = sorted(lid for a in prev for lid in links.out.get(a, [])
                     if links.links[lid].dst in cur)
     if direct:
@@ -547,7 +559,14 @@ def handoff_signature(links: LinkGraph, pl: Placement, s: int) -> str:
     links), so which chips send and land does not change the stage's timing."""
     if s == 0:
         return ""
-    plan = handoff_plan(links, pl, s)
+    return _SIGNATURES.get_or_make(links, (pl.stage_chips[s - 1], pl.stage_chips[s]),
+                                   lambda: _handoff_signature(links, handoff_plan(links, pl, s)))
+
+
+_SIGNATURES: ObjectCache[str] = ObjectCache("handoff_signatures", 8192)
+
+
+def _handoff_signature(links: LinkGraph, plan: list[tuple[int, int, list[int]]]) -> str:
     lats = sorted(tuple(links.latency[lid] for lid in route) for _a, _b, route in plan)
     return f"{len(plan)}x" + "/".join("-".join(str(x) for x in lat) for lat in lats)
 

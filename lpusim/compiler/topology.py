@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lpusim import caches
-from lpusim.config.specs import SystemSpec
+from lpusim.config.specs import SystemSpec, TopologySpec
 from lpusim.errors import TopologyError
 from lpusim.program import Link
 from lpusim.units import ps_to_cycles
@@ -152,17 +152,19 @@ class LinkGraph:
 def build_link_graph(system: SystemSpec, chips: int | None = None) -> LinkGraph:
     """The links among the first `chips` chips of `system` (all of them by default).
 
-    Memoised by value (specs are frozen): every compile of a sweep point on the same hardware
-    shares one graph and its route caches. Treat the result as read-only."""
-    return _build_link_graph(system, chips if chips is not None else system.chips)
+    Memoised by the values it is made of (the topology and the hop latencies in cycles): every
+    compile on the same links shares one graph and its route caches, whatever else of the
+    system a what-if changes (link bandwidth, SRAM, the sync constants). Treat the result as
+    read-only."""
+    clock = system.chip.clock_hz
+    return _build_link_graph(system.topology, ps_to_cycles(system.links.local_hop_latency_ps,
+                                                           clock),
+                             ps_to_cycles(system.links.global_hop_latency_ps, clock),
+                             chips if chips is not None else system.chips)
 
 
 @caches.memoise("link_graph", maxsize=8)
-def _build_link_graph(system: SystemSpec, n: int) -> LinkGraph:
-    t = system.topology
-    clock = system.chip.clock_hz
-    lat_local = ps_to_cycles(system.links.local_hop_latency_ps, clock)
-    lat_global = ps_to_cycles(system.links.global_hop_latency_ps, clock)
+def _build_link_graph(t: TopologySpec, lat_local: int, lat_global: int, n: int) -> LinkGraph:
     cpn, npr = t.chips_per_node, t.nodes_per_rack
     g = LinkGraph(n, cpn, npr)
     nodes = -(-n // cpn)
