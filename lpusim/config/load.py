@@ -100,8 +100,17 @@ def shipped(kind: str) -> dict[str, Path]:
 
 def _search_dirs(kind: str | None = None) -> list[Path]:
     """The directories short names of `kind` (of every kind: None) are looked up in."""
-    subs = SEARCH_DIRS[kind] if kind else sorted({s for v in SEARCH_DIRS.values() for s in v})
-    return [base / sub for base in data_dirs() for sub in subs]
+    bases = tuple(data_dirs())
+    hit = _SEARCH.get((kind, bases))
+    if hit is None:         # a load asks several times; paths are costly to build
+        subs = (SEARCH_DIRS[kind] if kind
+                else sorted({s for v in SEARCH_DIRS.values() for s in v}))
+        hit = tuple(base / sub for base in bases for sub in subs)
+        _SEARCH.put((kind, bases), hit)
+    return list(hit)
+
+
+_SEARCH: BoundedCache[tuple[Path, ...]] = BoundedCache("search_dirs", maxsize=64)
 
 
 def _dir_state(dirs: list[Path]) -> tuple[tuple[str, int], ...]:
@@ -109,10 +118,11 @@ def _dir_state(dirs: list[Path]) -> tuple[tuple[str, int], ...]:
     a file inside changes it."""
     out = []
     for d in dirs:
+        name = str(d)
         try:
-            out.append((str(d), d.stat().st_mtime_ns))
+            out.append((name, os.stat(name).st_mtime_ns))
         except OSError:
-            out.append((str(d), -1))
+            out.append((name, -1))
     return tuple(out)
 
 
@@ -246,9 +256,9 @@ acceptance trace exists, lpusim.speculative.checks): given the spec and its Docu
 returns the problems, placed with `Document.issue` (file:line:column of the field)."""
 
 
-def _file_state(path: Path) -> tuple[int, int] | None:
+def _file_state(path: Path | str) -> tuple[int, int] | None:
     try:
-        st = path.stat()
+        st = os.stat(path)
     except OSError:
         return None
     return st.st_mtime_ns, st.st_size
@@ -276,7 +286,7 @@ class _Loader:
             self._dirs = _dir_state(_search_dirs())
         key = (str(path), expect, self.checks, self._dirs)
         hit = _BUILT.get(key)
-        if hit is not None and all(_file_state(Path(p)) == st for p, st in hit[1]):
+        if hit is not None and all(_file_state(p) == st for p, st in hit[1]):
             self._read.extend(hit[1])       # an enclosing entry depends on them too
             return hit[0]
         mark = len(self._read)

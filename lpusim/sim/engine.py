@@ -45,6 +45,22 @@ def _arrived(deps: tuple[int, ...], ready: dict[int, int], now: int) -> bool:
     return True
 
 
+def _streamed(deps: tuple[int, ...], stream: tuple[int, ...], ready: dict[int, int],
+              busy: dict[int, int], now: int, end: int) -> bool:
+    """`_arrived` for an item that streams some operands: those must have their first vector
+    out by `now` and end by `end` (the item's own end)."""
+    for d in deps:
+        r = ready.get(d)
+        if r is None:
+            return False
+        if d in stream:
+            if r > end or r - busy[d] > now:
+                return False
+        elif r > now:
+            return False
+    return True
+
+
 class _Run:
     """What the simulation has seen so far: when each item started and when its result
     arrived, and the event count."""
@@ -79,7 +95,7 @@ class _Run:
 class _UnitQueue:
     """One (chip, unit) queue: its instructions in issue order, one event each."""
 
-    __slots__ = ("chip", "free", "pos", "q", "run", "unit")
+    __slots__ = ("chip", "fire", "free", "pos", "q", "run", "unit")
 
     def __init__(self, run: _Run, key: tuple[int, str], q: list[Instr]):
         self.run = run
@@ -87,6 +103,7 @@ class _UnitQueue:
         self.q = sorted(q, key=lambda i: (i.issue, i.id))
         self.pos = 0
         self.free = 0
+        self.fire = self._fire          # bound once: the callback of every event
         self.next()
 
     def next(self) -> None:
@@ -97,16 +114,18 @@ class _UnitQueue:
                                     f"unit busy until cycle {max(self.free, int(now))}")
         self.run.timeout(self.run.env, ins.issue - now).callbacks.append(self.fire)
 
-    def fire(self, _event: Any) -> None:
+    def _fire(self, _event: Any) -> None:
         run = self.run
         ins = self.q[self.pos]
-        if ins.stream or not _arrived(ins.deps, run.ready, ins.issue):
-            run.check_operands(ins.deps, ins.issue, self.chip, self.unit, f"{ins.id}:{ins.op}",
-                               ins.stream, ins.issue + ins.duration)
-        run.start[ins.id] = ins.issue
-        run.ready[ins.id] = ins.issue + ins.duration + ins.transit + ins.fill
+        issue, end = ins.issue, ins.issue + ins.duration
+        if not (_streamed(ins.deps, ins.stream, run.ready, run.busy, issue, end) if ins.stream
+                else _arrived(ins.deps, run.ready, issue)):
+            run.check_operands(ins.deps, issue, self.chip, self.unit, f"{ins.id}:{ins.op}",
+                               ins.stream, end)
+        run.start[ins.id] = issue
+        run.ready[ins.id] = end + ins.transit + ins.fill
         run.events += 1
-        self.free = ins.issue + ins.duration
+        self.free = end
         self.pos += 1
         if self.pos < len(self.q):
             self.next()
@@ -115,7 +134,7 @@ class _UnitQueue:
 class _LinkQueue:
     """One link direction: the hops crossing it in order, one event each."""
 
-    __slots__ = ("free", "lid", "pos", "q", "run")
+    __slots__ = ("fire", "free", "lid", "pos", "q", "run")
 
     def __init__(self, run: _Run, lid: int, q: list[tuple[int, int, Transfer]]):
         self.run = run
@@ -123,6 +142,7 @@ class _LinkQueue:
         self.q = sorted(q, key=lambda x: (x[0], x[2].id))
         self.pos = 0
         self.free = 0
+        self.fire = self._fire
         self.next()
 
     def next(self) -> None:
@@ -133,13 +153,15 @@ class _LinkQueue:
                                     f"link busy until cycle {max(self.free, int(now))}")
         self.run.timeout(self.run.env, s - now).callbacks.append(self.fire)
 
-    def fire(self, _event: Any) -> None:
+    def _fire(self, _event: Any) -> None:
         run = self.run
         s, h, t = self.q[self.pos]
         if h == 0:
-            if t.stream or not _arrived(t.deps, run.ready, s):
+            end = s + t.serialisation
+            if not (_streamed(t.deps, t.stream, run.ready, run.busy, s, end) if t.stream
+                    else _arrived(t.deps, run.ready, s)):
                 run.check_operands(t.deps, s, t.src, f"link{self.lid}", f"{t.id}:{t.op}",
-                                   t.stream, s + t.serialisation)
+                                   t.stream, end)
             run.start[t.id] = s
             run.ready[t.id] = t.ready
         elif t.id not in run.start:

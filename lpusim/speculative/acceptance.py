@@ -143,6 +143,18 @@ class AcceptanceModel(ABC):
         return np.searchsorted(-s, -u, side="left").astype(np.int64)
 
 
+def chain_expected_tokens(a: float, gamma: int) -> float:
+    """``1 + sum_{i=1..gamma} a^i`` for a checked probability `a` and count `gamma`: the
+    constant model's expected tokens, with the products `survival` makes (a cumulative product
+    is sequential) and without numpy's per-call cost (a break-even bisection calls this ~30
+    times a run)."""
+    p, terms = 1.0, []
+    for _ in range(gamma):
+        p *= a
+        terms.append(p)
+    return 1.0 + math.fsum(terms)
+
+
 @dataclass(frozen=True)
 class ConstantAcceptance(AcceptanceModel):
     """Every drafted token is accepted independently with probability ``a`` (Leviathan et al.)."""
@@ -160,13 +172,7 @@ class ConstantAcceptance(AcceptanceModel):
         return np.full(_check_count(gamma, "gamma"), self.a)
 
     def expected_tokens(self, gamma: int) -> float:
-        # the products of `survival` (a cumulative product is sequential), without numpy's
-        # per-call cost: the bisections of break-even acceptance call this ~30 times a run
-        p, terms = 1.0, []
-        for _ in range(_check_count(gamma, "gamma")):
-            p *= self.a
-            terms.append(p)
-        return 1.0 + math.fsum(terms)
+        return chain_expected_tokens(self.a, _check_count(gamma, "gamma"))
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "constant", "a": self.a}

@@ -49,15 +49,19 @@ def best_candidate(candidates: Sequence[int], evaluate: Callable[[int], T],
         raise RuntimeError("no candidates to search")  # a caller bug, not bad input
     done: dict[int, T] = {}
     vals: dict[int, float] = {}
+    bounds: dict[tuple[int, int | None], float] = {}    # (g, the evaluated one below) -> bound
     best = float("-inf")
     while len(done) < len(cands):
         below: T | None = None
+        below_g: int | None = None
         top, top_g = float("-inf"), None
         for g in cands:
             if g in done:
-                below = done[g]
+                below, below_g = done[g], g
                 continue
-            b = bound(g, below)
+            b = bounds.get((g, below_g))
+            if b is None:
+                b = bounds[(g, below_g)] = bound(g, below)
             if top_g is None or b > top:
                 top, top_g = b, g
         assert top_g is not None

@@ -18,6 +18,7 @@ from lpusim.speculative.acceptance import (
     AcceptanceModel,
     ConstantAcceptance,
     _check_count,
+    chain_expected_tokens,
     check_number,
 )
 
@@ -121,7 +122,8 @@ def break_even_acceptance(
     over = _cost(overhead_cycles, "overhead_cycles")
     cost = _pass_cycles(gamma, draft, verify, over)
 
-    return least_acceptance(lambda a: expected_tokens_iid(a, gamma) * base - cost >= 0)
+    # a in [0, 1] and gamma checked: the constant chain's sum directly (no model per point)
+    return least_acceptance(lambda a: chain_expected_tokens(a, gamma) * base - cost >= 0)
 
 
 def least_acceptance(meets: Callable[[float], bool], tol: float = 1e-9) -> float | None:
