@@ -13,6 +13,7 @@ from lpusim.config import load
 from lpusim.config.specs import ModelSpec
 from lpusim.errors import CapacityError, CompileError
 from lpusim.graph import GraphParams, build_decode_graph
+from lpusim.program import Handoff, Instr, Link, PipelineProgram, Program, Transfer
 from tests.helpers import chip, system
 
 
@@ -113,6 +114,29 @@ def test_program_hash_is_deterministic():
     g2 = build_decode_graph(m, GraphParams(context=512))
     assert compile_program(g1, s).content_hash() == compile_program(g2, s).content_hash()
     assert compile_pipeline(g1, s).content_hash() == compile_pipeline(g2, s).content_hash()
+
+
+def _tiny_pipeline(issue: int = 3) -> PipelineProgram:
+    prog = Program(name="t", clock_hz=10**9, chips=(0, 1),
+                   instructions=(Instr(0, 0, "mxm", "a", 0, 0, 3, 1, 2, "compute_mxm", ()),
+                                 Instr(2, 1, "vxm", "c", 0, issue + 9, 4, 0, 1, "compute_vxm",
+                                       (1,))),
+                   transfers=(Transfer(1, 0, 1, (0,), (5,), 100, "b", 0, issue, 4, (0,)),),
+                   links=(Link(0, 0, 1, "local"),), sram_capacity_bytes=1000,
+                   sram_bytes={0: {"weights": 10}, 1: {"weights": 20}},
+                   meta={"stage": 0, "blocks": ["embed"]})
+    return PipelineProgram(name="step", clock_hz=10**9, chips=2, templates={"k": prog},
+                           stages=("k",), stage_of=(0,), handoffs=(Handoff(1, 0, 4, 1, ()),),
+                           sram_capacity_bytes=1000, sram_bytes=prog.sram_bytes,
+                           meta={"tp": 2})
+
+
+def test_pipeline_hash_is_pinned_and_sees_every_cycle():
+    # the canonical bytes (marshal version 2 of plain values) must not drift between Python
+    # versions or processes: a change here changes every printed program_hash
+    assert _tiny_pipeline().content_hash() == (
+        "f8cb60fe5f7d60d302aa4dc149c90d5503724a402462a35363ee25b3716769ab")
+    assert _tiny_pipeline(4).content_hash() != _tiny_pipeline().content_hash()
 
 
 def random_model(draw):
