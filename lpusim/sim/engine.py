@@ -33,6 +33,10 @@ class SimResult:
     ready: dict[int, int]       # id -> cycle its result arrived
     latency_cycles: int
     events: int
+    # what ran on each unit queue, and each link's hops (hop start, hop, transfer), in the
+    # order they ran (the critical-path walk looks up each item's predecessor there)
+    queues: tuple[list[Instr], ...] = ()
+    link_hops: tuple[list[tuple[int, int, Transfer]], ...] = ()
 
 
 def _arrived(deps: tuple[int, ...], ready: dict[int, int], now: int) -> bool:
@@ -205,10 +209,8 @@ def simulate(prog: Program) -> SimResult:
     run = _Run((*prog.instructions, *prog.transfers))
     env = run.env
     # queues start in a fixed order so same-cycle events resolve deterministically
-    for key in sorted(queues):
-        _UnitQueue(run, key, queues[key])
-    for lid in sorted(hops):
-        _LinkQueue(run, lid, hops[lid])
+    units = [_UnitQueue(run, key, queues[key]) for key in sorted(queues)]
+    wires = [_LinkQueue(run, lid, hops[lid]) for lid in sorted(hops)]
     for t in prog.transfers:
         if not t.route:
             _Local(run, t)
@@ -218,4 +220,5 @@ def simulate(prog: Program) -> SimResult:
     if missing:
         raise ScheduleViolation(-1, "-", int(env.now), "-", f"{missing} items never ran")
     latency = max(ready.values(), default=0)
-    return SimResult(prog, start, ready, latency, run.events)
+    return SimResult(prog, start, ready, latency, run.events, tuple(u.q for u in units),
+                     tuple(w.q for w in wires))

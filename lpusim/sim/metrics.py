@@ -102,25 +102,16 @@ class _PathIndex:
         items.update({t.id: t for t in prog.transfers})
         self.items = items
         self.prev_on_queue: dict[int, int] = {}
-        queues: dict[tuple, list] = {}
-        for i in prog.instructions:
-            queues.setdefault((i.chip, i.unit), []).append(i)
-        for q in queues.values():
-            q.sort(key=lambda x: (res.start[x.id], x.id))
+        for q in res.queues:            # as the simulator ran them
             for a, b in zip(q, q[1:], strict=False):
                 self.prev_on_queue[b.id] = a.id
-        links: dict[int, list] = {}
-        for t in prog.transfers:
-            for h, lid in enumerate(t.route):
-                links.setdefault(lid, []).append((t.hop_start(h), h, t))
         self.link_prev: dict[int, tuple[int, int]] = {}   # id -> (prev id, release cycle)
-        for q in links.values():
-            q.sort(key=lambda x: (x[0], x[2].id))
-            for (s0, _h0, a), (s1, _h1, b) in zip(q, q[1:], strict=False):
-                release = s0 + a.serialisation - (s1 - b.issue)
-                old = self.link_prev.get(b.id)
+        for hops in res.link_hops:
+            for (s0, _h0, ta), (s1, _h1, tb) in zip(hops, hops[1:], strict=False):
+                release = s0 + ta.serialisation - (s1 - tb.issue)
+                old = self.link_prev.get(tb.id)
                 if old is None or release > old[1]:
-                    self.link_prev[b.id] = (a.id, release)
+                    self.link_prev[tb.id] = (ta.id, release)
 
 
 def _walk(ix: _PathIndex, start: int | None = None, outside: dict[int, int] | None = None
@@ -276,31 +267,27 @@ def metrics_full(prog: Program) -> StepMetrics:
         kv_slots=kv_slots(prog.sram_bytes, prog.sram_capacity_bytes))
 
 
-def _spans(prog: Program) -> dict[tuple[Any, ...], tuple[int, int]]:
-    """(first, last) busy cycle of each resource of a stage template: a unit queue as (chip
-    position, unit), a link as its ends (chip positions in the stage; other chips by number)
-    and its rank among the template's links between the same ends, so that the templates of
-    one stage's parts name a resource alike."""
+def _spans(res: SimResult) -> dict[tuple[Any, ...], tuple[int, int]]:
+    """(first, last) busy cycle of each resource of a simulated stage template: a unit queue
+    as (chip position, unit), a link as its ends (chip positions in the stage; other chips by
+    number) and its rank among the template's links between the same ends, so that the
+    templates of one stage's parts name a resource alike. A queue ran its items in order,
+    none overlapping: its first starts first and its last ends last."""
+    prog = res.program
     pos = {c: i for i, c in enumerate(prog.chips)}
     spans: dict[tuple[Any, ...], tuple[int, int]] = {}
-
-    def use(key: tuple[Any, ...], a: int, b: int) -> None:
-        old = spans.get(key)
-        spans[key] = (a, b) if old is None else (min(a, old[0]), max(b, old[1]))
-
-    for i in prog.instructions:
-        use(("unit", pos[i.chip], i.unit), i.issue, i.issue + i.duration)
+    for q in res.queues:
+        spans[("unit", pos[q[0].chip], q[0].unit)] = (q[0].issue, q[-1].issue + q[-1].duration)
     ends: dict[int, tuple[Any, ...]] = {}
     rank: dict[tuple[Any, ...], int] = {}
     for lk in sorted(prog.links, key=lambda x: x.id):
         pair = (pos.get(lk.src, ("chip", lk.src)), pos.get(lk.dst, ("chip", lk.dst)))
         rank[pair] = rank.get(pair, -1) + 1
         ends[lk.id] = ("link", *pair, rank[pair])
-    for t in prog.transfers:
-        s0 = t.issue
-        for lid, lat in zip(t.route, t.hop_latency, strict=True):
-            use(ends[lid], s0, s0 + t.serialisation)
-            s0 += lat
+    for hops in res.link_hops:
+        first, h, t = hops[0]
+        last, _h, u = hops[-1]
+        spans[ends[t.route[h]]] = (first, last + u.serialisation)
     return spans
 
 
@@ -371,7 +358,7 @@ def metrics_pipeline(pp: PipelineProgram) -> StepMetrics:
         else:
             start = (pp.joins[i] or {})[via]
         i -= 1
-    interval, n_links = _stage_resources(pp, offset)
+    interval, n_links = _stage_resources(pp, per, offset)
     for h in pp.handoffs:
         interval = max(interval, h.serialisation)
         latency += h.cycles
@@ -391,7 +378,8 @@ def metrics_pipeline(pp: PipelineProgram) -> StepMetrics:
         kv_slots=kv_slots(pp.sram_bytes, pp.sram_capacity_bytes))
 
 
-def _stage_resources(pp: PipelineProgram, offset: list[int]) -> tuple[int, int]:
+def _stage_resources(pp: PipelineProgram, per: dict[str, SimResult],
+                     offset: list[int]) -> tuple[int, int]:
     """The initiation interval over the stages (each stage's widest resource span, its parts
     placed at their offsets) and the links the stages use (counted per stage)."""
     spans: dict[str, dict[tuple[Any, ...], tuple[int, int]]] = {}
@@ -404,19 +392,27 @@ def _stage_resources(pp: PipelineProgram, offset: list[int]) -> tuple[int, int]:
             j += 1
         run = tuple(pp.stages[i:j + 1])
         if run not in seen:
-            lo: dict[tuple[Any, ...], int] = {}
-            hi: dict[tuple[Any, ...], int] = {}
-            for k, key in enumerate(run):
-                if key not in spans:
-                    spans[key] = _spans(pp.templates[key])
-                off = offset[i + k]
-                for r, (a, b) in spans[key].items():
-                    if r in lo:
-                        lo[r], hi[r] = min(lo[r], a + off), max(hi[r], b + off)
-                    else:
-                        lo[r], hi[r] = a + off, b + off
-            seen[run] = (max((hi[r] - lo[r] for r in lo), default=0),
-                         len([r for r in lo if r[0] == "link"]))
+            if len(run) == 1:
+                if run[0] not in spans:
+                    spans[run[0]] = _spans(per[run[0]])
+                one = spans[run[0]]
+                seen[run] = (max((b - a for a, b in one.values()), default=0),
+                             sum(1 for r in one if r[0] == "link"))
+            else:
+                # parts run one after another, each within its own cycles: a resource's span
+                # opens in the first part using it and closes in the last
+                lo: dict[tuple[Any, ...], int] = {}
+                hi: dict[tuple[Any, ...], int] = {}
+                for k, key in enumerate(run):
+                    if key not in spans:
+                        spans[key] = _spans(per[key])
+                    off = offset[i + k]
+                    for r, (a, b) in spans[key].items():
+                        if r not in lo:
+                            lo[r] = a + off
+                        hi[r] = b + off
+                seen[run] = (max((hi[r] - lo[r] for r in lo), default=0),
+                             sum(1 for r in lo if r[0] == "link"))
         width, used = seen[run]
         interval = max(interval, width)
         links += used
