@@ -274,3 +274,17 @@ def test_built_specs_follow_edits_of_every_file_they_read(tmp_path):
     again = api.load_scenario(str(sc))
     assert first.system.chip.clock_hz == 900_000_000
     assert again.system.chip.clock_hz == 1_100_000_000
+
+
+@pytest.mark.parametrize("ref", ["llama-3.1-70b-specdec", "llama-3.1-70b-h100x8"])
+def test_run_result_to_dict_is_asdict_and_shares_nothing(ref):
+    r = api.run(api.load_scenario(ref))
+    d = r.to_dict()
+    assert d == dataclasses.asdict(r)
+    first = next(iter(d["breakdown_us"]))
+    d["breakdown_us"][first] = -1.0
+    if d.get("speculation"):
+        d["speculation"]["gamma"] = -1
+    again = r.to_dict()
+    assert again["breakdown_us"][first] != -1.0
+    assert not again.get("speculation") or again["speculation"]["gamma"] != -1

@@ -264,9 +264,10 @@ def _file_state(path: Path | str) -> tuple[int, int] | None:
     return st.st_mtime_ns, st.st_size
 
 
-# specs built from files no override reaches, with the (path, state) of every file read for
-# them: a sweep loads the same model, system and chip for every point. A hit is used only if
-# none of those files changed and the directories names are looked up in did not either.
+# specs built from referenced files, by the overrides that reach them, with the (path, state)
+# of every file read for them: a sweep loads the same model, system and chip for every point.
+# A hit is used only if none of those files changed and the directories names are looked up in
+# did not either.
 _BUILT: BoundedCache[tuple[Any, tuple[tuple[str, Any], ...]]] = BoundedCache("built_specs",
                                                                             256)
 
@@ -280,11 +281,16 @@ class _Loader:
         self._dirs: tuple[tuple[str, int], ...] | None = None
 
     def load_doc(self, path: Path, expect: str | None, prefix: str) -> Any:
-        if any(k.startswith(prefix) for k in self.overrides):
+        mine = sorted((k[len(prefix):], v) for k, v in self.overrides.items()
+                      if k.startswith(prefix))
+        if mine and not prefix:
+            # the loaded document itself (a sweep point): its overrides are new each time
             return self.build_doc(self._document(path), expect, prefix)
         if self._dirs is None:
             self._dirs = _dir_state(_search_dirs())
-        key = (str(path), expect, self.checks, self._dirs)
+        # a referenced spec is kept with the overrides that reach it (a sweep's points share
+        # a few values of each hardware override)
+        key = (str(path), expect, self.checks, self._dirs, repr(mine))
         hit = _BUILT.get(key)
         if hit is not None and all(_file_state(p) == st for p, st in hit[1]):
             self._read.extend(hit[1])       # an enclosing entry depends on them too
