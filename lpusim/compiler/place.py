@@ -18,6 +18,7 @@ fit.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from lpusim.config.specs import ChipSpec, dtype_bytes
 from lpusim.errors import CapacityError
@@ -82,9 +83,16 @@ class Placement:
         return sum(len(c) for c in self.stage_chips)
 
     def chip_sram(self, only: set[int] | None = None) -> dict[int, dict[str, int]]:
-        """chip -> its SRAM bytes by category (of the chips in `only`, when given)."""
-        return {c: dict(self.sram[s]) for s, cs in enumerate(self.stage_chips) for c in cs
-                if only is None or c in only}
+        """chip -> its SRAM bytes by category (of the chips in `only`, when given), in chip
+        order."""
+        if only is None:
+            return {c: dict(self.sram[s]) for s, cs in enumerate(self.stage_chips) for c in cs}
+        stage = self._stage_of
+        return {c: dict(self.sram[stage[c]]) for c in sorted(only) if c in stage}
+
+    @cached_property
+    def _stage_of(self) -> dict[int, int]:
+        return {c: s for s, cs in enumerate(self.stage_chips) for c in cs}
 
     @property
     def max_sram_bytes(self) -> int:

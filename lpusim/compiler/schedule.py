@@ -55,7 +55,7 @@ class Lowerer:
                  links: LinkGraph):
         self.g = graph
         self.pl = placement
-        self.block_index = {b: i for i, b in enumerate(graph.blocks)}
+        self.block_index = graph.block_index
         self._machine(system, links, graph.params.precision.activations)
 
     def _machine(self, system: SystemSpec, links: LinkGraph, act_dtype: str) -> None:
@@ -419,6 +419,9 @@ class Lowerer:
         a down projection)."""
         if s == 0:
             return self.token_bytes()
+        return _LIVE_IN.get_or_make(self.g, self.pl.stages[s], lambda: self._live_in(s))
+
+    def _live_in(self, s: int) -> int:
         mine = {n for b in self.pl.stages[s] for n in self.g.block_ops[b]}
         srcs = {src for n in mine for src in self.g.op(n).inputs if src not in mine}
         return sum(self.g.op(src).act_out_bytes for src in sorted(srcs))
@@ -426,6 +429,11 @@ class Lowerer:
     def token_bytes(self) -> int:
         p = self.g.params
         return 4 * p.batch * p.positions
+
+
+# the hand-off size of each stage of the graphs compiled lately (by the stage's blocks): every
+# template and every what-if on the same graph asks again
+_LIVE_IN: ObjectCache[int] = ObjectCache("live_in_bytes", 8192)
 
 
 def plan_routes(pl: Placement, links: LinkGraph) -> tuple[list[StageIO], list[int]]:

@@ -80,7 +80,7 @@ class DecodeGraph:
     compiler reads; `dag`, the same graph as a networkx DiGraph (an op per node, an edge per
     input), is built on first use."""
 
-    __slots__ = ("_dag", "block_ops", "blocks", "model", "op_table", "params")
+    __slots__ = ("_dag", "block_index", "block_ops", "blocks", "model", "op_table", "params")
 
     def __init__(self, model: ModelSpec, params: GraphParams, op_table: dict[str, Op],
                  blocks: list[str], block_ops: dict[str, list[str]]):
@@ -91,6 +91,7 @@ class DecodeGraph:
         # dense FFN's down projection), then "head"
         self.blocks = blocks
         self.block_ops = block_ops                 # op names per block, topological order
+        self.block_index = {b: i for i, b in enumerate(blocks)}    # block -> its position
         self._dag: nx.DiGraph | None = None
 
     @property
