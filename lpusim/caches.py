@@ -45,7 +45,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-__all__ = ["BoundedCache", "ObjectCache", "clear", "code_fingerprint", "disk_dir", "info",
+__all__ = ["BoundedCache", "clear", "code_fingerprint", "derived", "disk_dir", "info",
            "memoise", "set_disk_dir"]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -101,22 +101,20 @@ class BoundedCache(Generic[V]):
         return len(self._data)
 
 
-class ObjectCache(Generic[V]):
-    """A BoundedCache of values derived from an object that is not hashable by value (a
-    decode graph, a link graph), keyed by the object's identity and a hashable key. Each
-    entry holds the object, so its id cannot be reused by another object while it is cached."""
+_MISSING = object()
 
-    def __init__(self, name: str, maxsize: int):
-        self._cache: BoundedCache[tuple[Any, V]] = BoundedCache(name, maxsize)
 
-    def get_or_make(self, obj: Any, key: Hashable, make: Callable[[], V]) -> V:
-        full = (id(obj), key)
-        hit = self._cache.get(full)
-        if hit is not None and hit[0] is obj:
-            return hit[1]
-        value = make()
-        self._cache.put(full, (obj, value))
-        return value
+def derived(obj: Any, key: Hashable, make: Callable[[], V]) -> V:
+    """A value derived from `obj` (a decode graph, a link graph: objects not hashable by
+    value), kept in the object's own `derived` mapping: it lives exactly as long as the object
+    does, so no cache holds a graph alive, and is dropped with it when the cache that keeps
+    the object (`lpusim.step.shared_graph`, the link graphs) lets it go. Treat it as
+    read-only."""
+    store: dict[Hashable, Any] = obj.derived
+    hit = store.get(key, _MISSING)
+    if hit is _MISSING:
+        hit = store[key] = make()
+    return hit
 
 
 @memoise("code_fingerprint", maxsize=1)

@@ -105,22 +105,29 @@ def test_bounded_cache_keeps_the_most_recent():
         del caches._REGISTRY["test-bounded"]
 
 
-def test_object_cache_is_keyed_by_the_object_it_holds():
-    c: caches.ObjectCache[int] = caches.ObjectCache("test-object", maxsize=4)
-    try:
-        a, b = [1], [1]                          # equal but distinct objects
-        made = []
+def test_derived_values_live_with_their_object():
+    import gc
+    import weakref
 
-        def make(v: int) -> int:
-            made.append(v)
-            return v
+    class Thing:
+        def __init__(self) -> None:
+            self.derived: dict = {}
 
-        assert c.get_or_make(a, "k", lambda: make(10)) == 10
-        assert c.get_or_make(a, "k", lambda: make(11)) == 10      # same object: cached
-        assert c.get_or_make(b, "k", lambda: make(12)) == 12      # another object: made
-        assert made == [10, 12]
-    finally:
-        del caches._REGISTRY["test-object"]
+    a, b = Thing(), Thing()
+    made = []
+
+    def make(v: int) -> int:
+        made.append(v)
+        return v
+
+    assert caches.derived(a, "k", lambda: make(10)) == 10
+    assert caches.derived(a, "k", lambda: make(11)) == 10      # same object: kept
+    assert caches.derived(b, "k", lambda: make(12)) == 12      # another object: made
+    assert made == [10, 12]
+    gone = weakref.ref(a)
+    del a
+    gc.collect()
+    assert gone() is None                  # nothing but the object itself held its values
 
 
 def test_yaml_scalar_loader_keeps_no_memo(tmp_path):

@@ -21,7 +21,7 @@ from itertools import groupby
 from operator import attrgetter
 from typing import Any
 
-from lpusim.caches import ObjectCache
+from lpusim.caches import derived
 from lpusim.compiler.checks import check_lowered, check_placement, pass_checks, set_pass_checks
 from lpusim.compiler.lower import serialisation_cycles
 from lpusim.compiler.parts import Part, join_parts
@@ -63,25 +63,21 @@ def _run_pass(pass_name: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> 
         raise CompileError(pass_name, str(e)) from e
 
 
-# placements of the graphs compiled lately: a what-if that changes links or clocks but not
-# the model, its width or the SRAM re-places nothing (lpusim.step reuses the graph object)
-_PLACEMENTS: ObjectCache[Placement] = ObjectCache("placements", 128)
 # route signatures of the groups compiled lately, by link graph and the chips of the group and
 # the one before: every width of a speculative search places the same groups, and a group
 # spanning racks needs hundreds of routes to sign
-_GROUPS: ObjectCache[str] = ObjectCache("group_signatures", 4096)
 
 
 def _group_signature(links: LinkGraph, pl: Placement, s: int) -> str:
-    return _GROUPS.get_or_make(links, (pl.stage_chips[s], pl.stage_chips[s - 1] if s else ()),
-                               lambda: group_signature(links, pl, s))
+    return derived(links, ("group", pl.stage_chips[s], pl.stage_chips[s - 1] if s else ()),
+                   lambda: group_signature(links, pl, s))
 
 
 def placement(graph: DecodeGraph, chip: ChipSpec, chips: int, tp: int) -> Placement:
     """`place`, memoised per graph object (the placements of the graphs compiled lately):
     treat the result as read-only."""
-    return _PLACEMENTS.get_or_make(graph, (chip, chips, tp),
-                                   lambda: _run_pass("place", place, graph, chip, chips, tp))
+    return derived(graph, ("placement", chip, chips, tp),
+                   lambda: _run_pass("place", place, graph, chip, chips, tp))
 
 
 def _place(graph: DecodeGraph, system: SystemSpec, chips: int | None,
@@ -286,9 +282,6 @@ def _parts(graph: DecodeGraph, pl: Placement, s: int, signatures: dict[Any, str]
     return parts, out
 
 
-# stage parts of the graphs compiled lately (the structure of a stage's parts does not depend
-# on the machine: a what-if on links or clocks reuses them)
-_PARTS: ObjectCache[tuple[tuple[tuple[int, int], ...], list[str]]] = ObjectCache("parts", 4096)
 
 
 def _part_keys(graph: DecodeGraph, pl: Placement, s: int, first: bool, last: bool,
@@ -297,8 +290,9 @@ def _part_keys(graph: DecodeGraph, pl: Placement, s: int, first: bool, last: boo
     """Stage s's parts and the template key of each: the first part's key adds the stage
     input (tokens, or its hand-off, `tail`: lags and group, and its size), the last part's
     the stage's exit role."""
-    parts, shapes = _PARTS.get_or_make(graph, (pl.tp, pl.stages[s]),
-                                       lambda: _parts(graph, pl, s, signatures))
+    # kept with the graph: a what-if on links or clocks compiles the same parts
+    parts, shapes = derived(graph, ("parts", pl.tp, pl.stages[s]),
+                            lambda: _parts(graph, pl, s, signatures))
     keys = []
     for j, shape in enumerate(shapes):
         key = f"part:{shape}"

@@ -21,7 +21,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
-from lpusim.caches import ObjectCache
+from lpusim.caches import derived
 from lpusim.compiler.lower import Cost, Task, ceil_div, op_costs, serialisation_cycles, vxm_cost
 from lpusim.compiler.place import Placement
 from lpusim.compiler.topology import LinkGraph
@@ -419,7 +419,7 @@ class Lowerer:
         a down projection)."""
         if s == 0:
             return self.token_bytes()
-        return _LIVE_IN.get_or_make(self.g, self.pl.stages[s], lambda: self._live_in(s))
+        return derived(self.g, ("live_in", self.pl.stages[s]), lambda: self._live_in(s))
 
     def _live_in(self, s: int) -> int:
         mine = {n for b in self.pl.stages[s] for n in self.g.block_ops[b]}
@@ -429,11 +429,6 @@ class Lowerer:
     def token_bytes(self) -> int:
         p = self.g.params
         return 4 * p.batch * p.positions
-
-
-# the hand-off size of each stage of the graphs compiled lately (by the stage's blocks): every
-# template and every what-if on the same graph asks again
-_LIVE_IN: ObjectCache[int] = ObjectCache("live_in_bytes", 8192)
 
 
 def plan_routes(pl: Placement, links: LinkGraph) -> tuple[list[StageIO], list[int]]:
@@ -543,11 +538,7 @@ def handoff_plan(links: LinkGraph, pl: Placement,
     its share), or, with no direct link, the whole tensor along the cheapest route. The
     result is shared (memoised per link graph): treat it as read-only."""
     prev, cur = pl.stage_chips[s - 1], pl.stage_chips[s]
-    return _PLANS.get_or_make(links, (prev, cur), lambda: _handoff_plan(links, prev, cur))
-
-
-# hand-off plans of the link graphs compiled lately, by the chips of the two stages
-_PLANS: ObjectCache[list[tuple[int, int, list[int]]]] = ObjectCache("handoff_plans", 8192)
+    return derived(links, ("handoff", prev, cur), lambda: _handoff_plan(links, prev, cur))
 
 
 def _handoff_plan(links: LinkGraph, prev: tuple[int, ...],
@@ -567,11 +558,8 @@ def handoff_signature(links: LinkGraph, pl: Placement, s: int) -> str:
     links), so which chips send and land does not change the stage's timing."""
     if s == 0:
         return ""
-    return _SIGNATURES.get_or_make(links, (pl.stage_chips[s - 1], pl.stage_chips[s]),
-                                   lambda: _handoff_signature(links, handoff_plan(links, pl, s)))
-
-
-_SIGNATURES: ObjectCache[str] = ObjectCache("handoff_signatures", 8192)
+    return derived(links, ("handoff_signature", pl.stage_chips[s - 1], pl.stage_chips[s]),
+                   lambda: _handoff_signature(links, handoff_plan(links, pl, s)))
 
 
 def _handoff_signature(links: LinkGraph, plan: list[tuple[int, int, list[int]]]) -> str:

@@ -43,11 +43,15 @@ class LinkGraph:
         default_factory=OrderedDict, repr=False, compare=False)
     _adj: dict[int, list[tuple[int, int, int]]] = field(default_factory=dict, repr=False,
                                                        compare=False)
+    # what the compiler derives from these links (hand-off plans, group signatures), kept
+    # with them (lpusim.caches.derived)
+    derived: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def add(self, a: int, b: int, kind: str, lat: int) -> None:
         self._routes.clear()
         self._searches.clear()
         self._adj.clear()
+        self.derived.clear()
         for s, d in ((a, b), (b, a)):
             if (s, d) in self.between:
                 continue

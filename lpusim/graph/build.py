@@ -80,7 +80,8 @@ class DecodeGraph:
     compiler reads; `dag`, the same graph as a networkx DiGraph (an op per node, an edge per
     input), is built on first use."""
 
-    __slots__ = ("_dag", "block_index", "block_ops", "blocks", "model", "op_table", "params")
+    __slots__ = ("_dag", "block_index", "block_ops", "blocks", "derived", "model", "op_table",
+                 "params")
 
     def __init__(self, model: ModelSpec, params: GraphParams, op_table: dict[str, Op],
                  blocks: list[str], block_ops: dict[str, list[str]]):
@@ -92,6 +93,9 @@ class DecodeGraph:
         self.blocks = blocks
         self.block_ops = block_ops                 # op names per block, topological order
         self.block_index = {b: i for i, b in enumerate(blocks)}    # block -> its position
+        # what the compiler derives from this graph (placements, stage parts, hand-off sizes),
+        # kept with it (lpusim.caches.derived)
+        self.derived: dict[Any, Any] = {}
         self._dag: nx.DiGraph | None = None
 
     @property

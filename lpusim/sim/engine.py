@@ -99,7 +99,7 @@ class _Run:
 class _UnitQueue:
     """One (chip, unit) queue: its instructions in issue order, one event each."""
 
-    __slots__ = ("chip", "fire", "free", "pos", "q", "run", "unit")
+    __slots__ = ("chip", "free", "pos", "q", "run", "unit")
 
     def __init__(self, run: _Run, key: tuple[int, str], q: list[Instr]):
         self.run = run
@@ -107,7 +107,6 @@ class _UnitQueue:
         self.q = sorted(q, key=lambda i: (i.issue, i.id))
         self.pos = 0
         self.free = 0
-        self.fire = self._fire          # bound once: the callback of every event
         self.next()
 
     def next(self) -> None:
@@ -118,7 +117,7 @@ class _UnitQueue:
                                     f"unit busy until cycle {max(self.free, int(now))}")
         self.run.timeout(self.run.env, ins.issue - now).callbacks.append(self.fire)
 
-    def _fire(self, _event: Any) -> None:
+    def fire(self, _event: Any) -> None:
         run = self.run
         ins = self.q[self.pos]
         issue, end = ins.issue, ins.issue + ins.duration
@@ -138,7 +137,7 @@ class _UnitQueue:
 class _LinkQueue:
     """One link direction: the hops crossing it in order, one event each."""
 
-    __slots__ = ("fire", "free", "lid", "pos", "q", "run")
+    __slots__ = ("free", "lid", "pos", "q", "run")
 
     def __init__(self, run: _Run, lid: int, q: list[tuple[int, int, Transfer]]):
         self.run = run
@@ -146,7 +145,6 @@ class _LinkQueue:
         self.q = sorted(q, key=lambda x: (x[0], x[2].id))
         self.pos = 0
         self.free = 0
-        self.fire = self._fire
         self.next()
 
     def next(self) -> None:
@@ -157,7 +155,7 @@ class _LinkQueue:
                                     f"link busy until cycle {max(self.free, int(now))}")
         self.run.timeout(self.run.env, s - now).callbacks.append(self.fire)
 
-    def _fire(self, _event: Any) -> None:
+    def fire(self, _event: Any) -> None:
         run = self.run
         s, h, t = self.q[self.pos]
         if h == 0:
