@@ -258,3 +258,32 @@ def test_all_reduce_across_two_nodes_is_hierarchical():
 
     for c in range(16):
         assert set(range(16)) <= ancestors(out[c]) | {out[c]}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_plan_fits_whenever_a_fine_or_coarse_partition_fits(data):
+    from lpusim.compiler.place import _merge, _plan, atoms, partition
+    layers = data.draw(st.integers(1, 8))
+    blocks = ["embed"] + [f"layer{i}.{k}" for i in range(layers)
+                          for k in ("attn", "mlp", "down")] + ["head"]
+    sizes = [{"weights": data.draw(st.integers(1, 100)),
+              "kv_cache": data.draw(st.integers(0, 30)),
+              "activations": data.draw(st.integers(0, 50))} for _ in blocks]
+    n = data.draw(st.integers(1, len(blocks)))
+    cap = data.draw(st.integers(50, 1500))
+    groups, sram = _plan(sizes, blocks, n, cap)
+    assert len(groups) == n and groups[0][0] == 0 and groups[-1][1] == len(blocks)
+    assert all(a < b for a, b in groups)
+    assert all(x[1] == y[0] for x, y in zip(groups, groups[1:], strict=False))
+    fits = max(sum(t.values()) for t in sram) <= cap
+    for fine in (False, True):
+        at = atoms(blocks, fine)
+        if n <= len(at):
+            best = _merge(sizes, [(at[a][0], at[b - 1][1]) for a, b in
+                                  partition(_merge(sizes, at), n)])
+            if max(sum(t.values()) for t in best) <= cap:
+                assert fits                      # a fitting cut exists: the plan fits
+                if not fine:
+                    assert all(not blocks[a].endswith(".down") or a == 0 for a, _b in groups)
+                break

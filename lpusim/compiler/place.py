@@ -211,6 +211,12 @@ def _plan(sizes: list[dict[str, int]], blocks: list[str], n_stages: int,
         if n_stages > len(at):
             continue
         asz = _merge(sizes, at)
+        if not fine:
+            # the greedy cut is the fewest stages within a capacity: when the coarse atoms need
+            # more than n_stages within `cap`, no coarse partition fits, and the fine one decides
+            need = _greedy(_Sizes(asz), cap)
+            if need is None or len(need) > n_stages:
+                continue
         groups = [(at[a][0], at[b - 1][1]) for a, b in partition(asz, n_stages)]
         sram = _merge(sizes, groups)
         tried = (groups, sram)
