@@ -5,10 +5,10 @@
 simulates to exactly the same step latency (stages of a batch-1 decode step run one after
 another and use disjoint resources while they run); a stage whose output reaches its chips at
 different cycles hands those lags to the next stage's template. A stage inside one node is
-compiled as parts, one template per block shared by every stage with that block in that place,
-when `lpusim.compiler.parts` finds that they compose exactly (else whole). When a stage has no exact
-template (work outlasting its output) it raises `NoStageTemplate`, and the caller simulates
-the full program instead.
+compiled as parts, one template per block shared by every stage with that block in that
+place, when `lpusim.compiler.parts` finds that they compose exactly (else whole). When a stage
+has no exact template (work outlasting its output) it raises `NoStageTemplate`, and the caller
+simulates the full program instead.
 """
 
 from __future__ import annotations
@@ -63,19 +63,17 @@ def _run_pass(pass_name: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> 
         raise CompileError(pass_name, str(e)) from e
 
 
-# route signatures of the groups compiled lately, by link graph and the chips of the group and
-# the one before: every width of a speculative search places the same groups, and a group
-# spanning racks needs hundreds of routes to sign
-
-
 def _group_signature(links: LinkGraph, pl: Placement, s: int) -> str:
+    """`group_signature`, kept with the link graph by the chips of the group and the one
+    before: every width of a speculative search places the same groups, and a group spanning
+    racks needs hundreds of routes to sign."""
     return derived(links, ("group", pl.stage_chips[s], pl.stage_chips[s - 1] if s else ()),
                    lambda: group_signature(links, pl, s))
 
 
 def placement(graph: DecodeGraph, chip: ChipSpec, chips: int, tp: int) -> Placement:
-    """`place`, memoised per graph object (the placements of the graphs compiled lately):
-    treat the result as read-only."""
+    """`place`, kept with the graph (`caches.derived`): a what-if on links or clocks, and the
+    run after its deployment's sizing, re-place nothing. Treat the result as read-only."""
     return derived(graph, ("placement", chip, chips, tp),
                    lambda: _run_pass("place", place, graph, chip, chips, tp))
 
@@ -169,6 +167,21 @@ def _structure_digest(graph: DecodeGraph, blocks: tuple[str, ...],
     return hashlib.sha256(f"[{', '.join(rows)}]".encode()).hexdigest()[:12]
 
 
+class _Templates:
+    """The templates of one fast-fidelity compile, and how each joins its neighbours: the
+    items putting its output on each chip, when they are ready, its hand-off pieces, and (a
+    stage part) what it imports and exports."""
+
+    def __init__(self) -> None:
+        self.programs: dict[str, Program] = {}
+        self.outputs: dict[str, tuple[int, ...]] = {}
+        self.arrivals: dict[str, list[int]] = {}
+        self.pieces: dict[str, dict[int, int]] = {}
+        self.parts: dict[str, Part] = {}
+        self.no_split: set[str] = set()
+        self.joins: dict[tuple[str, ...], list[dict[int, int]] | None] = {}
+
+
 def _template(graph: DecodeGraph, system: SystemSpec, pl: Placement, links: LinkGraph, s: int,
               io: StageIO, released: dict[int, int] | None, key: str, name: str,
               tpl: _Templates, parts: tuple[tuple[int, int], ...] | None = None,
@@ -237,21 +250,6 @@ def _compile_parts(graph: DecodeGraph, system: SystemSpec, pl: Placement, links:
     return tpl.joins[combo] is not None
 
 
-class _Templates:
-    """The templates of one fast-fidelity compile, and how each joins its neighbours: the
-    items putting its output on each chip, when they are ready, its hand-off pieces, and (a
-    stage part) what it imports and exports."""
-
-    def __init__(self) -> None:
-        self.programs: dict[str, Program] = {}
-        self.outputs: dict[str, tuple[int, ...]] = {}
-        self.arrivals: dict[str, list[int]] = {}
-        self.pieces: dict[str, dict[int, int]] = {}
-        self.parts: dict[str, Part] = {}
-        self.no_split: set[str] = set()
-        self.joins: dict[tuple[str, ...], list[dict[int, int]] | None] = {}
-
-
 def _parts(graph: DecodeGraph, pl: Placement, s: int, signatures: dict[Any, str]
            ) -> tuple[tuple[tuple[int, int], ...], list[str]]:
     """How stage s is cut into parts, and each part's structure: every block is a part,
@@ -280,8 +278,6 @@ def _parts(graph: DecodeGraph, pl: Placement, s: int, signatures: dict[Any, str]
         out.append(f"{kind}#{digest}|reads:{reads}")
         made.update({n: (j, i) for i, n in enumerate(names)})
     return parts, out
-
-
 
 
 def _part_keys(graph: DecodeGraph, pl: Placement, s: int, first: bool, last: bool,

@@ -242,7 +242,8 @@ class Lowerer:
         made (markers: `imports` records which each task reads). `exports` receives, per
         (op position in the part, chip position), the task holding each op's value, and
         ("sync", chip position) the stage-start point. Raises `NoSplit` when the cut cannot
-        be lowered alone (a partial sum or an expert output crossing it)."""
+        be lowered alone (a partial sum or an expert output crossing it, or a value a layer
+        barrier delays in a part between its maker and its reader)."""
         chips = self.pl.stage_chips[s]
         blocks = self.pl.stages[s]
         lo, hi = parts[part] if parts else (0, len(blocks))
@@ -312,8 +313,22 @@ class Lowerer:
                         if not crosses_cuts(self.g.op(src), len(chips)):
                             raise NoSplit(f"{src} crosses the cut as a partial or expert "
                                           f"output")
+                        if self._delayed_between(s, parts, part - made[src][0], part, src):
+                            raise NoSplit(f"{src} is read after a layer barrier delays it")
                         value[src] = {c: marker(made[src], i) for i, c in enumerate(chips)}
         return sync
+
+    def _delayed_between(self, s: int, parts: tuple[tuple[int, int], ...], made_in: int,
+                         part: int, src: str) -> bool:
+        """Whether a part strictly between the one that made `src` and `part` delays it by
+        a layer barrier (its attention reads `src` first): the whole stage's later readers
+        then wait for the delayed value, which that part does not export."""
+        if self.barrier_cycles <= 0:
+            return False
+        blocks = self.pl.stages[s]
+        return any(blk.endswith(".attn") and self.g.op(self.g.block_ops[blk][0]).inputs[0] == src
+                   for mid in range(made_in + 1, part)
+                   for blk in blocks[parts[mid][0]:parts[mid][1]])
 
     def _blocks(self, s: int, io: StageIO, blocks: tuple[str, ...], stage_end: bool,
                 sync: dict[int, int], value: dict[str, dict[int, int]],
