@@ -13,7 +13,6 @@ simulates the full program instead.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from collections import Counter
 from collections.abc import Callable
@@ -44,7 +43,8 @@ from lpusim.compiler.topology import LinkGraph, build_link_graph
 from lpusim.compiler.verify import verify_program
 from lpusim.config.specs import ChipSpec, SystemSpec
 from lpusim.errors import CapacityError, CompileError, LpusimError, NoStageTemplate
-from lpusim.graph import DecodeGraph, Op
+from lpusim.graph import DecodeGraph
+from lpusim.graph.ops import COST_FIELDS
 from lpusim.program import Handoff, PipelineProgram, Program
 
 __all__ = ["Placement", "compile_pipeline", "compile_program", "minimum_chips", "place",
@@ -135,12 +135,7 @@ def _stage_key(graph: DecodeGraph, blocks: tuple[str, ...], first: bool, last: b
     return f"{key}#{_structure_digest(graph, blocks, signatures)}"
 
 
-# the fields of an Op that set what it costs: all it shows, less its names and wiring
-_SIGNATURE_FIELDS = tuple(f.name for f in dataclasses.fields(Op)
-                          if f.repr and f.name not in ("name", "block", "inputs"))
-
-
-_signature = attrgetter(*_SIGNATURE_FIELDS)
+_signature = attrgetter(*COST_FIELDS)
 
 
 def _structure_digest(graph: DecodeGraph, blocks: tuple[str, ...],

@@ -380,8 +380,7 @@ class _Builder:
 
 
 def _replace(op: Op, **kw: Any) -> Op:
-    from dataclasses import replace
-    return replace(op, **kw)
+    return op._replace(**kw)
 
 
 def build_decode_graph(model: ModelSpec, params: GraphParams | None = None) -> DecodeGraph:

@@ -10,7 +10,7 @@ to shard and lower them. All counts are for the whole (unsharded) step.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 # parallel: how tensor parallelism splits an op across a node's chips
 #   column   split the output features (n); no communication after
@@ -44,8 +44,10 @@ UNIT_OF_KIND = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Op:
+class Op(NamedTuple):
+    """One op of the decode graph: immutable, and a named tuple because a graph makes 10^3-10^4
+    of them per width (several times cheaper to make than a frozen dataclass)."""
+
     name: str
     kind: str
     block: str                      # placement block: "embed", "layer<i>", "head"
@@ -76,9 +78,13 @@ class Op:
     kv_heads: int = 0
     expert: int = -1                # MoE expert index of an expert-parallel op
     # kv_append: tokens per sequence its layer's KV cache holds. It sizes SRAM, not the op's
-    # work, so it stays out of repr (the compiler's structure digest of stage templates)
-    kv_tokens: int = field(default=0, repr=False)
+    # work, so it is not among the fields that set its cost (`COST_FIELDS`)
+    kv_tokens: int = 0
 
     @property
     def unit(self) -> str:
         return UNIT_OF_KIND[self.kind]
+
+
+# the fields of an Op that set what it costs: all but its names, its wiring and its KV size
+COST_FIELDS = tuple(f for f in Op._fields if f not in ("name", "block", "inputs", "kv_tokens"))
