@@ -33,7 +33,6 @@ from lpusim.compiler.schedule import (
     group_signature,
     handoff_plan,
     handoff_signature,
-    lower_stage_part,
     lower_stage_template,
     lower_step,
     plan_routes,
@@ -185,15 +184,10 @@ def _template(graph: DecodeGraph, system: SystemSpec, pl: Placement, links: Link
     `tpl` under `key`: the verified program, the items putting its output on each of its
     chips (in chip order), when they are ready, its hand-off pieces (transfer id -> position
     of the sending chip in the previous stage) and, a part, what it imports and exports."""
-    if parts is None:
-        tasks, outs = _run_pass("lower", lower_stage_template, graph, system, pl, links, s, io,
-                                released)
-        blocks = None
-    else:
-        lp = _run_pass("lower", lower_stage_part, graph, system, pl, links, s, io, parts, part,
-                       released if part == 0 else None)
-        tasks, outs = lp.tasks, lp.outputs
-        blocks = range(*parts[part])
+    lp = _run_pass("lower", lower_stage_template, graph, system, pl, links, s, io,
+                   released if part == 0 else None, parts, part)
+    tasks, outs = lp.tasks, lp.outputs
+    blocks = range(*parts[part]) if parts is not None else None
     if pass_checks():
         check_lowered(graph, pl, system.chip, tasks, range(s, s + 1), blocks)
     prog: Program = _run_pass("schedule", schedule, tasks, name=name, system=system,
@@ -233,11 +227,9 @@ def _compile_parts(graph: DecodeGraph, system: SystemSpec, pl: Placement, links:
                 try:
                     _template(graph, system, pl, links, s, io, released, key,
                               f"{name}:{key}", tpl, parts, j)
-                except NoSplit:
-                    tpl.no_split.add(key)
-                    tpl.joins[combo] = None
-                    break
-                except NoStageTemplate:
+                except (NoSplit, NoStageTemplate) as e:
+                    if isinstance(e, NoSplit):      # the same key will not lower alone again
+                        tpl.no_split.add(key)
                     tpl.joins[combo] = None
                     break
         else:

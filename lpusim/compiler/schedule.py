@@ -472,25 +472,13 @@ def lower_step(graph: DecodeGraph, system: SystemSpec, pl: Placement,
     return lw.tasks, {"entry": ios[0].entry, "exit": last.exit}
 
 
-def lower_stage_template(graph: DecodeGraph, system: SystemSpec, pl: Placement,
-                         links: LinkGraph, s: int, io: StageIO,
-                         released: dict[int, int] | None = None
-                         ) -> tuple[list[Task], dict[int, int]]:
-    """One stage alone: its input (tokens on the entry chip, or the hand-off pieces leaving
-    the previous stage) starts at cycle 0, or for a piece leaving previous chip c, at cycle
-    `released[c]`. Returns the tasks and chip -> the task producing the output there."""
-    lw = Lowerer(graph, system, pl, links)
-    io = StageIO(io.entry, io.exit, lw.live_in_bytes(s))
-    out = lw.stage(s, io, {} if s > 0 else None, released)
-    return lw.tasks, out
-
-
 @dataclass
 class LoweredPart:
-    """One part of a stage, lowered alone: its tasks; chip -> the task putting the part's
-    last value there; per task, the values of earlier parts it reads ((parts back, op position
-    in that part) or ("sync",) for the stage-start point, chip position, streamed); and per
-    (op position, chip position), or ("sync", chip position), the task holding that value."""
+    """A stage, or one part of it, lowered alone: its tasks; chip -> the task putting its
+    last value there; for a part, per task the values of earlier parts it reads ((parts back,
+    op position in that part) or ("sync",) for the stage-start point, chip position,
+    streamed), and per (op position, chip position), or ("sync", chip position), the task
+    holding that value."""
 
     tasks: list[Task]
     outputs: dict[int, int]
@@ -498,17 +486,21 @@ class LoweredPart:
     exports: dict[Any, int] = field(default_factory=dict)
 
 
-def lower_stage_part(graph: DecodeGraph, system: SystemSpec, pl: Placement, links: LinkGraph,
-                     s: int, io: StageIO, parts: tuple[tuple[int, int], ...], part: int,
-                     released: dict[int, int] | None = None) -> LoweredPart:
-    """Part `part` of stage s (blocks parts[part]) alone: part 0 as `lower_stage_template`
-    does (its input starting at cycle 0), a later part from the values of the earlier ones,
-    taken as ready at its cycle 0. Raises NoSplit if the cut cannot be lowered alone."""
+def lower_stage_template(graph: DecodeGraph, system: SystemSpec, pl: Placement,
+                         links: LinkGraph, s: int, io: StageIO,
+                         released: dict[int, int] | None = None,
+                         parts: tuple[tuple[int, int], ...] | None = None,
+                         part: int = 0) -> LoweredPart:
+    """One stage alone: its input (tokens on the entry chip, or the hand-off pieces leaving
+    the previous stage) starts at cycle 0, or for a piece leaving previous chip c, at cycle
+    `released[c]`. With `parts`, only part `part` (blocks parts[part]): part 0 so, a later
+    part from the values of the earlier ones, taken as ready at its cycle 0; raises NoSplit
+    if the cut cannot be lowered alone."""
     lw = Lowerer(graph, system, pl, links)
     io = StageIO(io.entry, io.exit, lw.live_in_bytes(s))
-    exports: dict[Any, int] = {}
+    exports: dict[Any, int] | None = {} if parts is not None else None
     out = lw.stage(s, io, {} if s > 0 else None, released, parts, part, exports)
-    return LoweredPart(lw.tasks, out, lw.imports, exports)
+    return LoweredPart(lw.tasks, out, lw.imports, exports or {})
 
 
 def group_signature(links: LinkGraph, pl: Placement, s: int) -> str:

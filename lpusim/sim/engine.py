@@ -121,6 +121,7 @@ class _UnitQueue:
         run = self.run
         ins = self.q[self.pos]
         issue, end = ins.issue, ins.issue + ins.duration
+        # the common case inline (one call less per item); check_operands says what is wrong
         if not (_streamed(ins.deps, ins.stream, run.ready, run.busy, issue, end) if ins.stream
                 else _arrived(ins.deps, run.ready, issue)):
             run.check_operands(ins.deps, issue, self.chip, self.unit, f"{ins.id}:{ins.op}",
@@ -137,11 +138,11 @@ class _UnitQueue:
 class _LinkQueue:
     """One link direction: the hops crossing it in order, one event each."""
 
-    __slots__ = ("free", "lid", "pos", "q", "run")
+    __slots__ = ("free", "name", "pos", "q", "run")
 
     def __init__(self, run: _Run, lid: int, q: list[tuple[int, int, Transfer]]):
         self.run = run
-        self.lid = lid
+        self.name = f"link{lid}"            # where a violation is reported
         self.q = sorted(q, key=lambda x: (x[0], x[2].id))
         self.pos = 0
         self.free = 0
@@ -151,7 +152,7 @@ class _LinkQueue:
         s, _h, t = self.q[self.pos]
         now = self.run.env.now
         if s < now or s < self.free:
-            raise ScheduleViolation(t.src, f"link{self.lid}", s, f"{t.id}:{t.op}",
+            raise ScheduleViolation(t.src, self.name, s, f"{t.id}:{t.op}",
                                     f"link busy until cycle {max(self.free, int(now))}")
         self.run.timeout(self.run.env, s - now).callbacks.append(self.fire)
 
@@ -162,12 +163,12 @@ class _LinkQueue:
             end = s + t.serialisation
             if not (_streamed(t.deps, t.stream, run.ready, run.busy, s, end) if t.stream
                     else _arrived(t.deps, run.ready, s)):
-                run.check_operands(t.deps, s, t.src, f"link{self.lid}", f"{t.id}:{t.op}",
-                                   t.stream, end)
+                run.check_operands(t.deps, s, t.src, self.name, f"{t.id}:{t.op}", t.stream,
+                                   end)
             run.start[t.id] = s
             run.ready[t.id] = t.ready
         elif t.id not in run.start:
-            raise ScheduleViolation(t.src, f"link{self.lid}", s, f"{t.id}:{t.op}",
+            raise ScheduleViolation(t.src, self.name, s, f"{t.id}:{t.op}",
                                     "hop before the first")
         run.events += 1
         self.free = s + t.serialisation

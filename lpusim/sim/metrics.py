@@ -14,6 +14,7 @@ hand-offs, which gives the same latency as the full program.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from itertools import groupby
 from typing import Any
 
 from lpusim.program import CATEGORIES, LATENCY_CATEGORIES, UNITS, PipelineProgram, Program
@@ -385,36 +386,25 @@ def _stage_resources(pp: PipelineProgram, per: dict[str, SimResult],
     spans: dict[str, dict[tuple[Any, ...], tuple[int, int]]] = {}
     seen: dict[tuple[Any, ...], tuple[int, int]] = {}
     interval = links = 0
-    i, n = 0, len(pp.stages)
-    while i < n:
-        j = i
-        while j + 1 < n and pp.stage_of[j + 1] == pp.stage_of[i]:
-            j += 1
-        run = tuple(pp.stages[i:j + 1])
+    i = 0
+    for _stage, entries in groupby(pp.stage_of):
+        j = i + len(list(entries))
+        run = tuple(pp.stages[i:j])
         if run not in seen:
-            if len(run) == 1:
-                if run[0] not in spans:
-                    spans[run[0]] = _spans(per[run[0]])
-                one = spans[run[0]]
-                seen[run] = (max((b - a for a, b in one.values()), default=0),
-                             sum(1 for r in one if r[0] == "link"))
-            else:
-                # parts run one after another, each within its own cycles: a resource's span
-                # opens in the first part using it and closes in the last
-                lo: dict[tuple[Any, ...], int] = {}
-                hi: dict[tuple[Any, ...], int] = {}
-                for k, key in enumerate(run):
-                    if key not in spans:
-                        spans[key] = _spans(per[key])
-                    off = offset[i + k]
-                    for r, (a, b) in spans[key].items():
-                        if r not in lo:
-                            lo[r] = a + off
-                        hi[r] = b + off
-                seen[run] = (max((hi[r] - lo[r] for r in lo), default=0),
-                             sum(1 for r in lo if r[0] == "link"))
+            # parts run one after another, each within its own cycles: a resource's span
+            # opens in the first part using it and closes in the last
+            lo: dict[tuple[Any, ...], int] = {}
+            hi: dict[tuple[Any, ...], int] = {}
+            for k, key in enumerate(run, start=i):
+                if key not in spans:
+                    spans[key] = _spans(per[key])
+                for r, (a, b) in spans[key].items():
+                    lo.setdefault(r, a + offset[k])
+                    hi[r] = b + offset[k]
+            seen[run] = (max((hi[r] - lo[r] for r in lo), default=0),
+                         sum(1 for r in lo if r[0] == "link"))
         width, used = seen[run]
         interval = max(interval, width)
         links += used
-        i = j + 1
+        i = j
     return interval, links
