@@ -14,6 +14,10 @@ dataclasses, so equal inputs give equal keys and a cached answer is the answer):
   placements (`lpusim.compiler`, keyed by the graph object, which the entry holds): a what-if
   on links or clocks re-places nothing; ``group_signatures``: the route signature of each
   tensor-parallel group spanning nodes (`lpusim.compiler`, by link graph object and chips).
+- ``template_schedules``, ``template_runs``: the verified schedule of a fast-fidelity template
+  by its lowered tasks (`lpusim.compiler`), and the simulation of those very items
+  (`lpusim.sim.metrics`): a what-if on context, or another batch or width, leaves many blocks'
+  tasks unchanged, and those templates are neither scheduled nor simulated again.
 - ``least_chips``, ``headroom``: the fewest chips that hold a model, and the SRAM a split
   leaves (`lpusim.deploy`): every sweep point re-resolves its deployment, and most points of
   a hardware batch ask the same questions.

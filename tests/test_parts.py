@@ -95,3 +95,29 @@ def test_parts_compose_to_the_whole_program_exactly(model, sysname, chips, posit
     for f in ("latency_cycles", "breakdown_cycles", "initiation_interval_cycles",
               "unit_busy_cycles", "link_busy_cycles", "instructions", "kv_slots"):
         assert getattr(fast, f) == getattr(full, f), f
+
+
+def _fresh(g, s, chips):
+    from lpusim import caches
+    caches.clear()
+    return compile_pipeline(g, s, chips=chips)
+
+
+def test_a_template_with_the_tasks_of_an_earlier_one_reuses_its_schedule_and_run():
+    """A context what-if changes attention's tasks, not the FFN's: those templates reuse the
+    schedule (the same item objects) and the simulation of the first compile, and the step
+    is what a compile with nothing cached gives."""
+    s = system("groqrack-576")
+    model = load("workloads/llama-3.1-70b.yaml")
+    g1, g2 = (build_decode_graph(model, GraphParams(context=c)) for c in (2048, 3000))
+    first = _fresh(g1, s, 576)
+    items = {id(p.instructions): p.instructions for p in first.templates.values()}
+    second = compile_pipeline(g2, s, chips=576)
+    shared = [k for k, p in second.templates.items() if id(p.instructions) in items]
+    assert 0 < len(shared) < len(second.templates)      # attention changed, the FFN did not
+    assert all(second.templates[k].name.startswith("step:") for k in shared)
+    reused = metrics_pipeline(second)
+    again = _fresh(g2, s, 576)
+    assert not any(id(p.instructions) in items for p in again.templates.values())
+    assert again.content_hash() == second.content_hash()
+    assert metrics_pipeline(again) == reused

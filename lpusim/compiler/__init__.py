@@ -8,7 +8,10 @@ different cycles hands those lags to the next stage's template. A stage inside o
 compiled as parts, one template per block shared by every stage with that block in that
 place, when `lpusim.compiler.parts` finds that they compose exactly (else whole). When a stage
 has no exact template (work outlasting its output) it raises `NoStageTemplate`, and the caller
-simulates the full program instead.
+simulates the full program instead. A template whose lowered tasks equal those of a template
+verified before (in any compile of the process: a what-if on context, or another batch or
+width, often leaves a block's tasks unchanged) reuses that schedule, the same objects, and only
+its SRAM is checked again; the simulator reuses its run by the same objects.
 """
 
 from __future__ import annotations
@@ -20,15 +23,16 @@ from itertools import groupby
 from operator import attrgetter
 from typing import Any
 
-from lpusim.caches import derived
+from lpusim.caches import BoundedCache, derived
 from lpusim.compiler.checks import check_lowered, check_placement, pass_checks, set_pass_checks
-from lpusim.compiler.lower import serialisation_cycles
+from lpusim.compiler.lower import Task, serialisation_cycles
 from lpusim.compiler.parts import Part, join_parts
 from lpusim.compiler.place import Placement, minimum_chips, place
 from lpusim.compiler.schedule import (
     Lowerer,
     NoSplit,
     StageIO,
+    assemble,
     crosses_cuts,
     group_signature,
     handoff_plan,
@@ -37,14 +41,15 @@ from lpusim.compiler.schedule import (
     lower_step,
     plan_routes,
     schedule,
+    timed,
 )
 from lpusim.compiler.topology import LinkGraph, build_link_graph
-from lpusim.compiler.verify import verify_program
+from lpusim.compiler.verify import verify_program, verify_schedule, verify_sram
 from lpusim.config.specs import ChipSpec, SystemSpec
 from lpusim.errors import CapacityError, CompileError, LpusimError, NoStageTemplate
 from lpusim.graph import DecodeGraph
 from lpusim.graph.ops import COST_FIELDS
-from lpusim.program import Handoff, PipelineProgram, Program
+from lpusim.program import Handoff, Instr, PipelineProgram, Program, Transfer
 
 __all__ = ["Placement", "compile_pipeline", "compile_program", "minimum_chips", "place",
            "placement", "set_pass_checks", "verify_program"]
@@ -190,10 +195,8 @@ def _template(graph: DecodeGraph, system: SystemSpec, pl: Placement, links: Link
     blocks = range(*parts[part]) if parts is not None else None
     if pass_checks():
         check_lowered(graph, pl, system.chip, tasks, range(s, s + 1), blocks)
-    prog: Program = _run_pass("schedule", schedule, tasks, name=name, system=system,
-                              links=links, chips=pl.stage_chips[s], pl=pl,
-                              meta={"stage": s, "blocks": list(pl.stages[s])})
-    _run_pass("verify", verify_program, prog)
+    prog = _scheduled(tasks, name=name, system=system, links=links, chips=pl.stage_chips[s],
+                      pl=pl, meta={"stage": s, "blocks": list(pl.stages[s])})
     ready = {i.id: i.ready for i in prog.instructions}
     ready.update({t.id: t.ready for t in prog.transfers})
     order = tuple(outs[c] for c in pl.stage_chips[s] if c in outs)
@@ -209,6 +212,32 @@ def _template(graph: DecodeGraph, system: SystemSpec, pl: Placement, links: Link
                            if t.op == f"stage{s}.handoff"}
     if parts is not None:
         tpl.parts[key] = Part(prog, lp.imports, lp.exports, ready)
+
+
+# a template's lowered tasks -> their verified schedule (the items, shared read-only)
+_SCHEDULES: BoundedCache[tuple[tuple[Instr, ...], tuple[Transfer, ...]]] = BoundedCache(
+    "template_schedules", maxsize=2048)
+
+
+def _scheduled(tasks: list[Task], *, name: str, system: SystemSpec, links: LinkGraph,
+               chips: tuple[int, ...], pl: Placement, meta: dict[str, object]) -> Program:
+    """Schedule and verify a template's tasks, or reuse the verified schedule of equal tasks:
+    a schedule is a function of the tasks alone (`timed`), so it is the same, and it passed
+    the same timing checks; the program around it (name, links, SRAM) is built anew and its
+    SRAM checked."""
+    key = tuple(tasks)
+    hit = _SCHEDULES.get(key)
+    if hit is None:
+        hit = _run_pass("schedule", timed, key)
+        prog = assemble(*hit, name=name, system=system, links=links, chips=chips, pl=pl,
+                        meta=meta)
+        _run_pass("verify", verify_schedule, prog)
+        _SCHEDULES.put(key, hit)
+    else:
+        prog = assemble(*hit, name=name, system=system, links=links, chips=chips, pl=pl,
+                        meta=meta)
+    _run_pass("verify", verify_sram, prog)
+    return prog
 
 
 def _compile_parts(graph: DecodeGraph, system: SystemSpec, pl: Placement, links: LinkGraph,

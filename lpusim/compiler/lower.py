@@ -24,7 +24,7 @@ chip adds what it received on its VXM) followed by an all-gather of the reduced 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from lpusim.config.specs import DTYPE_BITS, ChipSpec, dtype_bytes
 from lpusim.graph import DecodeGraph, Op
@@ -36,8 +36,10 @@ def ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
-@dataclass(frozen=True)
-class Cost:
+class Cost(NamedTuple):
+    """What an instruction occupies (a unit, for `duration` cycles) and how much later its
+    result arrives (`transit`, `fill`), under a breakdown category."""
+
     unit: str
     duration: int
     transit: int
@@ -134,9 +136,10 @@ def op_costs(op: Op, chip: ChipSpec, tp: int, graph: DecodeGraph) -> list[tuple[
     return [("", vxm_cost(chip, elements, op.ops_per_element, act, trans))]
 
 
-@dataclass(slots=True)
-class Task:
-    """An untimed instruction or transfer with its dependencies (indices of earlier tasks)."""
+class Task(NamedTuple):
+    """An untimed instruction or transfer with its dependencies (indices of earlier tasks).
+    Immutable, and a named tuple: a stage's tuple of tasks is the key its schedule is reused
+    by (`lpusim.compiler.schedule.timed`)."""
 
     kind: str                   # "instr" or "transfer"
     chip: int                   # instr: its chip; transfer: source chip
@@ -148,7 +151,7 @@ class Task:
     route: tuple[int, ...] = ()
     nbytes: int = 0
     serialisation: int = 0
-    hop_latency: tuple[int, ...] = field(default_factory=tuple)
+    hop_latency: tuple[int, ...] = ()
     stream: tuple[int, ...] = ()    # deps consumed vector by vector as they arrive
     # earliest issue cycle: in a stage template, a hand-off piece leaves a chip of the previous
     # stage that many cycles after that stage's earliest output (0: when its deps allow)

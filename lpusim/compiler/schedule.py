@@ -577,6 +577,16 @@ def _handoff_signature(links: LinkGraph, plan: list[tuple[int, int, list[int]]])
 def schedule(tasks: list[Task], *, name: str, system: SystemSpec, links: LinkGraph,
              chips: tuple[int, ...], pl: Placement | None, meta: dict[str, object]) -> Program:
     """Assign every task its issue cycle (ASAP, in-order queues, no link oversubscription)."""
+    instrs, transfers = timed(tasks)
+    return assemble(instrs, transfers, name=name, system=system, links=links, chips=chips,
+                    pl=pl, meta=meta)
+
+
+def timed(tasks: list[Task] | tuple[Task, ...]
+          ) -> tuple[tuple[Instr, ...], tuple[Transfer, ...]]:
+    """The instructions and transfers of `tasks`, each at its issue cycle: a function of the
+    tasks alone (their chips, units, costs, routes and hop latencies), so equal tasks give
+    equal schedules."""
     ready: list[int] = [0] * len(tasks)
     busy: list[int] = [0] * len(tasks)
     unit_free: dict[tuple[int, str], int] = {}
@@ -632,12 +642,19 @@ def schedule(tasks: list[Task], *, name: str, system: SystemSpec, links: LinkGra
             ready[i] = off
             add_transfer(Transfer(i, t.chip, t.dst, route, lats, t.nbytes, t.op, t.block,
                                   start, ser, deps, stream))
+    return tuple(instrs), tuple(transfers)
+
+
+def assemble(instrs: tuple[Instr, ...], transfers: tuple[Transfer, ...], *, name: str,
+             system: SystemSpec, links: LinkGraph, chips: tuple[int, ...],
+             pl: Placement | None, meta: dict[str, object]) -> Program:
+    """The Program of a schedule: its items, the links they use and the SRAM of its chips."""
     used = sorted({lid for t in transfers for lid in t.route})
     mine = set(chips)
     sram = pl.chip_sram(mine) if pl is not None else {}
     return Program(
         name=name, clock_hz=system.chip.clock_hz, chips=chips,
-        instructions=tuple(instrs), transfers=tuple(transfers),
+        instructions=instrs, transfers=transfers,
         links=tuple(links.links[lid] for lid in used),
         sram_capacity_bytes=pl.capacity_bytes if pl is not None else 0,
         sram_bytes={c: v for c, v in sram.items() if c in mine}, meta=dict(meta))

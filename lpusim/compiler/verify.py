@@ -21,6 +21,12 @@ def _what(x: Instr | Transfer) -> str:
 
 def verify_program(prog: Program) -> None:
     """Raise CompileError('verify', ...) if the static schedule is not valid."""
+    verify_schedule(prog)
+    verify_sram(prog)
+
+
+def verify_schedule(prog: Program) -> None:
+    """The timing checks of `verify_program`: operands, unit queues and links."""
     ready: dict[int, int] = {}
     first: dict[int, int] = {}          # when an item's first vector is out
     items: tuple[Instr | Transfer, ...] = (*prog.instructions, *prog.transfers)
@@ -62,6 +68,10 @@ def verify_program(prog: Program) -> None:
             if s1 < e0:
                 raise CompileError("verify", f"link {lid} oversubscribed: transfer {id1} at "
                                              f"cycle {s1} overlaps {id0} [{s0}, {e0})")
+
+
+def verify_sram(prog: Program) -> None:
+    """The capacity check of `verify_program`: no chip's SRAM is over capacity."""
     for chip, cats in prog.sram_bytes.items():
         used = sum(cats.values())
         if used > prog.sram_capacity_bytes:
