@@ -3,7 +3,8 @@
 `load_scenario` reads a scenario (file or shipped name) with optional dotted overrides; `run`
 simulates it and returns a `RunResult`; `plan` sizes a model onto chips; `describe` reports a
 spec and its derived facts. Every number here comes out of the model (graph, compiler,
-simulator, speculation layer); nothing is typed in.
+simulator, speculation layer); nothing is typed in. `run`, `compare` and `serve` pause the
+cyclic garbage collector while they compute and leave it as found (`lpusim.collector`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from lpusim import collector
 from lpusim.compiler import minimum_chips, place
 from lpusim.compiler.topology import build_link_graph
 from lpusim.config import load, resolve_ref
@@ -37,6 +39,7 @@ __all__ = ["DEFAULT_SCENARIO", "RunResult", "assumptions", "baseline_step", "com
            "plot_frontier"]
 
 
+@collector.paused()
 def run(scenario: ScenarioSpec | str | os.PathLike[str] = DEFAULT_SCENARIO) -> RunResult:
     """Simulate a scenario (file, shipped name or loaded spec): baseline and speculation."""
     return run_scenario(scenario)
@@ -150,6 +153,7 @@ HEADLINE = ("tokens_per_second", "baseline_tokens_per_second", "speedup", "token
             "step_latency_us", "chips", "stages", "sram_bytes_per_chip_max")
 
 
+@collector.paused()
 def compare(scenarios: list[ScenarioSpec | str | os.PathLike[str]]) -> list[dict[str, Any]]:
     """Headline metrics of several scenarios (LPU and GPU alike) side by side, with ratios
     against the first: tokens/s per user, chips (a drafter's own chips included), tokens/s per
@@ -286,6 +290,7 @@ def textbook_optimum(acceptance_model: Any, cost_ratio: float, max_gamma: int = 
     return optimal_gamma(acceptance_model, cost_ratio, max_gamma=max_gamma)
 
 
+@collector.paused()
 def serve(scenario: ScenarioSpec | str | os.PathLike[str] = DEFAULT_SCENARIO,
           **options: Any) -> Any:
     """Sweep load on a scenario's deployment (`lpusim.serve`): the frontier of per-user against

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import gc
 import io
 import json
 import os
@@ -922,20 +921,18 @@ def _entry_point_settings() -> Iterator[None]:
     the on-disk step cache from LPUSIM_CACHE_DIR (the library reads no environment variable
     for it), and the cyclic garbage collector paused (a compile allocates 10^5-10^6 objects
     that all stay alive; rescanning them costs 20-30% of a full-fidelity step)."""
-    from lpusim import caches
+    from lpusim import caches, collector
     from lpusim.compiler import set_pass_checks
-    was_disk, was_gc = caches.disk_dir(), gc.isenabled()
+    was_disk = caches.disk_dir()
     caches.set_disk_dir(os.environ.get("LPUSIM_CACHE_DIR") or None)
     # the compiler's invariant checks between passes (lpusim.compiler.checks), for debugging
     was_checks = set_pass_checks(os.environ.get("LPUSIM_CHECK_PASSES", "") not in ("", "0"))
-    gc.disable()
     try:
-        yield
+        with collector.paused():
+            yield
     finally:
         set_pass_checks(was_checks)
         caches.set_disk_dir(was_disk)
-        if was_gc:
-            gc.enable()
 
 
 MAX_ISSUES_SHOWN = 20

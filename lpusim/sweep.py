@@ -173,7 +173,7 @@ def _hardware_key(ov: dict[str, Any]) -> str:
 
 def _worker_init() -> None:
     """Entry point of a sweep worker process (ours, so process-wide settings are ours to
-    make): pause the cyclic garbage collector, as the CLI does (see lpusim.step)."""
+    make): pause the cyclic garbage collector, as the CLI does (see lpusim.collector)."""
     gc.disable()
 
 

@@ -173,6 +173,31 @@ def test_gc_and_matplotlib_are_left_as_found():
 
 
 @pytest.mark.parametrize("enabled", [True, False])
+def test_a_run_computes_with_the_collector_paused_and_leaves_it_as_found(enabled,
+                                                                          monkeypatch):
+    import gc
+    seen = []
+    real = step_mod._step
+
+    def probe(**kw):
+        seen.append(gc.isenabled())
+        return real(**kw)
+    monkeypatch.setattr(step_mod, "_step", probe)
+    caches.clear()
+    was = gc.isenabled()
+    try:
+        gc.enable() if enabled else gc.disable()
+        api.run(SMALL)
+        assert gc.isenabled() == enabled
+        step_mod.step_metrics(api.load_model("llama-3.2-1b"), api.load_system("groqnode-8"),
+                              chips=8, tp=8, positions=3)       # a step called directly
+        assert gc.isenabled() == enabled
+    finally:
+        gc.enable() if was else gc.disable()
+    assert seen and not any(seen)
+
+
+@pytest.mark.parametrize("enabled", [True, False])
 def test_cli_restores_gc_and_the_disk_cache(enabled, tmp_path, monkeypatch, capsys):
     import gc
     seen = {}
