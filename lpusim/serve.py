@@ -24,9 +24,10 @@ only combines them. What is modelled:
   pool is sized for the mean: the chance that many long contexts meet is not modelled
   (assumption: enough users for the law of large numbers). The step is timed at the mean
   context (over the whole window when the system's schedule is compiled for the window,
-  `compiler.attention_span`), and the pool comes from the step compiled with the
-  reservation (window, or the mean rounded up to pages) so that its placement counts that
-  KV. A batch whose timed step does not fit is not used (conservative with paging).
+  `compiler.attention_span`), and the pool comes from the placement of the step with the
+  reservation (window, or the mean rounded up to pages), which counts that KV: only its
+  memory is needed, so it is placed, not compiled (`lpusim.step.step_memory`). A batch whose
+  timed step does not fit is not used (conservative with paging).
 - **Activation buffers and MXM rows.** A wider step (batch b, or gamma+1 verify positions)
   needs larger activation buffers; a step whose buffers and KV do not fit beside the weights
   fails to compile (`CapacityError`), which bounds the batch (and the prefill chunk).
@@ -82,8 +83,8 @@ from lpusim.config.specs import (
 )
 from lpusim.cost import joules_per_token, system_power_watts, usd_per_million_tokens
 from lpusim.errors import CapacityError, ConfigError, InputError, Issue
-from lpusim.sim import StepMetrics
-from lpusim.step import step_metrics
+from lpusim.sim import StepMemory, StepMetrics
+from lpusim.step import step_memory, step_metrics
 
 # Groq's list price of the speculative 70B endpoint (llama-3.1-70b-specdec), $ per million
 # output tokens (seed; hardware.md). Printed beside the model's cost as a comparison only:
@@ -255,7 +256,7 @@ class BatchPlan:
             max(1, self.target_interval_cycles)
 
 
-def kv_pool_tokens(m: StepMetrics, batch: int, reserved_tokens: int) -> int:
+def kv_pool_tokens(m: StepMetrics | StepMemory, batch: int, reserved_tokens: int) -> int:
     """Tokens of KV (of one sequence) that fit beside weights and activation buffers, from a
     step that holds `batch` x `reserved_tokens` of them: the fullest chip's spare bytes over its
     KV bytes per token, kept within the bracket the exact `kv_slots` (min over chips) implies.
@@ -418,7 +419,7 @@ class _Steps:
             self.per_user = float(self.window)
         # a static schedule compiled for the whole window attends over all of it whatever
         # a user holds: then steps are timed with the deployment's window, and the KV pool
-        # comes from the same step compiled with the paged reservation
+        # comes from the same step placed with the paged reservation
         window_attention = isinstance(sc.system, SystemSpec) and \
             sc.system.compiler.attention_span == "window"
         self.timing_window = sc.window if window_attention else self.window
@@ -428,14 +429,13 @@ class _Steps:
         return max(self.window, self.context + positions)
 
     def step(self, model: ModelSpec, chips: int, tp: int, *, positions: int = 1,
-             batch: int = 1, context: int | None = None, heads: bool = False,
-             kv: bool = False) -> StepMetrics:
-        """A compiled step: timed (`kv` False) or with the KV reservation of the pool."""
+             batch: int = 1, context: int | None = None, heads: bool = False) -> StepMetrics:
+        """A compiled step, timed with the timing window."""
         sc = self.sc
         return step_metrics(model, sc.system, chips=chips, tp=tp, positions=positions,
                             batch=batch, context=self.context if context is None else context,
                             precision=sc.precision, with_heads=heads, fidelity=sc.fidelity,
-                            context_window=self.window if kv else self.timing_window)
+                            context_window=self.timing_window)
 
     def target(self, batch: int, positions: int = 1, heads: bool = False,
                model: ModelSpec | None = None) -> StepMetrics:
@@ -444,8 +444,12 @@ class _Steps:
 
     def pool(self, model: ModelSpec, chips: int, tp: int, batch: int, positions: int = 1,
              heads: bool = False) -> int:
-        """KV pool (tokens) beside a step's weights and buffers, from its KV step."""
-        m = self.step(model, chips, tp, positions=positions, batch=batch, heads=heads, kv=True)
+        """KV pool (tokens) beside a step's weights and buffers, from the SRAM of its KV step
+        (its placement: only its memory is needed)."""
+        sc = self.sc
+        m = step_memory(model, sc.system, chips=chips, tp=tp, positions=positions,
+                        batch=batch, context=self.context, precision=sc.precision,
+                        with_heads=heads, context_window=self.window)
         return kv_pool_tokens(m, batch, self.reserved(positions))
 
     def users(self, model: ModelSpec, chips: int, tp: int, batch: int, positions: int = 1,

@@ -44,12 +44,12 @@ from typing import Any
 
 from lpusim import caches, collector
 from lpusim.atomic import write_atomic
-from lpusim.compiler import compile_pipeline, compile_program
+from lpusim.compiler import compile_pipeline, compile_program, placement
 from lpusim.config.specs import GpuSystemSpec, ModelSpec, PrecisionSpec, SystemSpec
 from lpusim.errors import NoStageTemplate
 from lpusim.gpu import gpu_step_metrics
 from lpusim.graph import DecodeGraph, GraphParams, build_decode_graph
-from lpusim.sim import StepMetrics, metrics_full, metrics_pipeline
+from lpusim.sim import StepMemory, StepMetrics, metrics_full, metrics_pipeline, step_memory_of
 
 _DEFAULT_PRECISION = PrecisionSpec()
 
@@ -63,6 +63,30 @@ def step_metrics(model: ModelSpec, system: SystemSpec | GpuSystemSpec, *, chips:
     (the caller's own copy of the cached answer)."""
     return _copy(_cached_step(model, system, chips, tp, positions, batch, context, precision,
                               with_heads, fidelity, context_window, expert_parallel))
+
+
+def step_memory(model: ModelSpec, system: SystemSpec | GpuSystemSpec, *, chips: int, tp: int,
+                positions: int = 1, batch: int = 1, context: int = 8192,
+                precision: PrecisionSpec = _DEFAULT_PRECISION, with_heads: bool = False,
+                context_window: int | None = None,
+                expert_parallel: bool = False) -> StepMemory:
+    """What the step `step_metrics` compiles from these inputs holds in SRAM, from its
+    placement alone: a compiled program's SRAM is its placement's, so the numbers are the
+    same, without lowering, scheduling or simulating (a serving study sizes its KV pool from
+    as many steps as it times). Raises CapacityError as the compile would. A GPU system's,
+    from its step."""
+    if isinstance(system, GpuSystemSpec):
+        m = step_metrics(model, system, chips=chips, tp=tp, positions=positions, batch=batch,
+                         context=context, precision=precision, with_heads=with_heads,
+                         context_window=context_window, expert_parallel=expert_parallel)
+        return StepMemory(m.sram_bytes_per_chip_max, m.sram_bytes_by_category,
+                          m.sram_capacity_bytes, m.kv_slots)
+    graph = shared_graph(model, _params(system, positions, batch, context, precision,
+                                         with_heads, context_window, expert_parallel))
+    # as the compile places it (lpusim.compiler._place)
+    pl = placement(graph, system.chip, chips or system.chips,
+                   tp or system.topology.chips_per_node)
+    return step_memory_of(pl.chip_sram(), pl.capacity_bytes)
 
 
 def _copy(m: StepMetrics) -> StepMetrics:

@@ -12,6 +12,7 @@ import pytest
 from lpusim import api
 from lpusim.config.specs import HeadsSpec, ModelSpec, ScenarioSpec, SpeculationSpec
 from lpusim.cost import system_power_watts, usd_per_million_tokens
+from lpusim.errors import CapacityError
 from lpusim.serve import (
     ServeOptions,
     _resolved,
@@ -31,7 +32,7 @@ from lpusim.serve import (
     users_by_kv,
 )
 from lpusim.sim import StepMetrics
-from lpusim.step import step_metrics
+from lpusim.step import step_memory, step_metrics
 from tests.helpers import system
 
 
@@ -307,3 +308,29 @@ def test_serve_refuses_a_gpu_server_with_one_line():
     assert r.returncode == 2, r.stderr
     (line,) = r.stderr.strip().splitlines()
     assert "serve: system:" in line and "GPU server" in line and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("model,sysname,chips,tp,kw", [
+    ("llama-3.2-1b", "groqnode-8", 8, 8, {"batch": 4, "context_window": 1500}),
+    ("llama-3.2-1b", "groqnode-8", 8, 4, {"positions": 5, "fidelity": "full"}),
+    ("llama-3.1-8b", "groqrack-576", 96, 8, {"batch": 2, "context": 3000}),
+    ("gemma-2-9b", "groqrack-576", 64, 8, {"context_window": 4096}),
+])
+def test_a_steps_memory_is_the_sram_of_the_compiled_step(model, sysname, chips, tp, kw):
+    """The KV pool is sized from a step's placement alone (`step_memory`): its numbers are
+    the compiled step's, in either fidelity."""
+    spec, s = api.load_model(model), system(sysname)
+    m = step_metrics(spec, s, chips=chips, tp=tp, **kw)
+    kw.pop("fidelity", None)
+    mem = step_memory(spec, s, chips=chips, tp=tp, **kw)
+    assert (mem.sram_bytes_per_chip_max, mem.sram_bytes_by_category, mem.sram_capacity_bytes,
+            mem.kv_slots) == (m.sram_bytes_per_chip_max, m.sram_bytes_by_category,
+                              m.sram_capacity_bytes, m.kv_slots)
+    assert mem.kv_slots > 0 and mem.sram_bytes_by_category["kv_cache"] > 0
+
+
+def test_a_steps_memory_refuses_what_the_compile_refuses():
+    spec, s = api.load_model("llama-3.1-8b"), system("groqrack-576")
+    for fn in (step_metrics, step_memory):
+        with pytest.raises(CapacityError, match="at least 40 chips would fit"):
+            fn(spec, s, chips=16, tp=8)

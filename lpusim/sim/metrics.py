@@ -255,6 +255,24 @@ def _sram(sram: dict[int, dict[str, int]]) -> tuple[int, dict[str, int]]:
     return sum(sram[chip].values()), dict(sram[chip])
 
 
+@dataclass(frozen=True)
+class StepMemory:
+    """The SRAM side of a step's metrics, under StepMetrics' names: the fullest chip's bytes,
+    by category, the capacity per chip and the KV slots."""
+
+    sram_bytes_per_chip_max: int
+    sram_bytes_by_category: dict[str, int]
+    sram_capacity_bytes: int
+    kv_slots: int
+
+
+def step_memory_of(sram: dict[int, dict[str, int]], capacity: int) -> StepMemory:
+    """StepMemory of chips' SRAM by category (chip -> category -> bytes), as the metrics of a
+    program holding it count it."""
+    smax, scat = _sram(sram)
+    return StepMemory(smax, scat, capacity, kv_slots(sram, capacity))
+
+
 def metrics_full(prog: Program) -> StepMetrics:
     """Simulate the whole program and measure it."""
     res = simulate(prog)
