@@ -287,3 +287,43 @@ def test_plan_fits_whenever_a_fine_or_coarse_partition_fits(data):
                 if not fine:
                     assert all(not blocks[a].endswith(".down") or a == 0 for a, _b in groups)
                 break
+
+
+def _route_facts(g, a):
+    """(latency, hops) of the cheapest path from chip a to every chip (networkx Dijkstra on
+    latency x 2**20 + 1 per link: latency first, then hops), and those distances."""
+    import networkx as nx
+    dg = nx.DiGraph()
+    for lk in g.links:
+        dg.add_edge(lk.src, lk.dst, w=g.latency[lk.id] * (1 << 20) + 1, lid=lk.id)
+    return dg, nx.single_source_dijkstra_path_length(dg, a, weight="w")
+
+
+@settings(max_examples=12, deadline=None)
+@given(name=st.sampled_from(["groqrack-576", "groqrack-2304"]),
+       local_ns=st.sampled_from([100, 240, 500]), global_ns=st.sampled_from([100, 240, 420]),
+       seed=st.integers(0, 10**6))
+def test_routes_are_cheapest_and_take_the_lowest_link_id_among_ties(name, local_ns, global_ns,
+                                                                    seed):
+    """A route minimises total hop latency, then hops, and each hop is the lowest-numbered
+    link into its chip among those on a cheapest path (how `route` breaks ties), also for
+    the later targets of a search resumed from the same chip."""
+    import random
+    s = system(name)
+    s = dataclasses.replace(s, links=dataclasses.replace(
+        s.links, local_hop_latency_ps=local_ns * 1000, global_hop_latency_ps=global_ns * 1000))
+    n = s.chips // 2 + 5
+    g = build_link_graph(s, n)
+    rng = random.Random(seed)
+    a = rng.randrange(n)
+    dg, dist = _route_facts(g, a)
+    for b in rng.sample(range(n), 6):
+        src, dst, route = g.route([a], [b])
+        assert (src, dst) == (a, b)
+        assert sum(dg.edges[g.links[lid].src, g.links[lid].dst]["w"] for lid in route) == \
+            dist[b]
+        for lid in route:
+            v = g.links[lid].dst
+            best = min(d["lid"] for u, _v, d in dg.in_edges(v, data=True)
+                       if u in dist and dist[u] + d["w"] == dist[v])
+            assert lid == best

@@ -5,8 +5,9 @@ Inside a node every pair of chips has a direct local link (each direction is its
 Between the nodes of a rack, each pair of nodes has `links_per_node_pair` global links, and
 between racks each pair of racks has `links_per_rack_pair`, as in a Dragonfly whose groups are
 racks. Which chip owns a global port is assigned round-robin, deterministically; the system
-spec checks that no chip needs more global ports than it has. Routes minimise total hop latency;
-ties are broken by the lowest chip ids, so routes are reproducible.
+spec checks that no chip needs more global ports than it has. Routes minimise total hop latency,
+then hops; among equal paths each hop is the lowest-numbered link into its chip that lies on a
+cheapest path, so routes are reproducible.
 
 A single-source search is kept and resumed for the next target from the same chip (a resumed
 search pops chips in the order a fresh one would, so routes are unchanged): a tensor-parallel
@@ -41,8 +42,8 @@ class LinkGraph:
     # source chip -> (heap, via, best key per chip) of a resumable search, least recent first
     _searches: OrderedDict[int, tuple[list[Any], dict[int, int], dict[int, Any]]] = field(
         default_factory=OrderedDict, repr=False, compare=False)
-    _adj: dict[int, list[tuple[int, int, int]]] = field(default_factory=dict, repr=False,
-                                                       compare=False)
+    _adj: dict[int, list[tuple[int, int]]] = field(default_factory=dict, repr=False,
+                                                  compare=False)
     # what the compiler derives from these links (hand-off plans, group signatures), kept
     # with them (lpusim.caches.derived)
     derived: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -102,22 +103,33 @@ class LinkGraph:
                     heapq.heappush(heap, (d + self.latency[nl], hops + 1, nxt, nl))
         raise TopologyError(f"no route from chips {sources} to {targets}")
 
-    def _adjacency(self) -> dict[int, list[tuple[int, int, int]]]:
-        """chip -> (next chip, hop latency, link id) of its outgoing links, in `out` order."""
+    def _packed(self) -> tuple[int, int, dict[int, list[tuple[int, int]]]]:
+        """How `_route1` packs a search entry (distance, hops, chip, link) into one int that
+        orders as the tuple does (each field in bits above the next: hops and chips below
+        2**cb, links below 2**lb): (cb + lb, lb, and each chip's out-links as (next chip,
+        what an entry grows by along the link: its latency, a hop, the chip and the link))."""
+        cb = max(1, self.chips.bit_length())
+        lb = max(1, len(self.links).bit_length())
         if not self._adj:
-            self._adj.update({c: [(self.links[lid].dst, self.latency[lid], lid) for lid in lids]
+            low = cb + lb
+            self._adj.update({c: [(self.links[lid].dst,
+                                   (((self.latency[lid] << cb) + 1) << low)
+                                   + (self.links[lid].dst << lb) + lid) for lid in lids]
                               for c, lids in self.out.items()})
-        return self._adj
+        return cb + lb, lb, self._adj
 
     def _route1(self, a: int, b: int) -> tuple[int, int, list[int]]:
         """`_route([a], [b])` by resuming one search per source chip (the last 64 kept).
 
-        The resumed search pops chips in exactly the order of a fresh one: the keys are the
-        same, and a push is skipped only when the chip already has an entry with a smaller or
-        equal key, which never changes the smallest. So the route to `b` is the same."""
+        Entries are ints that order as the tuples (distance, hops, chip, link) of a fresh
+        search (`_packed`), so chips pop in the same order. The resumed search pops chips in
+        exactly the order of a fresh one: the keys are the same, and a push is skipped only
+        when the chip already has an entry with a smaller or equal key, which never changes
+        the smallest. So the route to `b` is the same."""
+        low, lb, adj = self._packed()
         st = self._searches.get(a)
         if st is None:
-            st = ([(0, 0, a, -1)], {}, {})
+            st = ([a << lb], {}, {a: a << lb})
             self._searches[a] = st
             if len(self._searches) > 64:
                 self._searches.popitem(last=False)
@@ -125,22 +137,23 @@ class LinkGraph:
             self._searches.move_to_end(a)
         heap, via, best = st
         if b not in via:
-            adj = self._adjacency()
-            pop, push = heapq.heappop, heapq.heappush
+            pop, push, get = heapq.heappop, heapq.heappush, best.get
+            cmask, lmask = (1 << (low - lb)) - 1, (1 << lb) - 1
+            never = 1 << (2 * low + 64)          # above any entry of a route's length
             while heap:
-                d, hops, chip, lid = pop(heap)
+                e = pop(heap)
+                chip = (e >> lb) & cmask
                 if chip in via:
                     continue
-                via[chip] = lid
-                hops += 1
-                for nxt, lat, nl in adj.get(chip, ()):
-                    if nxt in via:
-                        continue
-                    key = (d + lat, hops, nl)
-                    old = best.get(nxt)
-                    if old is None or key < old:
+                base = e >> low << low           # distance and hops, chip and link cleared
+                via[chip] = e & lmask if base else -1       # the source's entry: no link
+                for nxt, grow in adj.get(chip, ()):
+                    # a chip already out of the heap has a smaller entry: no settled chip
+                    # is pushed again
+                    key = base + grow
+                    if key < get(nxt, never):
                         best[nxt] = key
-                        push(heap, (d + lat, hops, nxt, nl))
+                        push(heap, key)
                 if chip == b:
                     break
             else:
