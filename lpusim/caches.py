@@ -17,7 +17,8 @@ dataclasses, so equal inputs give equal keys and a cached answer is the answer):
 - ``template_schedules``, ``template_runs``: the verified schedule of a fast-fidelity template
   by its lowered tasks (`lpusim.compiler`), and the simulation of those very items
   (`lpusim.sim.metrics`): a what-if on context, or another batch or width, leaves many blocks'
-  tasks unchanged, and those templates are neither scheduled nor simulated again.
+  tasks unchanged, and those templates are neither scheduled nor simulated again. Each is
+  bounded by the items it holds (5 x 10^4: a few hundred 70B templates, a few dozen of 405B).
 - ``least_chips``, ``headroom``: the fewest chips that hold a model, and the SRAM a split
   leaves (`lpusim.deploy`): every sweep point re-resolves its deployment, and most points of
   a hardware batch ask the same questions.
@@ -80,14 +81,26 @@ def memoise(name: str, maxsize: int) -> Callable[[F], F]:
 
 
 class BoundedCache(Generic[V]):
-    """A mapping cache that keeps the `maxsize` most recently used entries."""
+    """A mapping cache that keeps the `maxsize` most recently used entries and, with `weigh`
+    (an entry's size, say its items), at most `max_weight` of them in all (the most recent
+    entry always stays)."""
 
-    def __init__(self, name: str, maxsize: int):
-        if maxsize < 1:
+    def __init__(self, name: str, maxsize: int, *, weigh: Callable[[V], int] | None = None,
+                 max_weight: int = 0):
+        if maxsize < 1 or (weigh is not None and max_weight < 1):
             raise ValueError("a cache needs a bound of at least 1")
         self.maxsize = maxsize
         self._data: OrderedDict[Hashable, V] = OrderedDict()
-        _register(name, lambda: len(self._data), maxsize, self._data.clear)
+        self._weigh = weigh
+        self._max_weight = max_weight
+        self._weights: dict[Hashable, int] = {}
+        self.weight = 0
+        _register(name, lambda: len(self._data), maxsize, self._clear)
+
+    def _clear(self) -> None:
+        self._data.clear()
+        self._weights.clear()
+        self.weight = 0
 
     def get(self, key: Hashable) -> V | None:
         v = self._data.get(key)
@@ -96,10 +109,16 @@ class BoundedCache(Generic[V]):
         return v
 
     def put(self, key: Hashable, value: V) -> None:
+        if self._weigh is not None:
+            w = self._weigh(value)
+            self.weight += w - self._weights.get(key, 0)
+            self._weights[key] = w
         self._data[key] = value
         self._data.move_to_end(key)
-        while len(self._data) > self.maxsize:
-            self._data.popitem(last=False)
+        while len(self._data) > self.maxsize or (self.weight > self._max_weight
+                                                 and len(self._data) > 1):
+            old, _v = self._data.popitem(last=False)
+            self.weight -= self._weights.pop(old, 0)
 
     def __len__(self) -> int:
         return len(self._data)

@@ -105,6 +105,23 @@ def test_bounded_cache_keeps_the_most_recent():
         del caches._REGISTRY["test-bounded"]
 
 
+def test_a_weighted_cache_keeps_its_weight_bound():
+    c: caches.BoundedCache[str] = caches.BoundedCache("test-weighted", maxsize=10, weigh=len,
+                                                      max_weight=5)
+    try:
+        c.put("a", "xx")
+        c.put("b", "yyy")
+        assert (len(c), c.weight) == (2, 5)
+        c.put("c", "z")                          # 6 > 5: the least recent goes
+        assert (c.get("a"), c.get("b"), c.get("c"), c.weight) == (None, "yyy", "z", 4)
+        c.put("d", "w" * 9)                      # heavier than the bound: kept alone
+        assert (len(c), c.weight, c.get("d")) == (1, 9, "w" * 9)
+        caches.clear()
+        assert (len(c), c.weight) == (0, 0)
+    finally:
+        del caches._REGISTRY["test-weighted"]
+
+
 def test_derived_values_live_with_their_object():
     import gc
     import weakref

@@ -214,9 +214,11 @@ def _template(graph: DecodeGraph, system: SystemSpec, pl: Placement, links: Link
         tpl.parts[key] = Part(prog, lp.imports, lp.exports, ready)
 
 
-# a template's lowered tasks -> their verified schedule (the items, shared read-only)
+# a template's lowered tasks -> their verified schedule (the items, shared read-only); at most
+# 5 x 10^4 items in all (about 30 MB with their tasks)
 _SCHEDULES: BoundedCache[tuple[tuple[Instr, ...], tuple[Transfer, ...]]] = BoundedCache(
-    "template_schedules", maxsize=2048)
+    "template_schedules", maxsize=2048, weigh=lambda v: len(v[0]) + len(v[1]),
+    max_weight=50_000)
 
 
 def _scheduled(tasks: list[Task], *, name: str, system: SystemSpec, links: LinkGraph,

@@ -314,9 +314,10 @@ def _spans(res: SimResult) -> dict[tuple[Any, ...], tuple[int, int]]:
 
 
 # (id of a template's instructions, of its transfers) -> those items, their run and busy
-# cycles; the entry holds the items, so no other live object has their ids
+# cycles; the entry holds the items, so no other live object has their ids. At most 5 x 10^4
+# items in all
 _RUNS: BoundedCache[tuple[Any, Any, SimResult, tuple[dict[str, int], int, int]]] = BoundedCache(
-    "template_runs", maxsize=2048)
+    "template_runs", maxsize=2048, weigh=lambda v: len(v[0]) + len(v[1]), max_weight=50_000)
 
 
 def _simulated(prog: Program) -> tuple[SimResult, tuple[dict[str, int], int, int]]:
