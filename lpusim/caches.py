@@ -31,6 +31,9 @@ dataclasses, so equal inputs give equal keys and a cached answer is the answer):
 - ``built_specs``: specs built from files no override reaches (a sweep point's model, system
   and chip), each with the state of every file read for it and of the lookup directories; a
   change to any of them rebuilds it (`lpusim.config.load`). Specs are frozen values.
+- ``cli_parser``: the command line's argparse parser per set of registered strategies
+  (`lpusim.cli`): the hostile-input tests and a notebook run hundreds of commands in one
+  process, and building it costs more than most commands' checks.
 - ``code_fingerprint``: the SHA-256 of lpusim's source, part of every on-disk step key and of
   every sweep row's basis (`lpusim.sweep`), so a code change never reuses an old answer.
 

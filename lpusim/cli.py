@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from lpusim import strategy_traits
+from lpusim import caches, strategy_traits
 from lpusim.errors import ConfigError, Issue, LpusimError
 
 EXIT_BAD_INPUT = 2
@@ -106,6 +106,14 @@ def _format_arg(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line's parser, built once per set of registered strategies (their names
+    are its choices): building it takes longer than most commands' own checks. Shared:
+    parse with it, do not change it."""
+    return _parser(tuple(strategy_traits.names()))
+
+
+@caches.memoise("cli_parser", maxsize=4)
+def _parser(strategies: tuple[str, ...]) -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="lpusim",
         description="Cycle-approximate simulator of LPU-style deterministic dataflow "
@@ -206,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--fidelity", choices=("fast", "full"))
             p.add_argument("--draft", help="speculate with this draft model (name or file)")
             p.add_argument("--heads", type=int, help="speculate with K Medusa-style heads")
-            p.add_argument("--strategy", choices=tuple(strategy_traits.names()),
+            p.add_argument("--strategy", choices=strategies,
                            help=strategy_traits.described())
             p.add_argument("--gamma", help="draft length (async: window), or 'auto'")
             p.add_argument("--acceptance",
@@ -239,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override any scenario field by dotted path (repeatable)")
     p.add_argument("--strategies", default=None,
                    help="comma-separated speculation strategies to compare with none: "
-                        f"{', '.join(strategy_traits.names())} (default: the scenario's, if "
+                        f"{', '.join(strategies)} (default: the scenario's, if "
                         f"it speculates)")
     p.add_argument("--draft", help="draft model for draft and async (name or file)")
     p.add_argument("--heads", type=int, help="K Medusa-style heads for heads")

@@ -152,6 +152,9 @@ def _kill_mid_write(argv: list[str], out: Path, deadline_s: float = 60.0) -> boo
                 os.kill(proc.pid, signal.SIGKILL)
                 caught = True
                 break
+            # a short nap, not a spin: the writer (and the other test worker) need the CPU,
+            # and a write of the trace (megabytes, then fsync) lasts many naps
+            time.sleep(0.0002)
     finally:
         if proc.poll() is None and not caught:
             proc.kill()
