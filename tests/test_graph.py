@@ -132,3 +132,26 @@ def test_context_window_reserves_sram_but_attention_follows_the_context():
     assert short_reserved_small.interleaved_steps > short.interleaved_steps
     with pytest.raises(ConfigError, match="context 9000 exceeds the context_window 8192"):
         api.load_scenario(base, {"context": 9000, "context_window": 8192})
+
+
+@pytest.mark.parametrize("name", ["llama-3.1-70b", "gemma-2-9b", "mixtral-8x7b",
+                                  "llama-3.1-70b-medusa"])
+@pytest.mark.parametrize("params", [
+    GraphParams(), GraphParams(positions=5, batch=2, context=3000, context_window=4096,
+                               window_attention=True, with_heads=True),
+    GraphParams(positions=3, context=1000, expert_parallel=True)])
+def test_copied_layers_are_the_layers_built_one_by_one(name, params):
+    """build_decode_graph builds one layer of each kind and copies it for the others: the
+    same ops, in the same order and blocks, as building every layer."""
+    from lpusim.graph.build import DecodeGraph, _Builder
+    model = load(f"workloads/{name}.yaml")
+    b = _Builder(model, params)
+    x = b.embed()
+    for i in range(model.layers):
+        x = b.layer(i, x)
+    b.head(x)
+    each = DecodeGraph(model, params, b.ops, b.blocks, b.block_ops)
+    copied = build_decode_graph(model, params)
+    assert list(copied.op_table.items()) == list(each.op_table.items())
+    assert (copied.blocks, copied.block_ops) == (each.blocks, each.block_ops)
+    assert all(type(op) is type(each.op_table["tokens"]) for op in copied.op_table.values())

@@ -11,6 +11,10 @@ each token to `experts_per_token` experts and the number of distinct experts tou
 is the expectation under uniform routing; sampling is greedy (argmax per position). FLOPs count
 a multiply-add as 2; element-wise op counts are per element as stated in each op.
 
+One layer of each kind (local or global attention) is built; the other layers of that kind are
+copies of its ops under their own names (the layers of a kind differ in nothing else, and a
+graph is built for every width and context a study asks for).
+
 Model variants (fields of `ModelSpec`):
 - head_dim need not be hidden_size / heads: q/k/v produce heads x head_dim features and o_proj
   reduces heads x head_dim back to hidden_size (Gemma).
@@ -379,6 +383,27 @@ class _Builder:
         return am
 
 
+    def stamp(self, like: int, ops: list[Op], i: int, x: str) -> str:
+        """Layer i as a copy of layer `like` (its `ops`), reading `x`: layers of one kind
+        (local or not) have the same ops up to their names, which the copies take from i."""
+        old, new, cut = f"L{like}.", f"L{i}.", len(f"layer{like}.")
+        n = len(old)
+        src = ops[0].inputs[0]              # what layer `like` reads: its attn_norm's input
+        block = name = ""
+        table, names = self.ops, self.block_ops[self.block]
+        make = tuple.__new__                # Op's fields in order, unchecked: a copy of
+        for op in ops:                      # ops `add` checked
+            if op.block != block:
+                block = op.block
+                self.start(f"layer{i}." + block[cut:])
+                names = self.block_ops[self.block]
+            name = new + op.name[n:]
+            inputs = tuple(x if s == src else new + s[n:] for s in op.inputs)
+            table[name] = make(Op, (name, op.kind, self.block, inputs, *op[4:]))
+            names.append(name)
+        return name
+
+
 def _replace(op: Op, **kw: Any) -> Op:
     return op._replace(**kw)
 
@@ -390,7 +415,15 @@ def build_decode_graph(model: ModelSpec, params: GraphParams | None = None) -> D
         raise GraphError("positions and batch must be >= 1 and context >= 0")
     b = _Builder(model, params)
     x = b.embed()
+    # a layer of each kind (local or not) is built, the others of its kind are copied
+    built: dict[bool, tuple[int, list[Op]]] = {}
     for i in range(model.layers):
-        x = b.layer(i, x)
+        kind = model.is_local(i)
+        if kind in built:
+            x = b.stamp(*built[kind], i, x)
+        else:
+            first = len(b.ops)
+            x = b.layer(i, x)
+            built[kind] = (i, list(b.ops.values())[first:])
     b.head(x)
     return DecodeGraph(model, params, b.ops, b.blocks, b.block_ops)
