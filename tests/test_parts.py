@@ -121,3 +121,21 @@ def test_a_template_with_the_tasks_of_an_earlier_one_reuses_its_schedule_and_run
     assert not any(id(p.instructions) in items for p in again.templates.values())
     assert again.content_hash() == second.content_hash()
     assert metrics_pipeline(again) == reused
+
+
+@pytest.mark.parametrize("model,chips", [("llama-3.1-70b", 576), ("gemma-2-27b", 576),
+                                         ("mixtral-8x7b", 272)])
+def test_stages_of_copied_layers_have_the_parts_of_their_forms(model, chips):
+    """Stage parts are kept by the forms of the stage's blocks (the layer each copies): for
+    every stage they are what the stage's own blocks give."""
+    from lpusim.compiler import _part_keys, _parts, placement
+    s = system("groqrack-576")
+    g = build_decode_graph(load(f"workloads/{model}.yaml"), GraphParams(context=2048))
+    pl = placement(g, s.chip, chips, 8)
+    shared: dict = {}
+    assert len({g.block_form[b] for b in g.blocks}) < len(g.blocks) / 10
+    for st in range(len(pl.stages)):
+        _part_keys(g, pl, st, False, False, False, "", "", shared, 0)
+    for st in range(len(pl.stages)):
+        forms = tuple(g.block_form[b] for b in pl.stages[st])
+        assert g.derived[("parts", pl.tp, forms)] == _parts(g, pl, st, {})

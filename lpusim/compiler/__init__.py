@@ -304,8 +304,11 @@ def _part_keys(graph: DecodeGraph, pl: Placement, s: int, first: bool, last: boo
     """Stage s's parts and the template key of each: the first part's key adds the stage
     input (tokens, or its hand-off, `tail`: lags and group, and its size), the last part's
     the stage's exit role."""
-    # kept with the graph: a what-if on links or clocks compiles the same parts
-    parts, shapes = derived(graph, ("parts", pl.tp, pl.stages[s]),
+    # kept with the graph: a what-if on links or clocks compiles the same parts; and by the
+    # forms of the stage's blocks (DecodeGraph.block_form): the stages of copied layers have
+    # the same parts
+    forms = tuple(map(graph.block_form.__getitem__, pl.stages[s]))
+    parts, shapes = derived(graph, ("parts", pl.tp, forms),
                             lambda: _parts(graph, pl, s, signatures))
     keys = []
     for j, shape in enumerate(shapes):

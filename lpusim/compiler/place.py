@@ -232,7 +232,11 @@ def place(graph: DecodeGraph, chip: ChipSpec, chips: int, tp: int) -> Placement:
         raise CapacityError(f"{chips} chips are not a whole number of tensor-parallel "
                             f"groups of {tp}")
     blocks = graph.blocks
-    sizes = [block_sram(graph, b, tp) for b in blocks]
+    form = graph.block_form
+    by_form: dict[str, dict[str, int]] = {}     # copies of a block need what it needs
+    for f in dict.fromkeys(form[b] for b in blocks):
+        by_form[f] = block_sram(graph, f, tp)
+    sizes = [dict(by_form[form[b]]) for b in blocks]
     cap = chip.usable_sram_bytes
     n_stages = chips // tp
     need = min_stages(sizes, cap)

@@ -84,11 +84,12 @@ class DecodeGraph:
     compiler reads; `dag`, the same graph as a networkx DiGraph (an op per node, an edge per
     input), is built on first use."""
 
-    __slots__ = ("_dag", "block_index", "block_ops", "blocks", "derived", "model", "op_table",
-                 "params")
+    __slots__ = ("_dag", "block_form", "block_index", "block_ops", "blocks", "derived", "model",
+                 "op_table", "params")
 
     def __init__(self, model: ModelSpec, params: GraphParams, op_table: dict[str, Op],
-                 blocks: list[str], block_ops: dict[str, list[str]]):
+                 blocks: list[str], block_ops: dict[str, list[str]],
+                 block_form: dict[str, str] | None = None):
         self.model = model
         self.params = params
         self.op_table = op_table
@@ -97,6 +98,10 @@ class DecodeGraph:
         self.blocks = blocks
         self.block_ops = block_ops                 # op names per block, topological order
         self.block_index = {b: i for i, b in enumerate(blocks)}    # block -> its position
+        # block -> the block whose ops it copies up to their names (itself, when built): a
+        # block's cost, size and structure are its form's, and so are those of a run of
+        # consecutive blocks (each layer reads only the previous one's output)
+        self.block_form = block_form or {b: b for b in blocks}
         # what the compiler derives from this graph (placements, stage parts, hand-off sizes),
         # kept with it (lpusim.caches.derived)
         self.derived: dict[Any, Any] = {}
@@ -417,13 +422,18 @@ def build_decode_graph(model: ModelSpec, params: GraphParams | None = None) -> D
     x = b.embed()
     # a layer of each kind (local or not) is built, the others of its kind are copied
     built: dict[bool, tuple[int, list[Op]]] = {}
+    form = {"embed": "embed"}
     for i in range(model.layers):
         kind = model.is_local(i)
+        start = len(b.blocks)
         if kind in built:
+            like = built[kind][0]
             x = b.stamp(*built[kind], i, x)
         else:
-            first = len(b.ops)
+            like, first = i, len(b.ops)
             x = b.layer(i, x)
             built[kind] = (i, list(b.ops.values())[first:])
+        form.update({blk: f"layer{like}." + blk.split(".", 1)[1] for blk in b.blocks[start:]})
     b.head(x)
-    return DecodeGraph(model, params, b.ops, b.blocks, b.block_ops)
+    form["head"] = "head"
+    return DecodeGraph(model, params, b.ops, b.blocks, b.block_ops, form)
