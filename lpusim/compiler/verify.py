@@ -29,27 +29,37 @@ def verify_schedule(prog: Program) -> None:
     """The timing checks of `verify_program`: operands, unit queues and links."""
     ready: dict[int, int] = {}
     first: dict[int, int] = {}          # when an item's first vector is out
-    items: tuple[Instr | Transfer, ...] = (*prog.instructions, *prog.transfers)
-    for x in items:
-        ready[x.id] = x.ready
-        first[x.id] = x.ready - x.busy
-    for x in items:
-        stream = x.stream
-        for d in x.deps:
-            if d not in ready:
-                raise CompileError("verify", f"{_what(x)} depends on unknown {d}")
-            streamed = d in stream
-            need = first[d] if streamed else ready[d]
-            if need > x.issue:
-                raise CompileError("verify", f"{_what(x)} issues at cycle {x.issue} before "
-                                             f"operand {d} arrives at {need}")
-            if streamed and x.issue + x.busy < ready[d]:
-                raise CompileError("verify", f"{_what(x)} ends at cycle {x.issue + x.busy} "
-                                             f"before its streamed operand {d} ends at "
-                                             f"{ready[d]}")
+    # the items' `ready` and `busy`, inline: this runs once per item of every program
+    for i in prog.instructions:
+        f = i.issue + i.transit + i.fill
+        first[i.id] = f
+        ready[i.id] = f + i.duration
+    for t in prog.transfers:
+        f = t.issue + sum(t.hop_latency)
+        first[t.id] = f
+        ready[t.id] = f + t.serialisation
+    for items in (prog.instructions, prog.transfers):
+        for x in items:
+            stream, issue = x.stream, x.issue
+            for d in x.deps:
+                r = ready.get(d)
+                if r is None:
+                    raise CompileError("verify", f"{_what(x)} depends on unknown {d}")
+                if stream and d in stream:
+                    need = first[d]
+                    if need > issue:
+                        raise CompileError("verify", f"{_what(x)} issues at cycle {issue} "
+                                                     f"before operand {d} arrives at {need}")
+                    if issue + x.busy < r:
+                        raise CompileError("verify", f"{_what(x)} ends at cycle "
+                                                     f"{issue + x.busy} before its streamed "
+                                                     f"operand {d} ends at {r}")
+                elif r > issue:
+                    raise CompileError("verify", f"{_what(x)} issues at cycle {issue} before "
+                                                 f"operand {d} arrives at {r}")
     queues: dict[tuple[int, str], list[tuple[int, int, int]]] = {}
     for i in prog.instructions:
-        queues.setdefault((i.chip, i.unit), []).append((i.issue, i.end, i.id))
+        queues.setdefault((i.chip, i.unit), []).append((i.issue, i.issue + i.duration, i.id))
     for (chip, unit), q in queues.items():
         q.sort()
         for (s0, e0, id0), (s1, _e1, id1) in zip(q, q[1:], strict=False):
@@ -59,9 +69,11 @@ def verify_schedule(prog: Program) -> None:
                                              f"[{s0}, {e0})")
     busy: dict[int, list[tuple[int, int, int]]] = {}
     for t in prog.transfers:
-        for h, lid in enumerate(t.route):
-            s = t.hop_start(h)
-            busy.setdefault(lid, []).append((s, s + t.serialisation, t.id))
+        s, ser, lats = t.issue, t.serialisation, t.hop_latency
+        for h, lid in enumerate(t.route):           # hop h starts at t.hop_start(h)
+            busy.setdefault(lid, []).append((s, s + ser, t.id))
+            if h < len(lats):
+                s += lats[h]
     for lid, q in busy.items():
         q.sort()
         for (s0, e0, id0), (s1, _e1, id1) in zip(q, q[1:], strict=False):

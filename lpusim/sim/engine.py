@@ -71,13 +71,15 @@ class _Run:
 
     __slots__ = ("busy", "env", "events", "ready", "start", "timeout")
 
-    def __init__(self, items: tuple[Instr | Transfer, ...]):
+    def __init__(self, instructions: tuple[Instr, ...], transfers: tuple[Transfer, ...]):
         import simpy  # heavy import kept local: only simulation needs it
         self.env = simpy.Environment()
         self.timeout = simpy.Timeout
         self.start: dict[int, int] = {}
         self.ready: dict[int, int] = {}
-        self.busy = {x.id: x.busy for x in items}
+        # `busy` of each item, inline (once per item of every simulation)
+        self.busy = {i.id: i.duration for i in instructions}
+        self.busy.update({t.id: t.serialisation for t in transfers})
         self.events = 0
 
     def check_operands(self, deps: tuple[int, ...], now: int, chip: int, unit: str, name: str,
@@ -203,9 +205,12 @@ def simulate(prog: Program) -> SimResult:
         queues.setdefault((i.chip, i.unit), []).append(i)
     hops: dict[int, list[tuple[int, int, Transfer]]] = {}
     for t in prog.transfers:
-        for h, lid in enumerate(t.route):
-            hops.setdefault(lid, []).append((t.hop_start(h), h, t))
-    run = _Run((*prog.instructions, *prog.transfers))
+        s, lats = t.issue, t.hop_latency
+        for h, lid in enumerate(t.route):       # hop h starts at t.hop_start(h)
+            hops.setdefault(lid, []).append((s, h, t))
+            if h < len(lats):
+                s += lats[h]
+    run = _Run(prog.instructions, prog.transfers)
     env = run.env
     # queues start in a fixed order so same-cycle events resolve deterministically
     units = [_UnitQueue(run, key, queues[key]) for key in sorted(queues)]

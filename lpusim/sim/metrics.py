@@ -313,22 +313,54 @@ def _spans(res: SimResult) -> dict[tuple[Any, ...], tuple[int, int]]:
     return spans
 
 
-# (id of a template's instructions, of its transfers) -> those items, their run and busy
-# cycles; the entry holds the items, so no other live object has their ids. At most 5 x 10^4
-# items in all
-_RUNS: BoundedCache[tuple[Any, Any, SimResult, tuple[dict[str, int], int, int]]] = BoundedCache(
+class _Simulated:
+    """A simulated template and what the metrics derive from it (busy cycles, the walk's
+    index, the walks from each entry point, the resource spans by the program's chips), kept
+    with its items (`_RUNS`): a template the compiler reused (the same item objects) reuses
+    all of it, as all of it is a function of the items."""
+
+    __slots__ = ("busy", "index", "res", "spans", "walks")
+
+    def __init__(self, res: SimResult):
+        self.res = res
+        self.busy = _busy(res.program)
+        self.index: _PathIndex | None = None
+        self.walks: dict[tuple[Any, ...], tuple[dict[str, int], int | None]] = {}
+        self.spans: dict[tuple[int, ...], dict[tuple[Any, ...], tuple[int, int]]] = {}
+
+    def walk(self, start: int | None, outside: dict[int, int]
+             ) -> tuple[dict[str, int], int | None]:
+        memo = (start, tuple(sorted(outside.items())))
+        hit = self.walks.get(memo)
+        if hit is None:
+            if self.index is None:
+                self.index = _PathIndex(self.res)
+            hit = self.walks[memo] = _walk(self.index, start, outside)
+        return hit
+
+    def spans_in(self, prog: Program) -> dict[tuple[Any, ...], tuple[int, int]]:
+        hit = self.spans.get(prog.chips)
+        if hit is None:
+            hit = self.spans[prog.chips] = _spans(replace(self.res, program=prog))
+        return hit
+
+
+# (id of a template's instructions, of its transfers) -> those items and their _Simulated;
+# the entry holds the items, so no other live object has their ids. At most 5 x 10^4 items
+_RUNS: BoundedCache[tuple[Any, Any, _Simulated]] = BoundedCache(
     "template_runs", maxsize=2048, weigh=lambda v: len(v[0]) + len(v[1]), max_weight=50_000)
 
 
-def _simulated(prog: Program) -> tuple[SimResult, tuple[dict[str, int], int, int]]:
-    """`simulate(prog)` and `_busy(prog)`, reused for a template with the same item objects."""
+def _simulated(prog: Program) -> _Simulated:
+    """`simulate(prog)` and what derives from it, reused for a template with the same item
+    objects."""
     key = (id(prog.instructions), id(prog.transfers))
     hit = _RUNS.get(key)
     if hit is not None and hit[0] is prog.instructions and hit[1] is prog.transfers:
-        return replace(hit[2], program=prog), hit[3]
-    res, busy = simulate(prog), _busy(prog)
-    _RUNS.put(key, (prog.instructions, prog.transfers, res, busy))
-    return res, busy
+        return hit[2]
+    rec = _Simulated(simulate(prog))
+    _RUNS.put(key, (prog.instructions, prog.transfers, rec))
+    return rec
 
 
 def metrics_pipeline(pp: PipelineProgram) -> StepMetrics:
@@ -340,10 +372,8 @@ def metrics_pipeline(pp: PipelineProgram) -> StepMetrics:
     path is walked back from the last stage, template by template, entering each previous
     stage at the chip whose piece was on the path, and each previous part at the task the
     part's root waited for, as the walk over the full program does."""
-    per: dict[str, SimResult] = {}
-    busy: dict[str, tuple[dict[str, int], int, int]] = {}
-    for key, prog in sorted(pp.templates.items()):
-        per[key], busy[key] = _simulated(prog)
+    runs = {key: _simulated(prog) for key, prog in sorted(pp.templates.items())}
+    per = {key: r.res for key, r in runs.items()}
     breakdown = dict.fromkeys(BREAKDOWN_KEYS, 0)
     units = dict.fromkeys(UNITS, 0)
     link_busy = 0
@@ -363,7 +393,7 @@ def metrics_pipeline(pp: PipelineProgram) -> StepMetrics:
         else:
             latency += res.latency_cycles
             offset[i + 1] = offset[i] + res.latency_cycles
-        u, lb, _n = busy[key]
+        u, lb, _n = runs[key].busy
         for k, v in u.items():
             units[k] += v
         link_busy += lb
@@ -371,8 +401,6 @@ def metrics_pipeline(pp: PipelineProgram) -> StepMetrics:
         transfers += len(res.program.transfers)
         events += res.events
     i, start = n - 1, None
-    index: dict[str, _PathIndex] = {}
-    walks: dict[tuple[Any, ...], tuple[dict[str, int], int | None]] = {}
     while True:
         key, st = pp.stages[i], pp.stage_of[i]
         first = i == 0 or pp.stage_of[i - 1] != st
@@ -382,12 +410,8 @@ def metrics_pipeline(pp: PipelineProgram) -> StepMetrics:
         elif st > 0:
             base = min(arrive[st - 1])
             outside = {t: arrive[st - 1][pos] - base for t, pos in pp.pieces[key].items()}
-        memo = (key, start, tuple(sorted(outside.items())))
-        if memo not in walks:           # stages sharing a template mostly walk it alike
-            if key not in index:
-                index[key] = _PathIndex(per[key])
-            walks[memo] = _walk(index[key], start, outside)
-        part, via = walks[memo]
+        # stages sharing a template mostly walk it alike (kept with its run)
+        part, via = runs[key].walk(start, outside)
         for k, v in part.items():
             breakdown[k] += v
         if via is None:
@@ -397,7 +421,7 @@ def metrics_pipeline(pp: PipelineProgram) -> StepMetrics:
         else:
             start = (pp.joins[i] or {})[via]
         i -= 1
-    interval, n_links = _stage_resources(pp, per, offset)
+    interval, n_links = _stage_resources(pp, runs, offset)
     for h in pp.handoffs:
         interval = max(interval, h.serialisation)
         latency += h.cycles
@@ -417,7 +441,7 @@ def metrics_pipeline(pp: PipelineProgram) -> StepMetrics:
         kv_slots=kv_slots(pp.sram_bytes, pp.sram_capacity_bytes))
 
 
-def _stage_resources(pp: PipelineProgram, per: dict[str, SimResult],
+def _stage_resources(pp: PipelineProgram, runs: dict[str, _Simulated],
                      offset: list[int]) -> tuple[int, int]:
     """The initiation interval over the stages (each stage's widest resource span, its parts
     placed at their offsets) and the links the stages use (counted per stage)."""
@@ -435,7 +459,7 @@ def _stage_resources(pp: PipelineProgram, per: dict[str, SimResult],
             hi: dict[tuple[Any, ...], int] = {}
             for k, key in enumerate(run, start=i):
                 if key not in spans:
-                    spans[key] = _spans(per[key])
+                    spans[key] = runs[key].spans_in(pp.templates[key])
                 for r, (a, b) in spans[key].items():
                     lo.setdefault(r, a + offset[k])
                     hi[r] = b + offset[k]
