@@ -327,3 +327,32 @@ def test_routes_are_cheapest_and_take_the_lowest_link_id_among_ties(name, local_
             best = min(d["lid"] for u, _v, d in dg.in_edges(v, data=True)
                        if u in dist and dist[u] + d["w"] == dist[v])
             assert lid == best
+
+
+def test_the_lowerer_makes_the_tasks_its_fields_name():
+    """The lowerer builds tasks from their fields in order (no constructor call per task):
+    each is the task its keyword form names."""
+    from lpusim.compiler.lower import Task
+    s = system("groqnode-8")
+    links = build_link_graph(s)
+    lw = Lowerer.collectives_only(s, links, "fp8")
+    cost = Cost("mxm", 7, 2, 3, "mxm_compute")
+    a = lw.instr(0, "x", 1, cost, ())
+    b = lw.instr(1, "y", 1, cost, (a,), stream=(a,))
+    t = lw.transfer(0, 1, [links.between[(0, 1)]], 4096, "t", 2, (a, b), stream=(b,),
+                    not_before=5)
+    assert lw.tasks[a] == Task("instr", 0, "x", 1, (), cost=cost)
+    assert lw.tasks[b] == Task("instr", 1, "y", 1, (a,), cost=cost, stream=(a,))
+    lid = links.between[(0, 1)]
+    assert lw.tasks[t] == Task("transfer", 0, "t", 2, (a, b), dst=1, route=(lid,), nbytes=4096,
+                               serialisation=lw.tasks[t].serialisation,
+                               hop_latency=(links.latency[lid],), stream=(b,), not_before=5)
+    assert lw.tasks[t].serialisation > 0
+    prog = schedule(lw.tasks, name="t", system=s, links=links, chips=(0, 1), pl=None, meta={})
+    i0, i1 = prog.instructions
+    assert (i0.id, i0.chip, i0.unit, i0.op, i0.block, i0.issue, i0.duration, i0.transit,
+            i0.fill, i0.category) == (0, 0, "mxm", "x", 1, 0, 7, 2, 3, "mxm_compute")
+    assert (i1.issue, i1.stream) == (2 + 3, (a,))   # a's first vector: transit + fill
+    (tr,) = prog.transfers
+    assert (tr.src, tr.dst, tr.route, tr.nbytes, tr.op, tr.deps, tr.stream) == \
+        (0, 1, (lid,), 4096, "t", (a, b), (b,))

@@ -92,7 +92,9 @@ class Lowerer:
               stream: tuple[int, ...] = ()) -> int:
         if self.markers and deps and min(deps) < 0:
             deps, stream = self._imports(deps, stream)
-        self.tasks.append(Task("instr", chip, op, block, deps, cost=cost, stream=stream))
+        # Task's fields in order, without its constructor's frame (10^4-10^5 a step)
+        self.tasks.append(_make(Task, ("instr", chip, op, block, deps, cost, -1, (), 0, 0, (),
+                                       stream, 0)))
         return len(self.tasks) - 1
 
     def _imports(self, deps: tuple[int, ...],
@@ -112,9 +114,8 @@ class Lowerer:
         ser = self._serialisation.get(nbytes)
         if ser is None:     # a step moves the same few sizes thousands of times
             ser = self._serialisation[nbytes] = serialisation_cycles(nbytes, self.bw, self.clock)
-        self.tasks.append(Task("transfer", src, op, block, deps, dst=dst, route=tuple(route),
-                               nbytes=nbytes, serialisation=ser, hop_latency=lat,
-                               stream=stream, not_before=not_before))
+        self.tasks.append(_make(Task, ("transfer", src, op, block, deps, None, dst,
+                                       tuple(route), nbytes, ser, lat, stream, not_before)))
         return len(self.tasks) - 1
 
     def delay(self, ready: dict[int, int], name: str, block: int, category: str,
@@ -574,6 +575,9 @@ def _handoff_signature(links: LinkGraph, plan: list[tuple[int, int, list[int]]])
     return f"{len(plan)}x" + "/".join("-".join(str(x) for x in lat) for lat in lats)
 
 
+_make = tuple.__new__
+
+
 def schedule(tasks: list[Task], *, name: str, system: SystemSpec, links: LinkGraph,
              chips: tuple[int, ...], pl: Placement | None, meta: dict[str, object]) -> Program:
     """Assign every task its issue cycle (ASAP, in-order queues, no link oversubscription)."""
@@ -594,8 +598,9 @@ def timed(tasks: list[Task] | tuple[Task, ...]
     instrs: list[Instr] = []
     transfers: list[Transfer] = []
     add_instr, add_transfer = instrs.append, transfers.append    # the loop runs 10^4-10^5 times
+    make = tuple.__new__    # an Instr or Transfer from its fields in order, without a frame
     for i, t in enumerate(tasks):
-        deps, stream = t.deps, t.stream
+        kind, chip, op, block, deps, c, dst, route, nbytes, ser, lats, stream, not_before = t
         last = 0
         if stream:
             ss = set(stream)
@@ -606,32 +611,29 @@ def timed(tasks: list[Task] | tuple[Task, ...]
             start = ready[deps[0]]
         else:
             start = max([ready[d] for d in deps]) if deps else 0
-        if t.not_before > start:
-            start = t.not_before
-        c = t.cost
-        if t.kind == "instr":
+        if not_before > start:
+            start = not_before
+        if kind == "instr":
             assert c is not None
-            key = (t.chip, c.unit)
+            unit, dur, transit, fill, category = c
+            key = (chip, unit)
             free = unit_free.get(key, 0)
             if free > start:
                 start = free
-            dur = c.duration
             if last - start > dur:                  # a streaming op lasts until its input ends
                 dur = last - start
             unit_free[key] = start + dur
             busy[i] = dur
-            ready[i] = start + dur + c.transit + c.fill
-            add_instr(Instr(i, t.chip, c.unit, t.op, t.block, start, dur, c.transit, c.fill,
-                            c.category, deps, stream))
+            ready[i] = start + dur + transit + fill
+            add_instr(make(Instr, (i, chip, unit, op, block, start, dur, transit, fill,
+                                   category, deps, stream)))
         else:
-            route, lats = t.route, t.hop_latency
             off = 0
             for lid, lat in zip(route, lats, strict=True):
                 free = link_free.get(lid, 0) - off
                 if free > start:
                     start = free
                 off += lat
-            ser = t.serialisation
             if last - start > ser:
                 ser = last - start
             off = start + ser
@@ -640,8 +642,8 @@ def timed(tasks: list[Task] | tuple[Task, ...]
                 off += lat
             busy[i] = ser
             ready[i] = off
-            add_transfer(Transfer(i, t.chip, t.dst, route, lats, t.nbytes, t.op, t.block,
-                                  start, ser, deps, stream))
+            add_transfer(make(Transfer, (i, chip, dst, route, lats, nbytes, op, block, start,
+                                         ser, deps, stream)))
     return tuple(instrs), tuple(transfers)
 
 
