@@ -75,6 +75,13 @@ READING = """\
   of other nodes (groups spanning racks) gets a template of its own, so 405B has about 50
   templates for 128 stages (compiled whole) and its first step also computes the routes of
   every group.
+- **Work shared between predictions.** A template whose lowered tasks equal those of one
+  compiled earlier in the process reuses its verified schedule and its simulation (a
+  context what-if changes attention's tasks, not the FFN's); a graph builds one layer of each
+  kind and copies it, and what depends only on a block's ops (its SRAM, a stage's parts) is
+  computed once per copied block; a serving study sizes its KV pool from placements, not
+  compiled steps. What a link what-if (bandwidth, hop latency) changes reaches every
+  transfer, so such a prediction still lowers, schedules and simulates every template.
 - **Speculative searches.** `gamma: auto` compiles one verification step per candidate it
   evaluates; the search evaluates the candidate with the best bound first and stops when no
   other can win (`lpusim/speculative/search.py`), so a first speculative prediction compiles a

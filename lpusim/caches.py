@@ -8,7 +8,9 @@ dataclasses, so equal inputs give equal keys and a cached answer is the answer):
   speculation settings compiles each distinct step once. Callers get a copy of the cached
   StepMetrics (fresh dicts), so mutating a result never changes a later one.
 - ``link_graph``: the link graph of a system's first n chips and its route cache
-  (`lpusim.compiler.topology`), shared by the compiles of one hardware point (read-only).
+  (`lpusim.compiler.topology`), shared by the compiles of one hardware point (read-only);
+  ``link_shapes``: its links without their latencies, shared by the graphs of every hop
+  latency (a latency what-if re-weighs the links instead of wiring them again).
 - ``placement_graph``: decode graphs built to size a deployment (`lpusim.deploy`).
 - ``decode_graph``, ``placements``: the graphs `lpusim.step` compiles (read-only) and their
   placements (`lpusim.compiler`, keyed by the graph object, which the entry holds): a what-if

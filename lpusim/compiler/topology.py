@@ -49,10 +49,11 @@ class LinkGraph:
     derived: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def add(self, a: int, b: int, kind: str, lat: int) -> None:
-        self._routes.clear()
-        self._searches.clear()
-        self._adj.clear()
-        self.derived.clear()
+        if self._routes or self._searches or self._adj or self.derived:
+            self._routes.clear()            # what was derived from the links before
+            self._searches.clear()
+            self._adj.clear()
+            self.derived.clear()
         for s, d in ((a, b), (b, a)):
             if (s, d) in self.between:
                 continue
@@ -182,7 +183,22 @@ def build_link_graph(system: SystemSpec, chips: int | None = None) -> LinkGraph:
 
 @caches.memoise("link_graph", maxsize=8)
 def _build_link_graph(t: TopologySpec, lat_local: int, lat_global: int, n: int) -> LinkGraph:
+    """The links of `_links(t, n)` with their hop latencies (by kind), and route caches of
+    their own: a hop-latency what-if shares the links, not the routes."""
+    shape = _links(t, n)
+    lat = {"local": lat_local, "global": lat_global}
+    return LinkGraph(n, shape.chips_per_node, shape.nodes_per_rack, links=shape.links,
+                     latency={lk.id: lat[lk.kind] for lk in shape.links}, out=shape.out,
+                     between=shape.between)
+
+
+@caches.memoise("link_shapes", maxsize=8)
+def _links(t: TopologySpec, n: int) -> LinkGraph:
+    """The links among the first n chips of topology t, numbered as they are added (their
+    latencies, 0 here, are set by `_build_link_graph`); shared by the graphs of every
+    latency."""
     cpn, npr = t.chips_per_node, t.nodes_per_rack
+    lat_local = lat_global = 0
     g = LinkGraph(n, cpn, npr)
     nodes = -(-n // cpn)
     for node in range(nodes):
