@@ -83,14 +83,23 @@ class LinkGraph:
             return c, c, []
         if len(sources) == 1 and len(targets) == 1:
             return self._route1(sources[0], targets[0])
+        # one search from every source at once, its entries packed as `_route1`'s: the first
+        # target out of the heap is the cheapest (then fewest hops, then lowest chip id)
+        low, lb, adj = self._packed()
         tset = set(targets)
-        heap: list[tuple[int, int, int, int]] = [(0, 0, s, -1) for s in sorted(sources)]
+        heap = [s << lb for s in sorted(set(sources))]
+        best = {s: s << lb for s in sources}
         via: dict[int, int] = {}
+        pop, push, get = heapq.heappop, heapq.heappush, best.get
+        cmask, lmask = (1 << (low - lb)) - 1, (1 << lb) - 1
+        never = 1 << (2 * low + 64)
         while heap:
-            d, hops, chip, lid = heapq.heappop(heap)
+            e = pop(heap)
+            chip = (e >> lb) & cmask
             if chip in via:
                 continue
-            via[chip] = lid
+            base = e >> low << low
+            via[chip] = e & lmask if base else -1          # a source: no link
             if chip in tset:
                 path = []
                 c = chip
@@ -98,10 +107,11 @@ class LinkGraph:
                     path.append(via[c])
                     c = self.links[via[c]].src
                 return c, chip, path[::-1]
-            for nl in self.out.get(chip, []):
-                nxt = self.links[nl].dst
-                if nxt not in via:
-                    heapq.heappush(heap, (d + self.latency[nl], hops + 1, nxt, nl))
+            for nxt, grow in adj.get(chip, ()):
+                key = base + grow
+                if key < get(nxt, never):
+                    best[nxt] = key
+                    push(heap, key)
         raise TopologyError(f"no route from chips {sources} to {targets}")
 
     def _packed(self) -> tuple[int, int, dict[int, list[tuple[int, int]]]]:
