@@ -229,15 +229,13 @@ def _scheduled(tasks: list[Task], *, name: str, system: SystemSpec, links: LinkG
     SRAM checked."""
     key = tuple(tasks)
     hit = _SCHEDULES.get(key)
+    fresh = hit is None
     if hit is None:
         hit = _run_pass("schedule", timed, key)
-        prog = assemble(*hit, name=name, system=system, links=links, chips=chips, pl=pl,
-                        meta=meta)
+    prog = assemble(*hit, name=name, system=system, links=links, chips=chips, pl=pl, meta=meta)
+    if fresh:
         _run_pass("verify", verify_schedule, prog)
-        _SCHEDULES.put(key, hit)
-    else:
-        prog = assemble(*hit, name=name, system=system, links=links, chips=chips, pl=pl,
-                        meta=meta)
+        _SCHEDULES.put(key, hit)            # only a schedule that passed is kept
     _run_pass("verify", verify_sram, prog)
     return prog
 
