@@ -537,6 +537,28 @@ def test_largest_allowed_file_is_quick(body, tmp_path, capsys):
     assert rc == 2 and out == ""
 
 
+@pytest.mark.parametrize("libyaml", [True, False])
+def test_a_file_nested_very_deep_is_refused_quickly(libyaml, tmp_path, capsys, monkeypatch):
+    """However deep the nesting, the walk stops soon after the first node too deep: the
+    pure-Python parser (which runs where libyaml is absent, or refuses deep nesting, as PyYAML
+    6.0.4's does) takes time quadratic in the depth it reaches."""
+    import time
+
+    from lpusim.config import yamlio
+    if not libyaml:
+        monkeypatch.setattr(yamlio, "_FAST", None)
+    f = tmp_path / "deep.yaml"
+    depth = 1_000_000 if libyaml else 20_000    # before the stop, 20,000 levels took minutes
+    f.write_text("kind: model\nversion: 1\nname: " + "[" * depth + "1" + "]" * depth + "\n")
+    t = time.perf_counter()
+    rc, out, err = run_main(["validate", str(f)], capsys)
+    assert time.perf_counter() - t < 10
+    path = "name" + "[0]" * yamlio.MAX_DEPTH
+    assert err == (f"lpusim: error: {f}:3:{7 + yamlio.MAX_DEPTH}: {path}: nesting deeper "
+                   f"than {yamlio.MAX_DEPTH} levels\n")
+    assert rc == 2 and out == ""
+
+
 def test_huge_acceptance_trace(tmp_path, capsys):
     from lpusim.speculative.acceptance import MAX_TRACE_BYTES
     big = tmp_path / "huge.csv"

@@ -216,6 +216,7 @@ _SCALARS = yaml.SafeLoader("")
 # rejects is parsed again by the pure-Python loader, whose messages (and marks) are reported
 _FAST = getattr(yaml, "CSafeLoader", None)
 MAX_NODES = 20_000      # a spec has a few hundred at most; bounds time on a hostile 4 MiB file
+STOP_DEPTH = 4 * MAX_DEPTH      # a walk that reaches it has found a node too deep, and stops
 
 
 def _compose(text: str) -> Any:
@@ -231,7 +232,10 @@ def _check_size(name: str, text: str) -> None:
     """Walk the YAML events once, before building anything: stop at MAX_NODES, and report
     nodes nested deeper than MAX_DEPTH with their position and path. The composer recurses
     once per level, so deep nesting must be caught here, not by it. Some libyaml builds
-    refuse deep nesting themselves; the pure-Python parser (iterative) then walks it."""
+    refuse deep nesting themselves (PyYAML 6.0.4's, past 1,000 levels, before any event);
+    the pure-Python parser (iterative) then walks it, but only down to STOP_DEPTH: its time
+    grows with the square of the depth (7 s at 5,000 levels), and what is already too deep
+    there is reported."""
     if _FAST is not None:
         try:
             _walk(name, text, _FAST)
@@ -268,6 +272,8 @@ def _walk(name: str, text: str, loader: Any) -> None:
             skip += isinstance(ev, starts) - isinstance(ev, ends)
             if not skip:
                 after_value()
+            elif len(stack) + skip > STOP_DEPTH:
+                break           # the issues found so far are raised below
             continue
         if isinstance(ev, ends):
             stack.pop()
