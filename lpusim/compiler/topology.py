@@ -83,42 +83,21 @@ class LinkGraph:
             return c, c, []
         if len(sources) == 1 and len(targets) == 1:
             return self._route1(sources[0], targets[0])
-        # one search from every source at once, its entries packed as `_route1`'s: the first
-        # target out of the heap is the cheapest (then fewest hops, then lowest chip id)
-        low, lb, adj = self._packed()
-        tset = set(targets)
+        # one search from every source at once: the first target out of the heap is the
+        # cheapest (then fewest hops, then lowest chip id)
+        _low, lb, _adj = self._packed()
         heap = [s << lb for s in sorted(set(sources))]
-        best = {s: s << lb for s in sources}
         via: dict[int, int] = {}
-        pop, push, get = heapq.heappop, heapq.heappush, best.get
-        cmask, lmask = (1 << (low - lb)) - 1, (1 << lb) - 1
-        never = 1 << (2 * low + 64)
-        while heap:
-            e = pop(heap)
-            chip = (e >> lb) & cmask
-            if chip in via:
-                continue
-            base = e >> low << low
-            via[chip] = e & lmask if base else -1          # a source: no link
-            if chip in tset:
-                path = []
-                c = chip
-                while via[c] >= 0:
-                    path.append(via[c])
-                    c = self.links[via[c]].src
-                return c, chip, path[::-1]
-            for nxt, grow in adj.get(chip, ()):
-                key = base + grow
-                if key < get(nxt, never):
-                    best[nxt] = key
-                    push(heap, key)
-        raise TopologyError(f"no route from chips {sources} to {targets}")
+        dst = self._search(heap, via, {s: s << lb for s in sources}, set(targets))
+        if dst is None:
+            raise TopologyError(f"no route from chips {sources} to {targets}")
+        return self._path(via, dst)
 
     def _packed(self) -> tuple[int, int, dict[int, list[tuple[int, int]]]]:
-        """How `_route1` packs a search entry (distance, hops, chip, link) into one int that
-        orders as the tuple does (each field in bits above the next: hops and chips below
-        2**cb, links below 2**lb): (cb + lb, lb, and each chip's out-links as (next chip,
-        what an entry grows by along the link: its latency, a hop, the chip and the link))."""
+        """How a search packs an entry (distance, hops, chip, link) into one int that orders
+        as the tuple does (each field in bits above the next: hops and chips below 2**cb,
+        links below 2**lb): (cb + lb, lb, and each chip's out-links as (next chip, what an
+        entry grows by along the link: its latency, a hop, the chip and the link))."""
         cb = max(1, self.chips.bit_length())
         lb = max(1, len(self.links).bit_length())
         if not self._adj:
@@ -129,15 +108,48 @@ class LinkGraph:
                               for c, lids in self.out.items()})
         return cb + lb, lb, self._adj
 
-    def _route1(self, a: int, b: int) -> tuple[int, int, list[int]]:
-        """`_route([a], [b])` by resuming one search per source chip (the last 64 kept).
-
-        Entries are ints that order as the tuples (distance, hops, chip, link) of a fresh
-        search (`_packed`), so chips pop in the same order. The resumed search pops chips in
-        exactly the order of a fresh one: the keys are the same, and a push is skipped only
-        when the chip already has an entry with a smaller or equal key, which never changes
-        the smallest. So the route to `b` is the same."""
+    def _search(self, heap: list[int], via: dict[int, int], best: dict[int, int],
+                stop: set[int]) -> int | None:
+        """Dijkstra over packed entries (`_packed`): take chips out of `heap` in key order,
+        each with its link in (`via`, -1 for a source) and its out-links relaxed, until one in
+        `stop` is out; return it, or None when the heap runs dry. The state can be resumed
+        for another `stop`: a push is skipped only when the chip already has an entry with a
+        smaller or equal key (`best`; a chip already out has a smaller one), which never
+        changes the smallest, so chips come out in the order of a fresh search."""
         low, lb, adj = self._packed()
+        pop, push, get = heapq.heappop, heapq.heappush, best.get
+        cmask, lmask = (1 << (low - lb)) - 1, (1 << lb) - 1
+        never = 1 << (2 * low + 64)          # above any entry of a route's length
+        while heap:
+            e = pop(heap)
+            chip = (e >> lb) & cmask
+            if chip in via:
+                continue
+            base = e >> low << low           # distance and hops, chip and link cleared
+            via[chip] = e & lmask if base else -1       # a source's entry: no link
+            for nxt, grow in adj.get(chip, ()):
+                key = base + grow
+                if key < get(nxt, never):
+                    best[nxt] = key
+                    push(heap, key)
+            if chip in stop:
+                return chip
+        return None
+
+    def _path(self, via: dict[int, int], b: int) -> tuple[int, int, list[int]]:
+        """(source, b, link ids) of the route a search reached b by."""
+        path = []
+        c = b
+        while via[c] >= 0:
+            path.append(via[c])
+            c = self.links[via[c]].src
+        return c, b, path[::-1]
+
+    def _route1(self, a: int, b: int) -> tuple[int, int, list[int]]:
+        """`_route([a], [b])` by resuming one search per source chip (the last 64 kept): a
+        resumed search takes chips out in the order of a fresh one (`_search`), so the route
+        to `b` is the same."""
+        _low, lb, _adj = self._packed()
         st = self._searches.get(a)
         if st is None:
             st = ([a << lb], {}, {a: a << lb})
@@ -147,34 +159,9 @@ class LinkGraph:
         else:
             self._searches.move_to_end(a)
         heap, via, best = st
-        if b not in via:
-            pop, push, get = heapq.heappop, heapq.heappush, best.get
-            cmask, lmask = (1 << (low - lb)) - 1, (1 << lb) - 1
-            never = 1 << (2 * low + 64)          # above any entry of a route's length
-            while heap:
-                e = pop(heap)
-                chip = (e >> lb) & cmask
-                if chip in via:
-                    continue
-                base = e >> low << low           # distance and hops, chip and link cleared
-                via[chip] = e & lmask if base else -1       # the source's entry: no link
-                for nxt, grow in adj.get(chip, ()):
-                    # a chip already out of the heap has a smaller entry: no settled chip
-                    # is pushed again
-                    key = base + grow
-                    if key < get(nxt, never):
-                        best[nxt] = key
-                        push(heap, key)
-                if chip == b:
-                    break
-            else:
-                raise TopologyError(f"no route from chips {[a]} to {[b]}")
-        path = []
-        c = b
-        while via[c] >= 0:
-            path.append(via[c])
-            c = self.links[via[c]].src
-        return c, b, path[::-1]
+        if b not in via and self._search(heap, via, best, {b}) is None:
+            raise TopologyError(f"no route from chips {[a]} to {[b]}")
+        return self._path(via, b)
 
 
 def build_link_graph(system: SystemSpec, chips: int | None = None) -> LinkGraph:
