@@ -12,10 +12,13 @@ dataclasses, so equal inputs give equal keys and a cached answer is the answer):
   ``link_shapes``: its links without their latencies, shared by the graphs of every hop
   latency (a latency what-if re-weighs the links instead of wiring them again).
 - ``placement_graph``: decode graphs built to size a deployment (`lpusim.deploy`).
-- ``decode_graph``, ``placements``: the graphs `lpusim.step` compiles (read-only) and their
-  placements (`lpusim.compiler`, keyed by the graph object, which the entry holds): a what-if
-  on links or clocks re-places nothing; ``group_signatures``: the route signature of each
-  tensor-parallel group spanning nodes (`lpusim.compiler`, by link graph object and chips).
+- ``decode_graph``: the graphs `lpusim.step` compiles and the deployment sizes (read-only).
+  What the compiler derives from a graph or a link graph (placements, stage parts, hand-off
+  plans, group signatures) is not a cache of its own: it lives in the object's `derived`
+  mapping (`derived` below) and goes with it, so a what-if on links or clocks re-places
+  nothing and no cache holds a graph alive.
+- ``gpu_kernels``: a GPU step's graph, kernels and collectives (`lpusim.gpu.step`),
+  independent of the GPU's rates.
 - ``template_schedules``, ``template_runs``: the verified schedule of a fast-fidelity template
   by its lowered tasks (`lpusim.compiler`), and the simulation of those very items
   (`lpusim.sim.metrics`): a what-if on context, or another batch or width, leaves many blocks'
@@ -30,9 +33,11 @@ dataclasses, so equal inputs give equal keys and a cached answer is the answer):
 - ``file_kinds``, ``shipped_names``, ``packaged_data``: the `kind:` of each YAML file by (path,
   mtime, size), the short names of a search path by the modification times of its directories,
   and where the shipped data are (`lpusim.config.load`): a sweep resolves thousands of names.
-- ``built_specs``: specs built from files no override reaches (a sweep point's model, system
-  and chip), each with the state of every file read for it and of the lookup directories; a
-  change to any of them rebuilds it (`lpusim.config.load`). Specs are frozen values.
+- ``built_specs``: specs built from referenced files (a sweep point's model, system and chip),
+  by the overrides that reach them, each with the state of every file read for it and of the
+  lookup directories; a change to any of them rebuilds it (`lpusim.config.load`). Specs are
+  frozen values. ``search_dirs``: the directories a short name is looked up in, by kind and
+  data directories.
 - ``cli_parser``: the command line's argparse parser per set of registered strategies
   (`lpusim.cli`): the hostile-input tests and a notebook run hundreds of commands in one
   process, and building it costs more than most commands' checks.

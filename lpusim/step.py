@@ -83,9 +83,7 @@ def step_memory(model: ModelSpec, system: SystemSpec | GpuSystemSpec, *, chips: 
                           m.sram_capacity_bytes, m.kv_slots)
     graph = shared_graph(model, _params(system, positions, batch, context, precision,
                                          with_heads, context_window, expert_parallel))
-    # as the compile places it (lpusim.compiler._place)
-    pl = placement(graph, system.chip, chips or system.chips,
-                   tp or system.topology.chips_per_node)
+    pl = placement(graph, system.chip, chips, tp)      # the placement the compile uses
     return step_memory_of(pl.chip_sram(), pl.capacity_bytes)
 
 
@@ -123,7 +121,6 @@ def _cached_step(model: ModelSpec, system: SystemSpec | GpuSystemSpec, chips: in
     if where is not None:
         _disk_store(where, m)
     return m
-
 
 
 def _disk_path(inputs: dict[str, Any]) -> Path | None:

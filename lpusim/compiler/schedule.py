@@ -92,7 +92,6 @@ class Lowerer:
               stream: tuple[int, ...] = ()) -> int:
         if self.markers and deps and min(deps) < 0:
             deps, stream = self._imports(deps, stream)
-        # Task's fields in order, without its constructor's frame (10^4-10^5 a step)
         self.tasks.append(_make(Task, ("instr", chip, op, block, deps, cost, -1, (), 0, 0, (),
                                        stream, 0)))
         return len(self.tasks) - 1
@@ -575,6 +574,8 @@ def _handoff_signature(links: LinkGraph, plan: list[tuple[int, int, list[int]]])
     return f"{len(plan)}x" + "/".join("-".join(str(x) for x in lat) for lat in lats)
 
 
+# a named tuple from its fields in order, without its constructor's frame (tasks,
+# instructions and transfers: 10^4-10^5 a step)
 _make = tuple.__new__
 
 
@@ -598,7 +599,7 @@ def timed(tasks: list[Task] | tuple[Task, ...]
     instrs: list[Instr] = []
     transfers: list[Transfer] = []
     add_instr, add_transfer = instrs.append, transfers.append    # the loop runs 10^4-10^5 times
-    make = tuple.__new__    # an Instr or Transfer from its fields in order, without a frame
+    make = _make            # an Instr or Transfer from its fields in order, without a frame
     for i, t in enumerate(tasks):
         kind, chip, op, block, deps, c, dst, route, nbytes, ser, lats, stream, not_before = t
         last = 0

@@ -395,7 +395,7 @@ class _Builder:
         n = len(old)
         src = ops[0].inputs[0]              # what layer `like` reads: its attn_norm's input
         block = name = ""
-        table, names = self.ops, self.block_ops[self.block]
+        table, names = self.ops, []
         make = tuple.__new__                # Op's fields in order, unchecked: a copy of
         for op in ops:                      # ops `add` checked
             if op.block != block:

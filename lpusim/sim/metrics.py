@@ -445,7 +445,6 @@ def _stage_resources(pp: PipelineProgram, runs: dict[str, _Simulated],
                      offset: list[int]) -> tuple[int, int]:
     """The initiation interval over the stages (each stage's widest resource span, its parts
     placed at their offsets) and the links the stages use (counted per stage)."""
-    spans: dict[str, dict[tuple[Any, ...], tuple[int, int]]] = {}
     seen: dict[tuple[Any, ...], tuple[int, int]] = {}
     interval = links = 0
     i = 0
@@ -458,9 +457,7 @@ def _stage_resources(pp: PipelineProgram, runs: dict[str, _Simulated],
             lo: dict[tuple[Any, ...], int] = {}
             hi: dict[tuple[Any, ...], int] = {}
             for k, key in enumerate(run, start=i):
-                if key not in spans:
-                    spans[key] = runs[key].spans_in(pp.templates[key])
-                for r, (a, b) in spans[key].items():
+                for r, (a, b) in runs[key].spans_in(pp.templates[key]).items():
                     lo.setdefault(r, a + offset[k])
                     hi[r] = b + offset[k]
             seen[run] = (max((hi[r] - lo[r] for r in lo), default=0),
