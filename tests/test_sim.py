@@ -176,6 +176,81 @@ def test_streamed_operand_violations(issue, duration, why):
     assert why in str(e.value)
 
 
+def _simpy_events(prog: Program) -> int:
+    """The simpy events `simulate(prog)` schedules."""
+    import simpy
+    count = 0
+    schedule = simpy.Environment.schedule
+
+    def counted(env, *args, **kw):
+        nonlocal count
+        count += 1
+        schedule(env, *args, **kw)
+    simpy.Environment.schedule = counted
+    try:
+        simulate(prog)
+    finally:
+        simpy.Environment.schedule = schedule
+    return count
+
+
+def test_one_event_per_cycle_at_which_anything_issues():
+    # the hand program issues at cycles 0, 15 and 40; a second chip working in step with
+    # chip 0 adds items, not events
+    from lpusim.program import Link
+    p = hand_program()
+    assert _simpy_events(p) == 3
+    twin = Instr(3, 1, "mxm", "a2", 0, 0, 10, 2, 3, "compute_mxm", ())
+    p2 = dataclasses.replace(p, instructions=(*p.instructions, twin),
+                             links=(*p.links, Link(1, 1, 0, "local")))
+    res = simulate(p2)
+    assert _simpy_events(p2) == 3 and res.events == 4 and res.start[3] == 0
+
+
+def test_a_chip_local_transfer_may_feed_a_stream_in_its_own_cycle():
+    # a transfer inside one chip has its first vector out as it issues: a consumer streaming
+    # it from that very cycle is valid (the verifier agrees) and runs
+    from lpusim.compiler.verify import verify_schedule
+    p = Program(
+        name="local", clock_hz=1_000_000_000, chips=(0,),
+        instructions=(Instr(1, 0, "vxm", "r", 0, 0, 12, 0, 1, "compute_vxm", (0,), (0,)),),
+        transfers=(Transfer(0, 0, 0, (), (), 100, "t", 0, 0, 10, ()),),
+        links=(), sram_capacity_bytes=0)
+    verify_schedule(p)
+    res = simulate(p)
+    assert res.start == {0: 0, 1: 0} and res.latency_cycles == 13
+
+
+def test_a_stream_from_an_instruction_without_transit_or_fill_starts_in_its_cycle():
+    # an ICU instruction with no transit or fill has its first vector out as it issues; the
+    # transfer streaming it leaves in that cycle (as every all-reduce's partials do)
+    from lpusim.compiler.verify import verify_schedule
+    from lpusim.program import Link
+    p = Program(
+        name="icu", clock_hz=1_000_000_000, chips=(0, 1),
+        instructions=(Instr(0, 0, "icu", "partial", 0, 0, 1, 0, 0, "synchronisation", ()),),
+        transfers=(Transfer(1, 0, 1, (0,), (5,), 100, "t", 0, 0, 20, (0,), (0,)),),
+        links=(Link(0, 0, 1, "local"),), sram_capacity_bytes=0)
+    verify_schedule(p)
+    assert simulate(p).start == {0: 0, 1: 0}
+
+
+def test_of_several_violations_the_earliest_cycle_is_reported():
+    # an early consumer at cycle 39 and a double-booked unit at cycle 41 (busy until 44)
+    p = hand_program()
+    early = p.instructions[1]._replace(issue=39)
+    clash = Instr(3, 1, "vxm", "d", 0, 41, 3, 0, 0, "compute_vxm", ())
+    with pytest.raises(ScheduleViolation) as e:
+        simulate(dataclasses.replace(p, instructions=(p.instructions[0], early, clash)))
+    assert (e.value.chip, e.value.unit, e.value.cycle) == (1, "vxm", 39)
+    late = p.instructions[1]._replace(issue=40)
+    clash = Instr(3, 1, "vxm", "d", 0, 41, 3, 0, 0, "compute_vxm", ())
+    with pytest.raises(ScheduleViolation) as e:
+        simulate(dataclasses.replace(p, instructions=(p.instructions[0], late, clash)))
+    assert (e.value.chip, e.value.unit, e.value.cycle) == (1, "vxm", 41)
+    assert "unit busy until cycle 44" in str(e.value)
+
+
 def test_kv_slots_hand_computed():
     from lpusim.sim.metrics import kv_slots
     cap = 100

@@ -1,25 +1,27 @@
 """Discrete-event execution of a static Program in simpy.
 
 One queue per (chip, functional-unit queue) and one per link direction. Each takes its items
-in order, waits for the issue cycle the compiler fixed, and checks that the unit (or link) is
-free and that every operand has arrived; otherwise it raises
-`ScheduleViolation(chip, unit, cycle, instruction)`: the machine has no arbiter or
-back-pressure, so a stall is a compiler bug. The simulator records the start of everything it
-ran; latency and metrics are derived from what actually ran, not from the compiler's intent.
+in order at the issue cycle the compiler fixed, and checks that the unit (or link) is free and
+that every operand has arrived; otherwise it raises `ScheduleViolation(chip, unit, cycle,
+instruction)`: the machine has no arbiter or back-pressure, so a stall is a compiler bug. The
+simulator records the start of everything it ran; latency and metrics are derived from what
+actually ran, not from the compiler's intent.
 
-Each item costs one simpy event (the wait for its issue cycle): occupancy is checked against
-the end of the previous item on the same queue or link, so no second event marks the end.
-Compiled items last at least one cycle, so a producer has always started strictly before its
-consumer issues, whatever the order of events within a cycle. A queue is a chain of events
-rather than a simpy process: each event's callback runs its item and schedules the queue's
-next one (what a process's `yield env.timeout(...)` does, without resuming a generator), in
-the same order, so same-cycle events resolve as they would in processes started in the same
-order.
+Time advances by one simpy event per cycle at which anything issues, whose callback runs that
+cycle's items and schedules the next such cycle: a 70B stage template has about 12 items per
+such cycle (its tensor-parallel chips work in step), so this is an order of magnitude fewer
+events than one per item. Occupancy is checked against the end of the previous item on the
+same queue or link, so no event marks an end. Within a cycle the items run in program order
+(by id; an item's operands have lower ids, as the compiler numbers them), so an operand
+streamed from the cycle its producer issues (an instruction with no transit or fill, a
+transfer inside one chip) is there when its consumer runs. Where a program breaks several
+rules, the violation raised is the first in cycle, then program, order.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from lpusim.errors import ScheduleViolation
@@ -37,6 +39,9 @@ class SimResult:
     # order they ran (the critical-path walk looks up each item's predecessor there)
     queues: tuple[list[Instr], ...] = ()
     link_hops: tuple[list[tuple[int, int, Transfer]], ...] = ()
+
+
+_item_id, _issue, _first = attrgetter("id"), attrgetter("issue"), itemgetter(0)
 
 
 def _arrived(deps: tuple[int, ...], ready: dict[int, int], now: int) -> bool:
@@ -65,164 +70,151 @@ def _streamed(deps: tuple[int, ...], stream: tuple[int, ...], ready: dict[int, i
     return True
 
 
-class _Run:
-    """What the simulation has seen so far: when each item started and when its result
-    arrived, and the event count."""
-
-    __slots__ = ("busy", "env", "events", "ready", "start", "timeout")
-
-    def __init__(self, instructions: tuple[Instr, ...], transfers: tuple[Transfer, ...]):
-        import simpy  # heavy import kept local: only simulation needs it
-        self.env = simpy.Environment()
-        self.timeout = simpy.Timeout
-        self.start: dict[int, int] = {}
-        self.ready: dict[int, int] = {}
-        # `busy` of each item, inline (once per item of every simulation)
-        self.busy = {i.id: i.duration for i in instructions}
-        self.busy.update({t.id: t.serialisation for t in transfers})
-        self.events = 0
-
-    def check_operands(self, deps: tuple[int, ...], now: int, chip: int, unit: str, name: str,
-                       stream: tuple[int, ...] = (), end: int = 0) -> None:
-        for d in deps:
-            r = self.ready.get(d)
-            if r is not None and d in stream:
-                if r > end:
-                    raise ScheduleViolation(chip, unit, now, name,
-                                            f"ends at cycle {end} before streamed operand {d} "
-                                            f"ends at {r}")
-                r -= self.busy[d]           # its first vector
-            if r is None or r > now:
-                why = (f"operand {d} not yet produced" if r is None
-                       else f"operand {d} arrives at cycle {r}")
-                raise ScheduleViolation(chip, unit, now, name, why)
-
-
-class _UnitQueue:
-    """One (chip, unit) queue: its instructions in issue order, one event each."""
-
-    __slots__ = ("chip", "free", "pos", "q", "run", "unit")
-
-    def __init__(self, run: _Run, key: tuple[int, str], q: list[Instr]):
-        self.run = run
-        self.chip, self.unit = key
-        self.q = sorted(q, key=lambda i: (i.issue, i.id))
-        self.pos = 0
-        self.free = 0
-        self.next()
-
-    def next(self) -> None:
-        ins = self.q[self.pos]
-        now = self.run.env.now
-        if ins.issue < now or ins.issue < self.free:
-            raise ScheduleViolation(self.chip, self.unit, ins.issue, f"{ins.id}:{ins.op}",
-                                    f"unit busy until cycle {max(self.free, int(now))}")
-        self.run.timeout(self.run.env, ins.issue - now).callbacks.append(self.fire)
-
-    def fire(self, _event: Any) -> None:
-        run = self.run
-        ins = self.q[self.pos]
-        issue, end = ins.issue, ins.issue + ins.duration
-        # the common case inline (one call less per item); check_operands says what is wrong
-        if not (_streamed(ins.deps, ins.stream, run.ready, run.busy, issue, end) if ins.stream
-                else _arrived(ins.deps, run.ready, issue)):
-            run.check_operands(ins.deps, issue, self.chip, self.unit, f"{ins.id}:{ins.op}",
-                               ins.stream, end)
-        run.start[ins.id] = issue
-        run.ready[ins.id] = end + ins.transit + ins.fill
-        run.events += 1
-        self.free = end
-        self.pos += 1
-        if self.pos < len(self.q):
-            self.next()
-
-
-class _LinkQueue:
-    """One link direction: the hops crossing it in order, one event each."""
-
-    __slots__ = ("free", "name", "pos", "q", "run")
-
-    def __init__(self, run: _Run, lid: int, q: list[tuple[int, int, Transfer]]):
-        self.run = run
-        self.name = f"link{lid}"            # where a violation is reported
-        self.q = sorted(q, key=lambda x: (x[0], x[2].id))
-        self.pos = 0
-        self.free = 0
-        self.next()
-
-    def next(self) -> None:
-        s, _h, t = self.q[self.pos]
-        now = self.run.env.now
-        if s < now or s < self.free:
-            raise ScheduleViolation(t.src, self.name, s, f"{t.id}:{t.op}",
-                                    f"link busy until cycle {max(self.free, int(now))}")
-        self.run.timeout(self.run.env, s - now).callbacks.append(self.fire)
-
-    def fire(self, _event: Any) -> None:
-        run = self.run
-        s, h, t = self.q[self.pos]
-        if h == 0:
-            end = s + t.serialisation
-            if not (_streamed(t.deps, t.stream, run.ready, run.busy, s, end) if t.stream
-                    else _arrived(t.deps, run.ready, s)):
-                run.check_operands(t.deps, s, t.src, self.name, f"{t.id}:{t.op}", t.stream,
-                                   end)
-            run.start[t.id] = s
-            run.ready[t.id] = t.ready
-        elif t.id not in run.start:
-            raise ScheduleViolation(t.src, self.name, s, f"{t.id}:{t.op}",
-                                    "hop before the first")
-        run.events += 1
-        self.free = s + t.serialisation
-        self.pos += 1
-        if self.pos < len(self.q):
-            self.next()
-
-
-class _Local:
-    """A transfer between units of one chip (no link): one event."""
-
-    __slots__ = ("run", "t")
-
-    def __init__(self, run: _Run, t: Transfer):
-        self.run = run
-        self.t = t
-        run.timeout(run.env, t.issue - run.env.now).callbacks.append(self.fire)
-
-    def fire(self, _event: Any) -> None:
-        run, t = self.run, self.t
-        run.check_operands(t.deps, t.issue, t.src, "local", f"{t.id}:{t.op}", t.stream,
-                           t.issue + t.serialisation)
-        run.start[t.id] = t.issue
-        run.ready[t.id] = t.ready
-        run.events += 1
+def _check_operands(ready: dict[int, int], busy: dict[int, int], deps: tuple[int, ...],
+                    now: int, chip: int, unit: str, name: str, stream: tuple[int, ...] = (),
+                    end: int = 0) -> None:
+    """Raise the violation of an item whose operands are not all in time (`_arrived`,
+    `_streamed`): the first operand not yet produced or late."""
+    for d in deps:
+        r = ready.get(d)
+        if r is not None and d in stream:
+            if r > end:
+                raise ScheduleViolation(chip, unit, now, name,
+                                        f"ends at cycle {end} before streamed operand {d} "
+                                        f"ends at {r}")
+            r -= busy[d]            # its first vector
+        if r is None or r > now:
+            why = (f"operand {d} not yet produced" if r is None
+                   else f"operand {d} arrives at cycle {r}")
+            raise ScheduleViolation(chip, unit, now, name, why)
 
 
 def simulate(prog: Program) -> SimResult:
     """Run `prog` cycle by cycle in simpy; raise ScheduleViolation if the schedule breaks."""
-    queues: dict[tuple[int, str], list[Instr]] = {}
-    for i in prog.instructions:
-        queues.setdefault((i.chip, i.unit), []).append(i)
-    hops: dict[int, list[tuple[int, int, Transfer]]] = {}
-    for t in prog.transfers:
-        s, lats = t.issue, t.hop_latency
-        for h, lid in enumerate(t.route):       # hop h starts at t.hop_start(h)
-            hops.setdefault(lid, []).append((s, h, t))
-            if h < len(lats):
-                s += lats[h]
-    run = _Run(prog.instructions, prog.transfers)
-    env = run.env
-    # queues start in a fixed order so same-cycle events resolve deterministically
-    units = [_UnitQueue(run, key, queues[key]) for key in sorted(queues)]
-    wires = [_LinkQueue(run, lid, hops[lid]) for lid in sorted(hops)]
-    for t in prog.transfers:
-        if not t.route:
-            _Local(run, t)
-    env.run()
-    start, ready = run.start, run.ready
+    import simpy  # heavy import kept local: only simulation needs it
+    # one pass in program order: each unit queue's items and each link's hops (in the order
+    # their queue runs them, once sorted stably by cycle), and cycle -> what runs then, in
+    # program order: (id, kind, queue, item, hop) with kind 0 an instruction on unit queue
+    # `queue`, 1 hop `hop` of a transfer on link queue `queue`, 2 a transfer inside one chip
+    unit_at: dict[tuple[int, str], int] = {}
+    unit_items: list[list[Instr]] = []
+    link_at: dict[int, int] = {}
+    link_hops: list[list[tuple[int, int, Transfer]]] = []
+    at: dict[int, list[tuple[int, int, int, Any, int]]] = {}
+    every: list[Any] = [*prog.instructions, *prog.transfers]
+    for x in sorted(every, key=_item_id):
+        if x.__class__ is Instr:
+            key = (x.chip, x.unit)
+            u = unit_at.get(key)
+            if u is None:
+                u = unit_at[key] = len(unit_items)
+                unit_items.append([])
+            unit_items[u].append(x)
+            c = at.get(x.issue)
+            if c is None:
+                c = at[x.issue] = []
+            c.append((x.id, 0, u, x, 0))
+        elif not x.route:
+            c = at.get(x.issue)
+            if c is None:
+                c = at[x.issue] = []
+            c.append((x.id, 2, -1, x, 0))
+        else:
+            s, lats = x.issue, x.hop_latency
+            for h, lid in enumerate(x.route):   # hop h starts at x.hop_start(h)
+                w = link_at.get(lid)
+                if w is None:
+                    w = link_at[lid] = len(link_hops)
+                    link_hops.append([])
+                link_hops[w].append((s, h, x))
+                c = at.get(s)
+                if c is None:
+                    c = at[s] = []
+                c.append((x.id, 1, w, x, h))
+                if h < len(lats):
+                    s += lats[h]
+    # queues in (chip, unit) and link order, each by cycle then program order (stable sorts)
+    units = [sorted(unit_items[unit_at[key]], key=_issue) for key in sorted(unit_at)]
+    wires = [sorted(link_hops[link_at[lid]], key=_first) for lid in sorted(link_at)]
+    names = [""] * len(link_hops)       # where a link violation is reported
+    for lid, w in link_at.items():
+        names[w] = f"link{lid}"
+    ready: dict[int, int] = {}
+    start: dict[int, int] = {}
+    # `busy` of each item, inline (once per item of every simulation)
+    busy = {i.id: i.duration for i in prog.instructions}
+    busy.update({t.id: t.serialisation for t in prog.transfers})
+    unit_free = [0] * len(unit_items)
+    link_free = [0] * len(link_hops)
+    env = simpy.Environment()
+    timeout = simpy.Timeout
+    cycles = sorted(at)
+    nxt = iter(cycles[1:])
+    events = 0
+    me: list[Any] = []          # the callback, cleared after the run: no cycle is left behind
+
+    def tick(_event: Any) -> None:
+        nonlocal events
+        now = int(env.now)
+        items = at[now]
+        for _id, kind, q, x, h in items:
+            if kind == 0:
+                if now < unit_free[q]:
+                    raise ScheduleViolation(x.chip, x.unit, now, f"{x.id}:{x.op}",
+                                            f"unit busy until cycle {unit_free[q]}")
+                end = now + x.duration
+                # the common case inline; _check_operands says what is wrong
+                if not (_streamed(x.deps, x.stream, ready, busy, now, end) if x.stream
+                        else _arrived(x.deps, ready, now)):
+                    _check_operands(ready, busy, x.deps, now, x.chip, x.unit,
+                                    f"{x.id}:{x.op}", x.stream, end)
+                start[x.id] = now
+                ready[x.id] = end + x.transit + x.fill
+                unit_free[q] = end
+            elif kind == 1:
+                if now < link_free[q]:
+                    raise ScheduleViolation(x.src, names[q], now, f"{x.id}:{x.op}",
+                                            f"link busy until cycle {link_free[q]}")
+                if h == 0:
+                    end = now + x.serialisation
+                    if not (_streamed(x.deps, x.stream, ready, busy, now, end) if x.stream
+                            else _arrived(x.deps, ready, now)):
+                        _check_operands(ready, busy, x.deps, now, x.src, names[q],
+                                        f"{x.id}:{x.op}", x.stream, end)
+                    start[x.id] = now
+                    ready[x.id] = x.ready
+                elif x.id not in start:
+                    raise ScheduleViolation(x.src, names[q], now, f"{x.id}:{x.op}",
+                                            "hop before the first")
+                link_free[q] = now + x.serialisation
+            else:
+                _check_operands(ready, busy, x.deps, now, x.src, "local", f"{x.id}:{x.op}",
+                                x.stream, now + x.serialisation)
+                start[x.id] = now
+                ready[x.id] = x.ready
+        events += len(items)
+        later = next(nxt, None)
+        if later is not None:
+            timeout(env, later - now).callbacks.append(me[0])
+
+    if cycles:
+        if cycles[0] < 0:
+            # nothing runs before cycle 0: the first item there is refused as the machine
+            # would find its unit (or link) not yet free
+            _id, kind, q, x, _h = at[cycles[0]][0]
+            if kind == 0:
+                raise ScheduleViolation(x.chip, x.unit, cycles[0], f"{x.id}:{x.op}",
+                                        "unit busy until cycle 0")
+            raise ScheduleViolation(x.src, names[q] if kind == 1 else "local", cycles[0],
+                                    f"{x.id}:{x.op}", "link busy until cycle 0")
+        me.append(tick)
+        timeout(env, cycles[0]).callbacks.append(tick)
+    try:
+        env.run()
+    finally:
+        me.clear()
     missing = len(prog.instructions) + len(prog.transfers) - len(start)
     if missing:
         raise ScheduleViolation(-1, "-", int(env.now), "-", f"{missing} items never ran")
     latency = max(ready.values(), default=0)
-    return SimResult(prog, start, ready, latency, run.events, tuple(u.q for u in units),
-                     tuple(w.q for w in wires))
+    return SimResult(prog, start, ready, latency, events, tuple(units), tuple(wires))
