@@ -235,6 +235,23 @@ def test_cli_restores_gc_and_the_disk_cache(enabled, tmp_path, monkeypatch, caps
     assert caches.disk_dir() is None
 
 
+def test_the_command_entry_point_leaves_the_collector_paused_for_the_process_end(
+        monkeypatch):
+    # `lpusim` (cli.entry) is main for a process that ends with it: re-enabling the collector
+    # would only rescan what the command made before the process exits
+    import gc
+    monkeypatch.setitem(cli.COMMANDS, "validate", lambda args: 3)
+    monkeypatch.setattr(sys, "argv", ["lpusim", "validate", "x.yaml"])
+    was = gc.isenabled()
+    try:
+        gc.enable()
+        with pytest.raises(SystemExit) as e:
+            cli.entry()
+        assert e.value.code == 3 and not gc.isenabled()
+    finally:
+        gc.enable() if was else gc.disable()
+
+
 # ----------------------------------------------------------------- the on-disk step cache
 
 @pytest.fixture
