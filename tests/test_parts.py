@@ -123,6 +123,44 @@ def test_a_template_with_the_tasks_of_an_earlier_one_reuses_its_schedule_and_run
     assert metrics_pipeline(again) == reused
 
 
+@pytest.mark.parametrize("model,chips", [("llama-3.1-70b", 576), ("mixtral-8x7b", 272)])
+def test_a_link_what_if_re_times_the_lowered_transfers_and_nothing_else(model, chips,
+                                                                      monkeypatch):
+    """A what-if on link bandwidth or hop latency reuses the lowering of the same graph and
+    placement with each transfer's serialisation (from its bytes) and hop latencies derived
+    again; a stage with a route of several hops (chosen by latency) is lowered again. The
+    program and the step are what a compile with nothing cached gives, there and back."""
+    import dataclasses
+
+    import lpusim.compiler as comp
+    s = system("groqrack-576")
+    g = build_decode_graph(load(f"workloads/{model}.yaml"), GraphParams(context=2048))
+
+    def links(**kw):
+        return dataclasses.replace(s, links=dataclasses.replace(s.links, **kw))
+    fast = links(bandwidth_bytes_per_s=3 * s.link_bandwidth_bytes_per_s)
+    far = links(global_hop_latency_ps=2 * s.links.global_hop_latency_ps,
+                local_hop_latency_ps=s.links.local_hop_latency_ps // 2)
+    first = _fresh(g, s, chips)
+    entries = [v for k, v in g.derived.items() if k[0] == "lowered"]
+    assert len(entries) >= len(first.templates)
+    direct = sum(1 for e in entries if e[4])
+    assert 0 < direct                   # stages whose transfers take direct links only
+    calls = []
+    real = comp.lower_stage_template
+    monkeypatch.setattr(comp, "lower_stage_template",
+                        lambda *a, **kw: calls.append(a[5]) or real(*a, **kw))
+    for sysv, again in ((fast, 0), (s, 0), (far, len(entries) - direct), (fast, None)):
+        calls.clear()
+        warm = compile_pipeline(g, sysv, chips=chips)
+        if again is not None:
+            assert len(calls) == again      # only the stages with routes of several hops
+        cold = _fresh(g, sysv, chips)
+        assert cold.content_hash() == warm.content_hash()
+        assert metrics_pipeline(cold) == metrics_pipeline(warm)
+    assert warm.content_hash() != first.content_hash()
+
+
 @pytest.mark.parametrize("model,chips", [("llama-3.1-70b", 576), ("gemma-2-27b", 576),
                                          ("mixtral-8x7b", 272)])
 def test_stages_of_copied_layers_have_the_parts_of_their_forms(model, chips):

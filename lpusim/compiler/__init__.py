@@ -11,7 +11,9 @@ has no exact template (work outlasting its output) it raises `NoStageTemplate`, 
 simulates the full program instead. A template whose lowered tasks equal those of a template
 verified before (in any compile of the process: a what-if on context, or another batch or
 width, often leaves a block's tasks unchanged) reuses that schedule, the same objects, and only
-its SRAM is checked again; the simulator reuses its run by the same objects.
+its SRAM is checked again; the simulator reuses its run by the same objects. A stage's lowering
+is reused across what-ifs on link bandwidth and hop latency (`_lowered`), its transfers
+re-timed.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from lpusim.compiler.lower import Task, serialisation_cycles
 from lpusim.compiler.parts import Part, join_parts
 from lpusim.compiler.place import Placement, minimum_chips, place
 from lpusim.compiler.schedule import (
+    LoweredPart,
     Lowerer,
     NoSplit,
     StageIO,
@@ -189,8 +192,8 @@ def _template(graph: DecodeGraph, system: SystemSpec, pl: Placement, links: Link
     `tpl` under `key`: the verified program, the items putting its output on each of its
     chips (in chip order), when they are ready, its hand-off pieces (transfer id -> position
     of the sending chip in the previous stage) and, a part, what it imports and exports."""
-    lp = _run_pass("lower", lower_stage_template, graph, system, pl, links, s, io,
-                   released if part == 0 else None, parts, part)
+    lp = _lowered(graph, system, pl, links, s, io, released if part == 0 else None, parts,
+                  part)
     tasks, outs = lp.tasks, lp.outputs
     blocks = range(*parts[part]) if parts is not None else None
     if pass_checks():
@@ -212,6 +215,50 @@ def _template(graph: DecodeGraph, system: SystemSpec, pl: Placement, links: Link
                            if t.op == f"stage{s}.handoff"}
     if parts is not None:
         tpl.parts[key] = Part(prog, lp.imports, lp.exports, ready)
+
+
+def _lowered(graph: DecodeGraph, system: SystemSpec, pl: Placement, links: LinkGraph, s: int,
+             io: StageIO, released: dict[int, int] | None,
+             parts: tuple[tuple[int, int], ...] | None, part: int) -> LoweredPart:
+    """`lower_stage_template`, kept with the graph by all the lowering reads (the chip, the
+    sync constants, the placement, the links, the stage and its input) except the link
+    bandwidth and the hop latencies. The bandwidth sets only each transfer's serialisation,
+    and where every transfer of the stage takes one direct link, the latencies set only its
+    hop latency (routes of several hops are chosen by latency, so such a stage is lowered
+    again): a what-if on either re-derives those cycles and lowers nothing again. The
+    placement and the links are named by identity and held by the entry, so no other object
+    can take their ids. Treat the result as read-only."""
+    key = ("lowered", id(pl), id(links.links), system.chip, system.sync, s,
+           (io.entry, io.exit, io.input_bytes),
+           tuple(sorted(released.items())) if released is not None else None, parts, part)
+    bw = system.link_bandwidth_bytes_per_s
+    hit = graph.derived.get(key)
+    if (hit is None or hit[0] is not pl or hit[1] is not links.links
+            or (hit[2] is not links and not hit[4])):
+        lp = _run_pass("lower", lower_stage_template, graph, system, pl, links, s, io,
+                       released, parts, part)
+        direct = all(len(t.route) <= 1 for t in lp.tasks)
+        hit = graph.derived[key] = (pl, links.links, links, bw, direct, lp)
+    lp = hit[5]
+    if hit[2] is links and hit[3] == bw:
+        return lp
+    clock = system.chip.clock_hz
+    latency = links.latency
+    ser: dict[int, int] = {}
+    tasks = []
+    for t in lp.tasks:
+        if t.kind == "transfer":
+            n = t.nbytes
+            cycles = ser.get(n)
+            if cycles is None:
+                cycles = ser[n] = serialisation_cycles(n, bw, clock)
+            t = _make(Task, (*t[:9], cycles, tuple(map(latency.__getitem__, t.route)),
+                             *t[11:]))
+        tasks.append(t)
+    return LoweredPart(tasks, lp.outputs, lp.imports, lp.exports)
+
+
+_make = tuple.__new__       # a Task from its fields in order, without a constructor frame
 
 
 # a template's lowered tasks -> their verified schedule (the items, shared read-only); at most
