@@ -145,7 +145,7 @@ def test_a_link_what_if_re_times_the_lowered_transfers_and_nothing_else(model, c
     entries = [v for k, v in g.derived.items() if k[0] == "lowered"]
     assert len(entries) >= len(first.templates)
     direct = sum(1 for e in entries if e[4])
-    assert 0 < direct                   # stages whose transfers take direct links only
+    assert direct > 0                   # stages whose transfers take direct links only
     calls = []
     real = comp.lower_stage_template
     monkeypatch.setattr(comp, "lower_stage_template",
