@@ -1,8 +1,17 @@
+import gc
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# A test worker holds a few 10^5 long-lived objects (compiled steps, schedules and link graphs
+# in lpusim's caches), and with the default thresholds the cyclic collector rescans all of
+# them in a full collection 30-50 times per worker: about 5 s of a worker's 50. Considering a
+# full collection every 100 young collections instead of every 10 halves that. lpusim's own
+# entry points pause the collector while they compute either way; the tests of how lpusim
+# leaves the collector set its state themselves.
+gc.set_threshold(700, 10, 100)
 
 
 @pytest.fixture(scope="session")
