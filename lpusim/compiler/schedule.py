@@ -604,10 +604,15 @@ def timed(tasks: list[Task] | tuple[Task, ...]
         kind, chip, op, block, deps, c, dst, route, nbytes, ser, lats, stream, not_before = t
         last = 0
         if stream:
-            ss = set(stream)
-            start = max([ready[d] for d in deps if d not in ss]
-                        + [ready[d] - busy[d] for d in stream])
-            last = max([ready[d] for d in stream])
+            if deps == stream and len(stream) == 1:     # half of all tasks: one streamed input
+                d = stream[0]
+                last = ready[d]
+                start = last - busy[d]
+            else:
+                ss = set(stream)
+                start = max([ready[d] for d in deps if d not in ss]
+                            + [ready[d] - busy[d] for d in stream])
+                last = max([ready[d] for d in stream])
         elif len(deps) == 1:
             start = ready[deps[0]]
         else:
