@@ -329,6 +329,35 @@ def test_routes_are_cheapest_and_take_the_lowest_link_id_among_ties(name, local_
             assert lid == best
 
 
+@pytest.mark.parametrize("local_ns,global_ns", [(240, 420), (500, 100), (100, 100)])
+def test_short_routes_and_a_star_routes_are_the_cheapest_with_the_tie_rule(local_ns,
+                                                                          global_ns):
+    """A route of at most three hops is read off the cheapest short paths (`_short`), a longer
+    one comes from A* (`_astar`); both are the cheapest path with the lowest link into each
+    chip among ties (networkx Dijkstra, as above), across nodes and racks."""
+    s = system("groqrack-2304")
+    s = dataclasses.replace(s, links=dataclasses.replace(
+        s.links, local_hop_latency_ps=local_ns * 1000, global_hop_latency_ps=global_ns * 1000))
+    g = build_link_graph(s, 300)
+    used = {"short": 0, "astar": 0}
+    for a in (0, 13, 71, 150, 299):
+        dg, dist = _route_facts(g, a)
+        for b in range(0, 300, 7):
+            if a == b:
+                continue
+            short = g._short(a, b)
+            used["short" if short is not None else "astar"] += 1
+            route = short if short is not None else g._astar(a, b)
+            assert g.route([a], [b])[2] == route
+            assert sum(dg.edges[g.links[lid].src, g.links[lid].dst]["w"] for lid in route) \
+                == dist[b]
+            for lid in route:
+                v = g.links[lid].dst
+                assert lid == min(d["lid"] for u, _v, d in dg.in_edges(v, data=True)
+                                  if u in dist and dist[u] + d["w"] == dist[v])
+    assert used["short"] > 0 and used["astar"] > 0
+
+
 def test_the_lowerer_makes_the_tasks_its_fields_name():
     """The lowerer builds tasks from their fields in order (no constructor call per task):
     each is the task its keyword form names."""

@@ -9,9 +9,15 @@ spec checks that no chip needs more global ports than it has. Routes minimise to
 then hops; among equal paths each hop is the lowest-numbered link into its chip that lies on a
 cheapest path, so routes are reproducible.
 
-A single-source search is kept and resumed for the next target from the same chip (a resumed
-search pops chips in the order a fresh one would, so routes are unchanged): a tensor-parallel
-group spanning nodes asks for hundreds of routes from each of its chips.
+A tensor-parallel group spanning nodes asks for hundreds of routes from each of its chips, and
+each is found without searching the whole machine. A route is a function of the cheapest
+(latency, hops) from its source to each chip on it (each hop the lowest-numbered link into its
+chip from a chip whose cost plus the link makes the chip's), so any method that finds those
+costs finds the route. Most routes have at most three hops and are read off the cheapest paths
+of at most two hops from the source (`_short`: a path of three hops or fewer that costs less
+than four of the cheapest hop beats any longer one); the others come from A* towards the
+target, which estimates a chip's cost to it by the fewest links between their nodes
+(`_astar`). One search from many sources at once (a hand-off) is a plain Dijkstra (`_search`).
 """
 
 from __future__ import annotations
@@ -39,21 +45,24 @@ class LinkGraph:
     between: dict[tuple[int, int], int] = field(default_factory=dict)
     _routes: dict[tuple[tuple[int, ...], tuple[int, ...]], tuple[int, int, list[int]]] = field(
         default_factory=dict)
-    # source chip -> (heap, via, best key per chip) of a resumable search, least recent first
-    _searches: OrderedDict[int, tuple[list[Any], dict[int, int], dict[int, Any]]] = field(
-        default_factory=OrderedDict, repr=False, compare=False)
     _adj: dict[int, list[tuple[int, int]]] = field(default_factory=dict, repr=False,
                                                   compare=False)
+    # source chip -> the cheapest path of at most two hops to each chip near it (`_near`),
+    # least recent first; and the tables `_short` reads (`_short_tables`)
+    _nears: OrderedDict[int, dict[int, int]] = field(default_factory=OrderedDict, repr=False,
+                                                    compare=False)
+    _short_tables: Any = field(default=None, repr=False, compare=False)
     # what the compiler derives from these links (hand-off plans, group signatures), kept
     # with them (lpusim.caches.derived)
     derived: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def add(self, a: int, b: int, kind: str, lat: int) -> None:
-        if self._routes or self._searches or self._adj or self.derived:
+        if self._routes or self._adj or self.derived or self._nears:
             self._routes.clear()            # what was derived from the links before
-            self._searches.clear()
             self._adj.clear()
+            self._nears.clear()
             self.derived.clear()
+        self._short_tables = None
         for s, d in ((a, b), (b, a)):
             if (s, d) in self.between:
                 continue
@@ -112,10 +121,8 @@ class LinkGraph:
                 stop: set[int]) -> int | None:
         """Dijkstra over packed entries (`_packed`): take chips out of `heap` in key order,
         each with its link in (`via`, -1 for a source) and its out-links relaxed, until one in
-        `stop` is out; return it, or None when the heap runs dry. The state can be resumed
-        for another `stop`: a push is skipped only when the chip already has an entry with a
-        smaller or equal key (`best`; a chip already out has a smaller one), which never
-        changes the smallest, so chips come out in the order of a fresh search."""
+        `stop` is out; return it, or None when the heap runs dry. A push is skipped when the
+        chip already has an entry no larger (`best`; a chip already out has a smaller one)."""
         low, lb, adj = self._packed()
         pop, push, get = heapq.heappop, heapq.heappush, best.get
         cmask, lmask = (1 << (low - lb)) - 1, (1 << lb) - 1
@@ -146,22 +153,153 @@ class LinkGraph:
         return c, b, path[::-1]
 
     def _route1(self, a: int, b: int) -> tuple[int, int, list[int]]:
-        """`_route([a], [b])` by resuming one search per source chip (the last 64 kept): a
-        resumed search takes chips out in the order of a fresh one (`_search`), so the route
-        to `b` is the same."""
-        _low, lb, _adj = self._packed()
-        st = self._searches.get(a)
-        if st is None:
-            st = ([a << lb], {}, {a: a << lb})
-            self._searches[a] = st
-            if len(self._searches) > 64:
-                self._searches.popitem(last=False)
+        """`_route([a], [b])`: a route of at most three hops found without a search where it
+        is the cheapest (`_short`), else by A* towards b (`_astar`). Both read the route back
+        from least costs by the rule `_search` follows, so the route is the one a search from
+        a alone would take."""
+        short = self._short(a, b)
+        return a, b, short if short is not None else self._astar(a, b)
+
+    def _short(self, a: int, b: int) -> list[int] | None:
+        """The route from a to b when its cheapest path has at most three hops and costs less
+        than four of the cheapest hop (then no longer path is as cheap), else None. Costs are
+        packed (latency, hops) ints; `_near(a)` holds the cheapest path of at most two hops to
+        each chip near a, exact for every chip whose cheapest path has at most two hops (so
+        for every chip before b on the route), and an upper bound for the others, which then
+        match no equality below. Each hop, from b back, is the lowest-numbered link into its
+        chip from a chip whose cost plus the link equals the chip's, as `_search` picks."""
+        if self._short_tables is None:
+            hb = max(1, self.chips.bit_length()) + 2        # hops below 2**hb
+            into: dict[int, list[tuple[int, int, int]]] = {}
+            for lk in self.links:       # in link order: the lowest link id first
+                into.setdefault(lk.dst, []).append(
+                    (lk.src, lk.id, (self.latency[lk.id] << hb) + 1))
+            out = {c: [(self.links[lid].dst, (self.latency[lid] << hb) + 1) for lid in lids]
+                   for c, lids in self.out.items()}
+            low = min(self.latency.values(), default=1)
+            self._short_tables = (into, out, (4 * low << hb) + 4, {})
+        into, out, bound, _est = self._short_tables
+        near = self._nears.get(a)
+        if near is None:
+            near = {a: 0}
+            first = out.get(a, ())
+            for u, step in first:
+                if step < near.get(u, bound):
+                    near[u] = step
+            for u, step in first:
+                for v, step2 in out.get(u, ()):
+                    if step + step2 < near.get(v, bound):
+                        near[v] = step + step2
+            self._nears[a] = near
+            if len(self._nears) > 256:
+                self._nears.popitem(last=False)
         else:
-            self._searches.move_to_end(a)
-        heap, via, best = st
-        if b not in via and self._search(heap, via, best, {b}) is None:
+            self._nears.move_to_end(a)
+        cost = bound
+        get = near.get
+        for u, _lid, step in into.get(b, ()):
+            k = get(u)
+            if k is not None and k + step < cost:
+                cost = k + step
+        if cost >= bound:
+            return None
+        path = []
+        c = b
+        while c != a:
+            for u, lid, step in into[c]:
+                k = get(u)
+                if k is not None and k + step == cost:
+                    path.append(lid)
+                    c, cost = u, k
+                    break
+            else:       # a chip on the route has a link in from a chip of cost one hop less
+                raise AssertionError(f"no hop into chip {c} at cost {cost}")
+        return path[::-1]
+
+
+    def _astar(self, a: int, b: int) -> list[int]:
+        """The route from a to b by A*: costs packed as in `_short`, each chip's estimate of
+        its cost to b the fewest node-crossing links between their nodes, each at the least
+        such link's latency (consistent: never more than a link's cost plus the estimate
+        after it), so a chip out of the heap has its least cost. Every chip with cost plus
+        estimate up to b's is taken out, which includes every chip on a cheapest path, and
+        the route is read back from those costs as `_short` does."""
+        into, out, _bound, _est = self._short_tables
+        cpn = self.chips_per_node
+        est = self._estimates(b // cpn)
+        hb = max(1, self.chips.bit_length()) + 2
+        cb = max(1, self.chips.bit_length())
+        cmask = (1 << cb) - 1
+        done: dict[int, int] = {}
+        best = {a: 0}
+        heap = [(est[a // cpn] << cb) + a]
+        pop, push, get = heapq.heappop, heapq.heappush, best.get
+        never = 1 << (hb + 96)
+        goal = never
+        while heap and heap[0] >> cb <= goal:
+            e = pop(heap)
+            chip = e & cmask
+            if chip in done:
+                continue
+            g = (e >> cb) - est[chip // cpn]
+            done[chip] = g
+            if chip == b:
+                goal = g
+            for nxt, step in out.get(chip, ()):
+                k = g + step
+                if k < get(nxt, never):
+                    best[nxt] = k
+                    push(heap, ((k + est[nxt // cpn]) << cb) + nxt)
+        if b not in done:
             raise TopologyError(f"no route from chips {[a]} to {[b]}")
-        return self._path(via, b)
+        path = []
+        c, cost = b, done[b]
+        while c != a:
+            for u, lid, step in into[c]:
+                k = done.get(u)
+                if k is not None and k + step == cost:
+                    path.append(lid)
+                    c, cost = u, k
+                    break
+            else:
+                raise AssertionError(f"no hop into chip {c} at cost {cost}")
+        return path[::-1]
+
+    def _estimates(self, node: int) -> list[int]:
+        """Per node, the estimate `_astar` uses of a path's cost from it to `node` (packed):
+        (the fewest node-crossing links x the least latency of one, that many hops)."""
+        cache = self._short_tables[3]
+        hit = cache.get(node)
+        if hit is None:
+            cpn = self.chips_per_node
+            nodes = -(-self.chips // cpn)
+            if "back" not in cache:
+                # each node's nodes of links into it, and the least latency of such a link
+                back: dict[int, set[int]] = {}
+                lows = [self.latency[lk.id] for lk in self.links
+                        if lk.src // cpn != lk.dst // cpn]
+                for lk in self.links:
+                    if lk.src // cpn != lk.dst // cpn:
+                        back.setdefault(lk.dst // cpn, set()).add(lk.src // cpn)
+                cache["back"] = (back, min(lows, default=0))
+            back, low = cache["back"]
+            hb = max(1, self.chips.bit_length()) + 2
+            hops = [-1] * nodes
+            hops[node] = 0
+            level, k = [node], 0
+            while level:
+                k += 1
+                nxt = []
+                for x in level:
+                    for y in back.get(x, ()):
+                        if hops[y] < 0:
+                            hops[y] = k
+                            nxt.append(y)
+                level = nxt
+            far = nodes + 1             # no route: above any estimate that has one
+            hit = cache[node] = [((k * low) << hb) + k if k >= 0
+                                 else ((far * low) << hb) + far for k in hops]
+        return hit
 
 
 def build_link_graph(system: SystemSpec, chips: int | None = None) -> LinkGraph:

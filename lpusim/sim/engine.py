@@ -34,7 +34,7 @@ class SimResult:
     start: dict[int, int]       # id -> cycle it started
     ready: dict[int, int]       # id -> cycle its result arrived
     latency_cycles: int
-    events: int
+    events: int                 # items run: instructions, link hops, chip-local transfers
     # what ran on each unit queue, and each link's hops (hop start, hop, transfer), in the
     # order they ran (the critical-path walk looks up each item's predecessor there)
     queues: tuple[list[Instr], ...] = ()
