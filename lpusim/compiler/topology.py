@@ -52,13 +52,18 @@ class LinkGraph:
     _nears: OrderedDict[int, dict[int, int]] = field(default_factory=OrderedDict, repr=False,
                                                     compare=False)
     _short_tables: Any = field(default=None, repr=False, compare=False)
+    # (source chip, target node) -> (heap, best cost, least costs, estimates) of an A* search
+    # (`_astar`), least recent first
+    _stars: OrderedDict[tuple[int, int], Any] = field(default_factory=OrderedDict, repr=False,
+                                                      compare=False)
     # what the compiler derives from these links (hand-off plans, group signatures), kept
     # with them (lpusim.caches.derived)
     derived: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def add(self, a: int, b: int, kind: str, lat: int) -> None:
-        if self._routes or self._adj or self.derived or self._nears:
+        if self._routes or self._adj or self.derived or self._nears or self._stars:
             self._routes.clear()            # what was derived from the links before
+            self._stars.clear()
             self._adj.clear()
             self._nears.clear()
             self.derived.clear()
@@ -219,23 +224,33 @@ class LinkGraph:
 
     def _astar(self, a: int, b: int) -> list[int]:
         """The route from a to b by A*: costs packed as in `_short`, each chip's estimate of
-        its cost to b the fewest node-crossing links between their nodes, each at the least
-        such link's latency (consistent: never more than a link's cost plus the estimate
-        after it), so a chip out of the heap has its least cost. Every chip with cost plus
-        estimate up to b's is taken out, which includes every chip on a cheapest path, and
-        the route is read back from those costs as `_short` does."""
+        its cost to b's node the fewest node-crossing links between their nodes, each at the
+        least such link's latency (consistent: never more than a link's cost plus the
+        estimate after it), so a chip out of the heap has its least cost. Every chip with cost
+        plus estimate up to b's is taken out, which includes every chip on a cheapest path,
+        and the route is read back from those costs as `_short` does. The estimate is the
+        same for every chip of b's node, so one search from a serves them all, resumed for
+        each (the last 64 searches kept)."""
         into, out, _bound, _est = self._short_tables
         cpn = self.chips_per_node
-        est = self._estimates(b // cpn)
-        hb = max(1, self.chips.bit_length()) + 2
         cb = max(1, self.chips.bit_length())
+        st: Any = self._stars.get((a, b // cpn))
+        if st is None:
+            to_node = self._estimates(b // cpn)
+            st = ([(to_node[a // cpn] << cb) + a], {a: 0}, {}, to_node)
+            self._stars[(a, b // cpn)] = st
+            if len(self._stars) > 64:
+                self._stars.popitem(last=False)
+        else:
+            self._stars.move_to_end((a, b // cpn))
+        heap: list[int] = st[0]
+        best: dict[int, int] = st[1]
+        done: dict[int, int] = st[2]
+        est: list[int] = st[3]
         cmask = (1 << cb) - 1
-        done: dict[int, int] = {}
-        best = {a: 0}
-        heap = [(est[a // cpn] << cb) + a]
         pop, push, get = heapq.heappop, heapq.heappush, best.get
-        never = 1 << (hb + 96)
-        goal = never
+        never = 1 << (max(1, self.chips.bit_length()) + 98)
+        goal = done.get(b, never)
         while heap and heap[0] >> cb <= goal:
             e = pop(heap)
             chip = e & cmask
