@@ -24,6 +24,9 @@ dataclasses, so equal inputs give equal keys and a cached answer is the answer):
   (`lpusim.sim.metrics`): a what-if on context, or another batch or width, leaves many blocks'
   tasks unchanged, and those templates are neither scheduled nor simulated again. Each is
   bounded by the items it holds (5 x 10^4: a few hundred 70B templates, a few dozen of 405B).
+  ``template_lowerings``: a stage's lowered tasks by all the lowering reads but the link
+  bandwidth and hop latencies (`lpusim.compiler._lowered`): a what-if on those re-times the
+  transfers instead of lowering again. Bounded by its tasks (5 x 10^4).
 - ``least_chips``, ``headroom``: the fewest chips that hold a model, and the SRAM a split
   leaves (`lpusim.deploy`): every sweep point re-resolves its deployment, and most points of
   a hardware batch ask the same questions.
@@ -132,6 +135,10 @@ class BoundedCache(Generic[V]):
 
     def __len__(self) -> int:
         return len(self._data)
+
+    def values(self) -> list[V]:
+        """The entries, least recently used first (a copy: the cache is not touched)."""
+        return list(self._data.values())
 
 
 _MISSING = object()

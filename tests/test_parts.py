@@ -142,9 +142,9 @@ def test_a_link_what_if_re_times_the_lowered_transfers_and_nothing_else(model, c
     far = links(global_hop_latency_ps=2 * s.links.global_hop_latency_ps,
                 local_hop_latency_ps=s.links.local_hop_latency_ps // 2)
     first = _fresh(g, s, chips)
-    entries = [v for k, v in g.derived.items() if k[0] == "lowered"]
+    entries = [v for v in comp._LOWERINGS.values() if v[0] is g]
     assert len(entries) >= len(first.templates)
-    direct = sum(1 for e in entries if e[4])
+    direct = sum(1 for e in entries if e[5])
     assert direct > 0                   # stages whose transfers take direct links only
     calls = []
     real = comp.lower_stage_template

@@ -217,30 +217,38 @@ def _template(graph: DecodeGraph, system: SystemSpec, pl: Placement, links: Link
         tpl.parts[key] = Part(prog, lp.imports, lp.exports, ready)
 
 
+# what a stage's lowering reads but the link bandwidth and latencies -> (the graph,
+# placement, links and link graph it was lowered on, its bandwidth, whether every transfer
+# takes a direct link, the lowering); at most 5 x 10^4 tasks in all
+_LOWERINGS: BoundedCache[tuple[Any, ...]] = BoundedCache(
+    "template_lowerings", maxsize=2048, weigh=lambda v: len(v[6].tasks), max_weight=50_000)
+
+
 def _lowered(graph: DecodeGraph, system: SystemSpec, pl: Placement, links: LinkGraph, s: int,
              io: StageIO, released: dict[int, int] | None,
              parts: tuple[tuple[int, int], ...] | None, part: int) -> LoweredPart:
-    """`lower_stage_template`, kept with the graph by all the lowering reads (the chip, the
-    sync constants, the placement, the links, the stage and its input) except the link
-    bandwidth and the hop latencies. The bandwidth sets only each transfer's serialisation,
-    and where every transfer of the stage takes one direct link, the latencies set only its
-    hop latency (routes of several hops are chosen by latency, so such a stage is lowered
-    again): a what-if on either re-derives those cycles and lowers nothing again. The
-    placement and the links are named by identity and held by the entry, so no other object
-    can take their ids. Treat the result as read-only."""
-    key = ("lowered", id(pl), id(links.links), system.chip, system.sync, s,
+    """`lower_stage_template`, kept (`template_lowerings`) by all the lowering reads (the
+    graph, the chip, the sync constants, the placement, the links, the stage and its input)
+    except the link bandwidth and the hop latencies. The bandwidth sets only each transfer's
+    serialisation, and where every transfer of the stage takes one direct link, the latencies
+    set only its hop latency (routes of several hops are chosen by latency, so such a stage
+    is lowered again): a what-if on either re-derives those cycles and lowers nothing again.
+    The graph, placement and links are named by identity and held by the entry, so no other
+    object can take their ids. Treat the result as read-only."""
+    key = (id(graph), id(pl), id(links.links), system.chip, system.sync, s,
            (io.entry, io.exit, io.input_bytes),
            tuple(sorted(released.items())) if released is not None else None, parts, part)
     bw = system.link_bandwidth_bytes_per_s
-    hit = graph.derived.get(key)
-    if (hit is None or hit[0] is not pl or hit[1] is not links.links
-            or (hit[2] is not links and not hit[4])):
+    hit = _LOWERINGS.get(key)
+    if (hit is None or hit[0] is not graph or hit[1] is not pl or hit[2] is not links.links
+            or (hit[3] is not links and not hit[5])):
         lp = _run_pass("lower", lower_stage_template, graph, system, pl, links, s, io,
                        released, parts, part)
         direct = all(len(t.route) <= 1 for t in lp.tasks)
-        hit = graph.derived[key] = (pl, links.links, links, bw, direct, lp)
-    lp = hit[5]
-    if hit[2] is links and hit[3] == bw:
+        hit = (graph, pl, links.links, links, bw, direct, lp)
+        _LOWERINGS.put(key, hit)
+    _graph, _pl, _shape, lowered_on, lowered_bw, _direct, lp = hit
+    if lowered_on is links and lowered_bw == bw:
         return lp
     clock = system.chip.clock_hz
     latency = links.latency
