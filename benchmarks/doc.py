@@ -74,14 +74,20 @@ READING = """\
   template then carries those lags to the next, and a group whose routes pass through chips
   of other nodes (groups spanning racks) gets a template of its own, so 405B has about 50
   templates for 128 stages (compiled whole) and its first step also computes the routes of
-  every group.
+  every group (about 15,700: most of three hops or fewer, read off the short paths from their
+  source; the others by A* towards their target's node).
 - **Work shared between predictions.** A template whose lowered tasks equal those of one
   compiled earlier in the process reuses its verified schedule and its simulation (a
   context what-if changes attention's tasks, not the FFN's); a graph builds one layer of each
   kind and copies it, and what depends only on a block's ops (its SRAM, a stage's parts) is
   computed once per copied block; a serving study sizes its KV pool from placements, not
-  compiled steps. What a link what-if (bandwidth, hop latency) changes reaches every
-  transfer, so such a prediction still lowers, schedules and simulates every template.
+  compiled steps. A link what-if (bandwidth, hop latency) reuses each stage's lowering and
+  re-times its transfers (a stage with a route of several hops is lowered again), but what
+  it changes reaches every transfer, so it still schedules, verifies and simulates every
+  template.
+- **Simulation.** The simulator advances by one simpy event per cycle at which anything
+  issues and runs that cycle's items (a 70B template has about 12 per such cycle), so its
+  rate in items per second is about twice what one event per item gave.
 - **Speculative searches.** `gamma: auto` compiles one verification step per candidate it
   evaluates; the search evaluates the candidate with the best bound first and stops when no
   other can win (`lpusim/speculative/search.py`), so a first speculative prediction compiles a
