@@ -25,7 +25,7 @@ from __future__ import annotations
 import heapq
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from lpusim import caches
 from lpusim.config.specs import SystemSpec, TopologySpec
@@ -47,15 +47,15 @@ class LinkGraph:
         default_factory=dict)
     _adj: dict[int, list[tuple[int, int]]] = field(default_factory=dict, repr=False,
                                                   compare=False)
-    # source chip -> the cheapest path of at most two hops to each chip near it (`_near`),
-    # least recent first; and the tables `_short` reads (`_short_tables`)
+    # source chip -> the cheapest path of at most two hops to each chip near it (`_short`),
+    # least recent first; and the tables `_short` and `_astar` read (`_tables`)
     _nears: OrderedDict[int, dict[int, int]] = field(default_factory=OrderedDict, repr=False,
                                                     compare=False)
-    _short_tables: Any = field(default=None, repr=False, compare=False)
+    _short_tables: _RouteTables | None = field(default=None, repr=False, compare=False)
     # (source chip, target node) -> (heap, best cost, least costs, estimates) of an A* search
     # (`_astar`), least recent first
-    _stars: OrderedDict[tuple[int, int], Any] = field(default_factory=OrderedDict, repr=False,
-                                                      compare=False)
+    _stars: OrderedDict[tuple[int, int], _Search] = field(default_factory=OrderedDict,
+                                                          repr=False, compare=False)
     # what the compiler derives from these links (hand-off plans, group signatures), kept
     # with them (lpusim.caches.derived)
     derived: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -165,25 +165,37 @@ class LinkGraph:
         short = self._short(a, b)
         return a, b, short if short is not None else self._astar(a, b)
 
+    def _tables(self) -> _RouteTables:
+        """What `_short` and `_astar` read, made once per link graph."""
+        if self._short_tables is None:
+            cpn = self.chips_per_node
+            hb = max(1, self.chips.bit_length()) + 2        # hops below 2**hb
+            into: dict[int, list[tuple[int, int, int]]] = {}
+            out: dict[int, list[tuple[int, int]]] = {}
+            back: dict[int, set[int]] = {}
+            crossing = []
+            for lk in self.links:       # in link order: the lowest link id first
+                lat = self.latency[lk.id]
+                into.setdefault(lk.dst, []).append((lk.src, lk.id, (lat << hb) + 1))
+                if lk.src // cpn != lk.dst // cpn:
+                    back.setdefault(lk.dst // cpn, set()).add(lk.src // cpn)
+                    crossing.append(lat)
+            for c, lids in self.out.items():
+                out[c] = [(self.links[lid].dst, (self.latency[lid] << hb) + 1) for lid in lids]
+            low = min(self.latency.values(), default=1)
+            self._short_tables = _RouteTables(hb, into, out, (4 * low << hb) + 4, back,
+                                              min(crossing, default=0), {})
+        return self._short_tables
+
     def _short(self, a: int, b: int) -> list[int] | None:
         """The route from a to b when its cheapest path has at most three hops and costs less
         than four of the cheapest hop (then no longer path is as cheap), else None. Costs are
-        packed (latency, hops) ints; `_near(a)` holds the cheapest path of at most two hops to
-        each chip near a, exact for every chip whose cheapest path has at most two hops (so
-        for every chip before b on the route), and an upper bound for the others, which then
-        match no equality below. Each hop, from b back, is the lowest-numbered link into its
-        chip from a chip whose cost plus the link equals the chip's, as `_search` picks."""
-        if self._short_tables is None:
-            hb = max(1, self.chips.bit_length()) + 2        # hops below 2**hb
-            into: dict[int, list[tuple[int, int, int]]] = {}
-            for lk in self.links:       # in link order: the lowest link id first
-                into.setdefault(lk.dst, []).append(
-                    (lk.src, lk.id, (self.latency[lk.id] << hb) + 1))
-            out = {c: [(self.links[lid].dst, (self.latency[lid] << hb) + 1) for lid in lids]
-                   for c, lids in self.out.items()}
-            low = min(self.latency.values(), default=1)
-            self._short_tables = (into, out, (4 * low << hb) + 4, {})
-        into, out, bound, _est = self._short_tables
+        packed (latency, hops) ints; the cheapest path of at most two hops from a to each
+        chip near it (kept per source, the last 256) is exact for every chip whose cheapest
+        path has at most two hops (so for every chip before b on the route), and an upper
+        bound for the others, which then match no equality in `_read_back`."""
+        t = self._tables()
+        into, out, bound = t.into, t.out, t.bound
         near = self._nears.get(a)
         if near is None:
             near = {a: 0}
@@ -206,8 +218,14 @@ class LinkGraph:
             k = get(u)
             if k is not None and k + step < cost:
                 cost = k + step
-        if cost >= bound:
-            return None
+        return self._read_back(near, a, b, cost) if cost < bound else None
+
+    def _read_back(self, costs: dict[int, int], a: int, b: int, cost: int) -> list[int]:
+        """The links of the route from a to b (of cost `cost`) from least costs: each hop,
+        from b back, the lowest-numbered link into its chip from a chip whose cost plus the
+        link equals the chip's, as `_search` picks."""
+        into = self._tables().into
+        get = costs.get
         path = []
         c = b
         while c != a:
@@ -221,32 +239,28 @@ class LinkGraph:
                 raise AssertionError(f"no hop into chip {c} at cost {cost}")
         return path[::-1]
 
-
     def _astar(self, a: int, b: int) -> list[int]:
         """The route from a to b by A*: costs packed as in `_short`, each chip's estimate of
         its cost to b's node the fewest node-crossing links between their nodes, each at the
         least such link's latency (consistent: never more than a link's cost plus the
         estimate after it), so a chip out of the heap has its least cost. Every chip with cost
         plus estimate up to b's is taken out, which includes every chip on a cheapest path,
-        and the route is read back from those costs as `_short` does. The estimate is the
-        same for every chip of b's node, so one search from a serves them all, resumed for
-        each (the last 64 searches kept)."""
-        into, out, _bound, _est = self._short_tables
+        and the route is read back from those costs. The estimate is the same for every chip
+        of b's node, so one search from a serves them all, resumed for each (the last 64
+        searches kept)."""
+        out = self._tables().out
         cpn = self.chips_per_node
         cb = max(1, self.chips.bit_length())
-        st: Any = self._stars.get((a, b // cpn))
+        st = self._stars.get((a, b // cpn))
         if st is None:
             to_node = self._estimates(b // cpn)
-            st = ([(to_node[a // cpn] << cb) + a], {a: 0}, {}, to_node)
+            st = _Search([(to_node[a // cpn] << cb) + a], {a: 0}, {}, to_node)
             self._stars[(a, b // cpn)] = st
             if len(self._stars) > 64:
                 self._stars.popitem(last=False)
         else:
             self._stars.move_to_end((a, b // cpn))
-        heap: list[int] = st[0]
-        best: dict[int, int] = st[1]
-        done: dict[int, int] = st[2]
-        est: list[int] = st[3]
+        heap, best, done, est = st
         cmask = (1 << cb) - 1
         pop, push, get = heapq.heappop, heapq.heappush, best.get
         never = 1 << (max(1, self.chips.bit_length()) + 98)
@@ -267,38 +281,15 @@ class LinkGraph:
                     push(heap, ((k + est[nxt // cpn]) << cb) + nxt)
         if b not in done:
             raise TopologyError(f"no route from chips {[a]} to {[b]}")
-        path = []
-        c, cost = b, done[b]
-        while c != a:
-            for u, lid, step in into[c]:
-                k = done.get(u)
-                if k is not None and k + step == cost:
-                    path.append(lid)
-                    c, cost = u, k
-                    break
-            else:
-                raise AssertionError(f"no hop into chip {c} at cost {cost}")
-        return path[::-1]
+        return self._read_back(done, a, b, done[b])
 
     def _estimates(self, node: int) -> list[int]:
         """Per node, the estimate `_astar` uses of a path's cost from it to `node` (packed):
         (the fewest node-crossing links x the least latency of one, that many hops)."""
-        cache = self._short_tables[3]
-        hit = cache.get(node)
+        t = self._tables()
+        hit = t.estimates.get(node)
         if hit is None:
-            cpn = self.chips_per_node
-            nodes = -(-self.chips // cpn)
-            if "back" not in cache:
-                # each node's nodes of links into it, and the least latency of such a link
-                back: dict[int, set[int]] = {}
-                lows = [self.latency[lk.id] for lk in self.links
-                        if lk.src // cpn != lk.dst // cpn]
-                for lk in self.links:
-                    if lk.src // cpn != lk.dst // cpn:
-                        back.setdefault(lk.dst // cpn, set()).add(lk.src // cpn)
-                cache["back"] = (back, min(lows, default=0))
-            back, low = cache["back"]
-            hb = max(1, self.chips.bit_length()) + 2
+            nodes = -(-self.chips // self.chips_per_node)
             hops = [-1] * nodes
             hops[node] = 0
             level, k = [node], 0
@@ -306,15 +297,37 @@ class LinkGraph:
                 k += 1
                 nxt = []
                 for x in level:
-                    for y in back.get(x, ()):
+                    for y in t.back.get(x, ()):
                         if hops[y] < 0:
                             hops[y] = k
                             nxt.append(y)
                 level = nxt
             far = nodes + 1             # no route: above any estimate that has one
-            hit = cache[node] = [((k * low) << hb) + k if k >= 0
-                                 else ((far * low) << hb) + far for k in hops]
+            hit = t.estimates[node] = [((k * t.low_crossing) << t.hb) + k if k >= 0
+                                       else ((far * t.low_crossing) << t.hb) + far
+                                       for k in hops]
         return hit
+
+
+class _RouteTables(NamedTuple):
+    """What the short-route reading and A* search of a link graph read."""
+
+    hb: int                                         # a cost is (latency << hb) + hops
+    into: dict[int, list[tuple[int, int, int]]]     # chip -> (chip, link, cost) in, by link id
+    out: dict[int, list[tuple[int, int]]]           # chip -> (next chip, cost) out
+    bound: int                                      # four of the cheapest hop
+    back: dict[int, set[int]]                       # node -> the nodes with a link into it
+    low_crossing: int                               # the least latency of a node-crossing link
+    estimates: dict[int, list[int]]                 # target node -> each node's A* estimate
+
+
+class _Search(NamedTuple):
+    """A resumable A* search (`LinkGraph._astar`)."""
+
+    heap: list[int]                 # (cost + estimate, chip), packed
+    best: dict[int, int]            # chip -> least cost offered
+    done: dict[int, int]            # chip -> least cost, once out of the heap
+    estimate: list[int]             # node -> estimate of its cost to the target node
 
 
 def build_link_graph(system: SystemSpec, chips: int | None = None) -> LinkGraph:
