@@ -260,13 +260,10 @@ def _lowered(graph: DecodeGraph, system: SystemSpec, pl: Placement, links: LinkG
             cycles = ser.get(n)
             if cycles is None:
                 cycles = ser[n] = serialisation_cycles(n, bw, clock)
-            t = _make(Task, (*t[:9], cycles, tuple(map(latency.__getitem__, t.route)),
-                             *t[11:]))
+            t = Task._make((*t[:9], cycles, tuple(map(latency.__getitem__, t.route)),
+                            *t[11:]))
         tasks.append(t)
     return LoweredPart(tasks, lp.outputs, lp.imports, lp.exports)
-
-
-_make = tuple.__new__       # a Task from its fields in order, without a constructor frame
 
 
 # a template's lowered tasks -> their verified schedule (the items, shared read-only); at most

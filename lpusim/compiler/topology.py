@@ -248,7 +248,8 @@ class LinkGraph:
         and the route is read back from those costs. The estimate is the same for every chip
         of b's node, so one search from a serves them all, resumed for each (the last 64
         searches kept)."""
-        out = self._tables().out
+        t = self._tables()
+        out = t.out
         cpn = self.chips_per_node
         cb = max(1, self.chips.bit_length())
         st = self._stars.get((a, b // cpn))
@@ -263,7 +264,7 @@ class LinkGraph:
         heap, best, done, est = st
         cmask = (1 << cb) - 1
         pop, push, get = heapq.heappop, heapq.heappush, best.get
-        never = 1 << (max(1, self.chips.bit_length()) + 98)
+        never = 1 << (t.hb + 96)            # above any cost of a route
         goal = done.get(b, never)
         while heap and heap[0] >> cb <= goal:
             e = pop(heap)

@@ -20,6 +20,7 @@ rules, the violation raised is the first in cycle, then program, order.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from operator import attrgetter, itemgetter
 from typing import Any
@@ -100,7 +101,7 @@ def simulate(prog: Program) -> SimResult:
     unit_items: list[list[Instr]] = []
     link_at: dict[int, int] = {}
     link_hops: list[list[tuple[int, int, Transfer]]] = []
-    at: dict[int, list[tuple[int, int, int, Any, int]]] = {}
+    at: defaultdict[int, list[tuple[int, int, int, Any, int]]] = defaultdict(list)
     every: list[Any] = [*prog.instructions, *prog.transfers]
     for x in sorted(every, key=_item_id):
         if x.__class__ is Instr:
@@ -110,15 +111,9 @@ def simulate(prog: Program) -> SimResult:
                 u = unit_at[key] = len(unit_items)
                 unit_items.append([])
             unit_items[u].append(x)
-            c = at.get(x.issue)
-            if c is None:
-                c = at[x.issue] = []
-            c.append((x.id, 0, u, x, 0))
+            at[x.issue].append((x.id, 0, u, x, 0))
         elif not x.route:
-            c = at.get(x.issue)
-            if c is None:
-                c = at[x.issue] = []
-            c.append((x.id, 2, -1, x, 0))
+            at[x.issue].append((x.id, 2, -1, x, 0))
         else:
             s, lats = x.issue, x.hop_latency
             for h, lid in enumerate(x.route):   # hop h starts at x.hop_start(h)
@@ -127,10 +122,7 @@ def simulate(prog: Program) -> SimResult:
                     w = link_at[lid] = len(link_hops)
                     link_hops.append([])
                 link_hops[w].append((s, h, x))
-                c = at.get(s)
-                if c is None:
-                    c = at[s] = []
-                c.append((x.id, 1, w, x, h))
+                at[s].append((x.id, 1, w, x, h))
                 if h < len(lats):
                     s += lats[h]
     # queues in (chip, unit) and link order, each by cycle then program order (stable sorts)
