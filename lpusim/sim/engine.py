@@ -7,10 +7,11 @@ instruction)`: the machine has no arbiter or back-pressure, so a stall is a comp
 simulator records the start of everything it ran; latency and metrics are derived from what
 actually ran, not from the compiler's intent.
 
-Time advances by one simpy event per cycle at which anything issues, whose callback runs that
-cycle's items and schedules the next such cycle: a 70B stage template has about 12 items per
-such cycle (its tensor-parallel chips work in step), so this is an order of magnitude fewer
-events than one per item. Occupancy is checked against the end of the previous item on the
+Time advances by one simpy event per cycle at which anything issues (one event object,
+scheduled again from its own callback), whose callback runs that cycle's items and schedules
+the next such cycle: a 70B stage template has about 12 items per such cycle (its
+tensor-parallel chips work in step), so this is an order of magnitude fewer events than one
+per item. Occupancy is checked against the end of the previous item on the
 same queue or link, so no event marks an end. Within a cycle the items run in program order
 (by id; an item's operands have lower ids, as the compiler numbers them), so an operand
 streamed from the cycle its producer issues (an instruction with no transit or fill, a
@@ -139,7 +140,10 @@ def simulate(prog: Program) -> SimResult:
     unit_free = [0] * len(unit_items)
     link_free = [0] * len(link_hops)
     env = simpy.Environment()
-    timeout = simpy.Timeout
+    # one event for every cycle at which anything issues: a timeout to the first, scheduled
+    # again from its own callback (making a simpy event costs more than its callback runs)
+    clock: Any = None
+    schedule, NORMAL = env.schedule, simpy.events.NORMAL
     cycles = sorted(at)
     nxt = iter(cycles[1:])
     events = 0
@@ -155,10 +159,17 @@ def simulate(prog: Program) -> SimResult:
                     raise ScheduleViolation(x.chip, x.unit, now, f"{x.id}:{x.op}",
                                             f"unit busy until cycle {unit_free[q]}")
                 end = now + x.duration
-                # the common case inline; _check_operands says what is wrong
-                if not (_streamed(x.deps, x.stream, ready, busy, now, end) if x.stream
-                        else _arrived(x.deps, ready, now)):
-                    _check_operands(ready, busy, x.deps, now, x.chip, x.unit,
+                # the common cases inline; _check_operands says what is wrong
+                deps = x.deps
+                if x.stream:
+                    ok = _streamed(deps, x.stream, ready, busy, now, end)
+                elif len(deps) == 1:
+                    r = ready.get(deps[0])
+                    ok = r is not None and r <= now
+                else:
+                    ok = _arrived(deps, ready, now)
+                if not ok:
+                    _check_operands(ready, busy, deps, now, x.chip, x.unit,
                                     f"{x.id}:{x.op}", x.stream, end)
                 start[x.id] = now
                 ready[x.id] = end + x.transit + x.fill
@@ -187,7 +198,9 @@ def simulate(prog: Program) -> SimResult:
         events += len(items)
         later = next(nxt, None)
         if later is not None:
-            timeout(env, later - now).callbacks.append(me[0])
+            # the one event, taken again: simpy has cleared its callbacks to run them
+            clock.callbacks = me
+            schedule(clock, NORMAL, later - now)
 
     if cycles:
         if cycles[0] < 0:
@@ -200,7 +213,8 @@ def simulate(prog: Program) -> SimResult:
             raise ScheduleViolation(x.src, names[q] if kind == 1 else "local", cycles[0],
                                     f"{x.id}:{x.op}", "link busy until cycle 0")
         me.append(tick)
-        timeout(env, cycles[0]).callbacks.append(tick)
+        clock = simpy.Timeout(env, cycles[0])
+        clock.callbacks = me
     try:
         env.run()
     finally:
