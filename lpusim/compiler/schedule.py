@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +69,8 @@ class Lowerer:
         self.clock = system.chip.clock_hz
         self.bw = system.link_bandwidth_bytes_per_s
         self._serialisation: dict[int, int] = {}
+        self._latencies: dict[tuple[int, ...], tuple[int, ...]] = {}    # route -> hop latencies
+        self._direct: dict[tuple[int, int], tuple[int, ...]] = {}       # (a, b) -> route
         sync = system.sync
         self.sync_cycles = ps_to_cycles(sync.deskew_per_stage_ps, self.clock)
         self.collective_cycles = ps_to_cycles(sync.collective_latency_ps, self.clock)
@@ -104,17 +107,21 @@ class Lowerer:
                                               for d in deps if d < 0)
         return (tuple(d for d in deps if d >= 0), tuple(d for d in stream if d >= 0))
 
-    def transfer(self, src: int, dst: int, route: list[int], nbytes: int, op: str, block: int,
+    def transfer(self, src: int, dst: int, route: Sequence[int], nbytes: int, op: str,
+                 block: int,
                  deps: tuple[int, ...], stream: tuple[int, ...] = (),
                  not_before: int = 0) -> int:
         if self.markers and deps and min(deps) < 0:
             deps, stream = self._imports(deps, stream)
-        lat = tuple(map(self.links.latency.__getitem__, route))
+        route = tuple(route)
+        lat = self._latencies.get(route)
+        if lat is None:     # a stage's collectives take the same few routes again and again
+            lat = self._latencies[route] = tuple(map(self.links.latency.__getitem__, route))
         ser = self._serialisation.get(nbytes)
         if ser is None:     # a step moves the same few sizes thousands of times
             ser = self._serialisation[nbytes] = serialisation_cycles(nbytes, self.bw, self.clock)
         self.tasks.append(_make(Task, ("transfer", src, op, block, deps, None, dst,
-                                       tuple(route), nbytes, ser, lat, stream, not_before)))
+                                       route, nbytes, ser, lat, stream, not_before)))
         return len(self.tasks) - 1
 
     def delay(self, ready: dict[int, int], name: str, block: int, category: str,
@@ -126,10 +133,14 @@ class Lowerer:
         return {c: self.instr(c, name, block, Cost("icu", 1, 0, cycles, category), (t,))
                 for c, t in ready.items()}
 
-    def direct(self, a: int, b: int) -> list[int]:
+    def direct(self, a: int, b: int) -> tuple[int, ...]:
         """The direct link a -> b, or the cheapest route when a group spans nodes."""
-        lid = self.links.between.get((a, b))
-        return [lid] if lid is not None else self.links.route([a], [b])[2]
+        hit = self._direct.get((a, b))
+        if hit is None:
+            lid = self.links.between.get((a, b))
+            hit = self._direct[(a, b)] = ((lid,) if lid is not None
+                                          else tuple(self.links.route([a], [b])[2]))
+        return hit
 
     def all_reduce(self, chips: tuple[int, ...], ready: dict[int, int], nbytes: int, name: str,
                    block: int) -> dict[int, int]:
