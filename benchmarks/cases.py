@@ -164,10 +164,15 @@ def step(model: str, fidelity: str) -> dict[str, Any]:
             "program_hash": m.program_hash, "system": SYSTEM_NAMES[model]}
 
 
-def specdec(model: str, fidelity: str) -> dict[str, Any]:
-    """A whole speculative run (gamma auto): baseline, drafter, and one verification step per
-    candidate gamma (max_gamma 24: 24 widths), then the Monte Carlo."""
-    from lpusim import api
+def specdec(model: str, fidelity: str, jobs: int | None = None) -> dict[str, Any]:
+    """A whole speculative run (gamma auto): baseline, drafter, and the verification steps
+    the gamma search evaluates (of 24 candidate widths), then the Monte Carlo. `jobs`: the
+    processes that may compute at once (lpusim.parallel; the search computes its likely next
+    widths in forked children); by default as `lpusim run` does, the usable CPUs. The
+    simulator time (`sim_s`) is this process's only."""
+    from lpusim import api, parallel
+    jobs = jobs or parallel.usable_cpus()
+    parallel.set_jobs(jobs)
     ref, ov = SPEC_SCENARIOS[model]
     sc = api.load_scenario(ref, {**ov, "fidelity": fidelity})
     timer = _SimTimer()
@@ -178,7 +183,8 @@ def specdec(model: str, fidelity: str) -> dict[str, Any]:
     spec = r.speculation or {}
     return {"wall_s": wall, "sim_s": timer.seconds, "simulations": timer.calls,
             "gamma": spec.get("gamma"), "tokens_per_second": r.tokens_per_second,
-            "speedup": r.speedup, "chips": r.chips, "system": SYSTEM_NAMES[model]}
+            "speedup": r.speedup, "chips": r.chips, "system": SYSTEM_NAMES[model],
+            "jobs": jobs, "widths": len(spec.get("gamma_curve", ()))}
 
 
 def fast_cached() -> dict[str, Any]:
@@ -301,11 +307,18 @@ def _cases() -> list[Case]:
     for model in ("8b", "70b", "405b"):
         for fid in ("fast", "full"):
             out.append(Case(f"specdec_{model}_{fid}",
-                            f"Llama 3.1 {model.upper()} + 1B drafter, gamma auto, {fid}",
+                            f"Llama 3.1 {model.upper()} + 1B drafter, gamma auto, {fid}, "
+                            f"as lpusim run (LPUSIM_JOBS unset)",
                             (lambda m=model, f=fid: specdec(m, f)),
                             target_s={("70b", "fast"): 0.15,
                                       ("405b", "fast"): 5.0}.get((model, fid)),
                             quick=(model, fid) == ("70b", "fast")))
+        if model != "8b":
+            out.append(Case(f"specdec_{model}_fast_1job",
+                            f"Llama 3.1 {model.upper()} + 1B drafter, gamma auto, fast, "
+                            f"one process (LPUSIM_JOBS=1)",
+                            (lambda m=model: specdec(m, "fast", jobs=1)),
+                            quick=model == "70b"))
     out += [
         Case("warm_changed", "70B fast, changed hardware or context, same process",
              warm_changed, target_s=0.015, quick=True),

@@ -91,7 +91,12 @@ READING = """\
 - **Speculative searches.** `gamma: auto` compiles one verification step per candidate it
   evaluates; the search evaluates the candidate with the best bound first and stops when no
   other can win (`lpusim/speculative/search.py`), so a first speculative prediction compiles a
-  handful of widths, not every one up to `max_gamma`.
+  handful of widths, not every one up to `max_gamma`. `lpusim run` computes the width with the
+  next best bound in a forked process meanwhile (`lpusim/parallel.py`; on Linux, as many
+  processes at once as the CPUs it may use, `LPUSIM_JOBS` to choose): the `specdec_*` cases
+  run so, the `*_1job` cases in one process, with the same answers. Two processes roughly
+  halve the search when widths take long to compile (405B: 12 widths, about 0.5 s each); at
+  70B (5 widths of about 35 ms) forking and copying pages on write take much of the gain.
 - **Scaling.** A layer lives on one pipeline stage of `tp` chips, so a program has
   layers x tp x (ops per layer) instructions, not layers x chips: the cost of a full step grows
   far slower than layers x chips and about linearly in simulated events. Node-spanning groups

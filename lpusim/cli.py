@@ -927,12 +927,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _entry_point_settings() -> Iterator[None]:
     """Process-wide settings the CLI (an entry point) makes for one command, and undoes:
     the on-disk step cache from LPUSIM_CACHE_DIR (the library reads no environment variable
-    for it), and the cyclic garbage collector paused (a compile allocates 10^5-10^6 objects
-    that all stay alive; rescanning them costs 20-30% of a full-fidelity step)."""
-    from lpusim import caches, collector
+    for it), the processes a search may compute with from LPUSIM_JOBS (`lpusim.parallel`;
+    by default the CPUs this process may run on), and the cyclic garbage collector paused (a
+    compile allocates 10^5-10^6 objects that all stay alive; rescanning them costs 20-30% of
+    a full-fidelity step)."""
+    from lpusim import caches, collector, parallel
     from lpusim.compiler import set_pass_checks
+    jobs = _jobs_from_environment()
     was_disk = caches.disk_dir()
     caches.set_disk_dir(os.environ.get("LPUSIM_CACHE_DIR") or None)
+    was_jobs = parallel.set_jobs(jobs)
     # the compiler's invariant checks between passes (lpusim.compiler.checks), for debugging
     was_checks = set_pass_checks(os.environ.get("LPUSIM_CHECK_PASSES", "") not in ("", "0"))
     try:
@@ -940,7 +944,22 @@ def _entry_point_settings() -> Iterator[None]:
             yield
     finally:
         set_pass_checks(was_checks)
+        parallel.set_jobs(was_jobs)
         caches.set_disk_dir(was_disk)
+
+
+def _jobs_from_environment() -> int:
+    """LPUSIM_JOBS, a whole number of processes of at least 1 (unset or empty: the usable
+    CPUs); anything else is bad input."""
+    from lpusim import parallel
+    text = os.environ.get("LPUSIM_JOBS", "").strip()
+    if not text:
+        return parallel.usable_cpus()
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigError(Issue("environment", None, None, "LPUSIM_JOBS",
+                                f"expected a whole number of processes of at least 1, got "
+                                f"{text!r}"))
+    return int(text)
 
 
 MAX_ISSUES_SHOWN = 20

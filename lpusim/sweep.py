@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lpusim import caches
+from lpusim import caches, parallel
 from lpusim.atomic import write_atomic
 from lpusim.config.load import find, load_scenario
 from lpusim.config.schema import plain_value_issue
@@ -173,8 +173,10 @@ def _hardware_key(ov: dict[str, Any]) -> str:
 
 def _worker_init() -> None:
     """Entry point of a sweep worker process (ours, so process-wide settings are ours to
-    make): pause the cyclic garbage collector, as the CLI does (see lpusim.collector)."""
+    make): pause the cyclic garbage collector, as the CLI does (see lpusim.collector), and
+    compute alone (the sweep already spreads its points over the CPUs; lpusim.parallel)."""
     gc.disable()
+    parallel.set_jobs(1)
 
 
 def run_batch(base: str, batch: list[tuple[int, dict[str, Any]]],

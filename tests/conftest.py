@@ -1,5 +1,6 @@
 import compileall
 import gc
+import os
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,11 @@ ROOT = Path(__file__).resolve().parent.parent
 # entry points pause the collector while they compute either way; the tests of how lpusim
 # leaves the collector set its state themselves.
 gc.set_threshold(700, 10, 100)
+
+# The suite spreads its tests over the CPUs (pytest-xdist): a CLI command run by a test (in
+# this process or a new one) computes alone, unless the test sets LPUSIM_JOBS itself
+# (tests/test_parallel.py runs the forked searches)
+os.environ.setdefault("LPUSIM_JOBS", "1")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 PKG = Path(__file__).resolve().parent.parent / "lpusim"
 
-_BASE = {"units", "errors", "atomic", "caches", "collector", "progress", "strategy_traits"}
+_BASE = {"units", "errors", "atomic", "caches", "collector", "progress", "parallel",
+         "strategy_traits"}
 # area (a top-level module or subpackage of lpusim) -> the areas it may import; the graph is
 # acyclic (checked below), so imports flow one way. sim and compiler do not import each other
 # (the simulator only consumes a Program); report consumes results, never produces them.
@@ -19,6 +20,7 @@ ALLOWED: dict[str, set[str]] = {
     "caches": set(),
     "collector": set(),                      # the garbage collector paused while computing
     "progress": set(),                       # progress display (stderr), no lpusim imports
+    "parallel": set(),                       # results computed ahead in forked children
     # the speculation strategies' names and facts (a table), read by the layers below
     # speculative (the schema, deployment, report); the strategies register above it
     "strategy_traits": set(),

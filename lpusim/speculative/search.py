@@ -34,7 +34,8 @@ class SearchResult(Generic[T]):
 
 def best_candidate(candidates: Sequence[int], evaluate: Callable[[int], T],
                    value: Callable[[int, T], float],
-                   bound: Callable[[int, T | None], float]) -> SearchResult[T]:
+                   bound: Callable[[int, T | None], float],
+                   ahead: Callable[[list[int]], None] | None = None) -> SearchResult[T]:
     """Branch and bound over ascending `candidates`.
 
     `evaluate(g)` does the expensive work (compiles the verification step of g); `value(g, r)`
@@ -42,7 +43,10 @@ def best_candidate(candidates: Sequence[int], evaluate: Callable[[int], T],
     the widest evaluated candidate below g (None when there is none yet). The bound must hold
     for every step at least as long as the one in `r_below`. The candidate with the highest
     bound is evaluated next (the smallest on ties); the search ends when every unevaluated
-    bound is below the best value found, less a rounding margin.
+    bound is below the best value found, less a rounding margin. Before each evaluation,
+    `ahead` (if given) is told the candidates that may still be evaluated, in the order of
+    their bounds, the one evaluated now first: a caller may compute the next ones meanwhile
+    (`lpusim.parallel.Ahead`); the search and its answer are the same either way.
     """
     cands = sorted(set(candidates))
     if not cands:
@@ -54,7 +58,7 @@ def best_candidate(candidates: Sequence[int], evaluate: Callable[[int], T],
     while len(done) < len(cands):
         below: T | None = None
         below_g: int | None = None
-        top, top_g = float("-inf"), None
+        open_: list[tuple[float, int]] = []             # (-bound, g): best bound first
         for g in cands:
             if g in done:
                 below, below_g = done[g], g
@@ -62,11 +66,13 @@ def best_candidate(candidates: Sequence[int], evaluate: Callable[[int], T],
             b = bounds.get((g, below_g))
             if b is None:
                 b = bounds[(g, below_g)] = bound(g, below)
-            if top_g is None or b > top:
-                top, top_g = b, g
-        assert top_g is not None
+            open_.append((-b, g))
+        open_.sort()
+        top, top_g = -open_[0][0], open_[0][1]
         if vals and top < best * (1 - PRUNE):
             break
+        if ahead is not None:
+            ahead([g for b, g in open_ if not vals or -b >= best * (1 - PRUNE)])
         r = evaluate(top_g)
         done[top_g] = r
         vals[top_g] = value(top_g, r)

@@ -55,6 +55,7 @@ from lpusim.config.specs import (
 from lpusim.deploy import draft_chips
 from lpusim.errors import ConfigError, InputError, Issue
 from lpusim.gpu import check_shared_memory
+from lpusim.parallel import Ahead
 from lpusim.sim import StepMetrics
 from lpusim.speculative.acceptance import (
     AcceptanceModel,
@@ -245,15 +246,20 @@ def _chain(name: str, sc: ScenarioSpec, baseline: StepMetrics, step: Stepper,
 
     # the pass time grows with the verification step (a head start saves at most what the
     # step adds), so a step no shorter than the one below bounds a candidate's tokens/s
-    with progress.bar(len(gammas), f"{name}: verify widths", "gamma") as bar:
+    def verify_step(g: int) -> StepMetrics:
+        return step(target, sc.chips_used, sc.tp, width_of(g), with_heads)
+
+    with (progress.bar(len(gammas), f"{name}: verify widths", "gamma") as bar,
+          Ahead(verify_step) as steps):
         def verify_of(g: int) -> int:
             bar.update()
-            return step(target, sc.chips_used, sc.tp, width_of(g), with_heads).latency_cycles
+            return steps.get(g).latency_cycles
 
         floor = _verify_floor(sc, baseline, target, with_heads)
         found = best_candidate(gammas, verify_of, tokens_per_second,
                                lambda g, below: (math.inf if spec.curve == "every"
-                                                 else tokens_per_second(g, below or floor)))
+                                                 else tokens_per_second(g, below or floor)),
+                               steps.ahead)
     curve = [GammaPoint(gamma=g, tokens_per_second=found.values[g],
                         expected_tokens_per_pass=acc.expected_tokens(g), verify_width=width_of(g),
                         verify_step_cycles=v) for g, v in found.evaluated.items()]
@@ -418,13 +424,17 @@ def _evaluate_async(name: str, sc: ScenarioSpec, acc: AcceptanceModel, windows: 
         v = below.latency_cycles if below is not None else floor
         return evaluate_async(acc, 1, d, v, overhead, 0, clock_hz=clock).tokens_per_second
 
-    with progress.bar(len(windows), f"{name}: windows", "window") as bar:
+    def verify_step(k: int) -> StepMetrics:
+        return step(target, sc.chips_used, sc.tp, k, False)
+
+    with (progress.bar(len(windows), f"{name}: windows", "window") as bar,
+          Ahead(verify_step) as steps):
         def verify_of(k: int) -> StepMetrics:
             bar.update()
-            return step(target, sc.chips_used, sc.tp, k, False)
+            return steps.get(k)
 
         found = best_candidate(windows, verify_of, lambda k, v: rate(k, v).tokens_per_second,
-                               bound)
+                               bound, steps.ahead)
     curve = [GammaPoint(gamma=k, tokens_per_second=found.values[k],
                         expected_tokens_per_pass=rate(k, v).tokens_per_run, verify_width=k,
                         verify_step_cycles=v.latency_cycles) for k, v in found.evaluated.items()]

@@ -1,0 +1,173 @@
+"""Forked workers: results computed ahead in child processes, for a search whose next
+candidates are known before it asks for them (the gamma or window search of a speculative
+run, `lpusim.speculative.search`).
+
+What it models: nothing of the machine; it only spends idle CPUs. What it assumes: the
+computation is a deterministic function of the state of the process it was forked from, with
+a picklable result, so a result computed in a child is the one the parent would compute; a
+child that fails for any reason returns nothing, and the caller computes that result itself,
+so an error surfaces exactly as it would with no child. Children are forked (POSIX
+`os.fork`, used on Linux only: elsewhere everything runs in the caller), write their result to
+a pipe and leave with `os._exit`, running none of the parent's exit handlers; a result not
+needed is killed and reaped.
+
+At most `jobs()` processes compute at once, the caller included. The library's default is 1
+(no child): a program that imports lpusim decides (`set_jobs`); the `lpusim` command sets it
+from the environment variable LPUSIM_JOBS, by default the CPUs the process may run on, and a
+sweep's workers run with 1 (the sweep spreads its points over the CPUs instead).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import pickle
+import signal
+import sys
+from collections.abc import Callable, Hashable, Iterable
+from typing import Generic, TypeVar
+
+__all__ = ["Ahead", "Forked", "can_fork", "jobs", "set_jobs", "usable_cpus"]
+
+T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
+
+_JOBS = 1
+
+
+def set_jobs(n: int) -> int:
+    """Compute with at most `n` processes at once (1: no child); returns the previous value."""
+    global _JOBS
+    if n < 1:
+        raise ValueError(f"jobs must be at least 1, got {n}")
+    was, _JOBS = _JOBS, n
+    return was
+
+
+def jobs() -> int:
+    return _JOBS
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def can_fork() -> bool:
+    """Whether children are forked here: Linux (a fork elsewhere may inherit a runtime that
+    does not survive it, as on macOS)."""
+    return sys.platform.startswith("linux") and hasattr(os, "fork")
+
+
+def _child_setup() -> None:
+    """A child computes alone and says nothing: it forks no children of its own, and what it
+    would print (a warning) goes nowhere, as the parent prints what the result needs."""
+    global _JOBS
+    _JOBS = 1
+    quiet = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(quiet, 1)
+    os.dup2(quiet, 2)
+    os.close(quiet)
+    sys.stdout = sys.stderr = open(os.devnull, "w")     # noqa: SIM115 - gone with the child
+
+
+class Forked(Generic[T]):
+    """`fn()` computing in a forked child process from the moment this is made."""
+
+    def __init__(self, fn: Callable[[], T]):
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:                                # the child
+            try:
+                os.close(read)
+                _child_setup()
+                data = memoryview(pickle.dumps((fn(),), protocol=pickle.HIGHEST_PROTOCOL))
+                while data:
+                    data = data[os.write(write, data):]
+            except BaseException:           # noqa: BLE001 - nothing sent: the caller computes
+                pass
+            finally:
+                os._exit(0)
+        os.close(write)
+        self._pid: int | None = pid
+        self._read = read
+
+    def result(self) -> tuple[T] | None:
+        """Wait for the child: its result (in a 1-tuple), or None if it failed or was
+        cancelled."""
+        if self._pid is None:
+            return None
+        chunks = []
+        try:
+            while chunk := os.read(self._read, 1 << 20):
+                chunks.append(chunk)
+        finally:
+            self._reap()
+        try:
+            got = pickle.loads(b"".join(chunks)) if chunks else None
+        except Exception:                   # noqa: BLE001 - a torn result: the caller computes
+            return None
+        return got if isinstance(got, tuple) and len(got) == 1 else None
+
+    def cancel(self) -> None:
+        """Stop the child if it still runs, and reap it."""
+        if self._pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._pid, signal.SIGKILL)
+            self._reap()
+
+    def _reap(self) -> None:
+        os.close(self._read)
+        assert self._pid is not None
+        os.waitpid(self._pid, 0)
+        self._pid = None
+
+
+class Ahead(Generic[K, T]):
+    """`compute(key)` for the keys a search asks for, the likely next ones computed ahead in
+    children. `ahead(keys)` takes the keys the search may still ask for, the one it asks for
+    next first (the caller computes that one itself): it stops the children of keys no longer
+    among them and starts children for the next keys, up to `jobs() - 1` at once. `get(key)`
+    takes a child's result, or computes it here. Use it as a context manager: children whose
+    results were never asked for are stopped at the end."""
+
+    def __init__(self, compute: Callable[[K], T]):
+        self._compute = compute
+        self._pending: dict[K, Forked[T]] = {}
+        self._workers = jobs() - 1 if can_fork() else 0
+
+    def ahead(self, keys: Iterable[K]) -> None:
+        if self._workers <= 0:
+            return
+        order = list(keys)
+        wanted = set(order)
+        for k in [k for k in self._pending if k not in wanted]:
+            self._pending.pop(k).cancel()
+        for k in order[1:]:
+            if len(self._pending) >= self._workers:
+                break
+            if k not in self._pending:
+                try:
+                    self._pending[k] = Forked(functools.partial(self._compute, k))
+                except OSError:         # no process to be had (a limit): compute here
+                    self._workers = 0
+                    return
+
+    def get(self, key: K) -> T:
+        child = self._pending.pop(key, None)
+        got = child.result() if child is not None else None
+        return got[0] if got is not None else self._compute(key)
+
+    def close(self) -> None:
+        for child in self._pending.values():
+            child.cancel()
+        self._pending.clear()
+
+    def __enter__(self) -> Ahead[K, T]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

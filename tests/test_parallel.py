@@ -1,0 +1,183 @@
+"""Results computed ahead in forked children (lpusim.parallel): a child's result is the
+parent's, a failed child leaves the work to the parent, children not needed are stopped, and a
+speculative search gives the same answer, to the byte, with any number of processes."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from lpusim import api, parallel
+from lpusim.speculative.search import best_candidate
+
+forks = pytest.mark.skipif(not parallel.can_fork(), reason="children are forked on Linux only")
+
+
+@pytest.fixture
+def two_jobs():
+    was = parallel.set_jobs(2)
+    yield
+    parallel.set_jobs(was)
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True                 # reaped: no zombie left behind
+    return False
+
+
+@forks
+def test_a_child_returns_its_result_and_a_failed_one_nothing():
+    ok = parallel.Forked(lambda: (os.getpid(), [1, 2, 3]))
+    pid = ok._pid
+    got = ok.result()
+    assert got is not None and got[0][1] == [1, 2, 3] and got[0][0] != os.getpid()
+    assert _gone(pid)
+    assert parallel.Forked(lambda: None).result() == (None,)    # None is a result
+
+    def boom():
+        raise ValueError("in the child")
+    assert parallel.Forked(boom).result() is None
+    assert parallel.Forked(lambda: lambda: 1).result() is None  # not picklable
+
+
+@forks
+def test_a_child_prints_nothing_and_forks_no_children(capfd, two_jobs):
+    def loud():
+        print("from the child")
+        print("warning from the child", file=sys.stderr)
+        return parallel.jobs()
+    assert parallel.Forked(loud).result() == (1,)
+    out, err = capfd.readouterr()
+    assert "child" not in out + err
+
+
+@forks
+def test_a_cancelled_child_is_stopped_and_reaped():
+    slow = parallel.Forked(lambda: time.sleep(60))
+    pid = slow._pid
+    t0 = time.perf_counter()
+    slow.cancel()
+    assert time.perf_counter() - t0 < 5 and _gone(pid)
+    assert slow.result() is None
+    slow.cancel()                   # twice is harmless
+
+
+@forks
+def test_ahead_computes_the_next_keys_in_children(two_jobs):
+    me = os.getpid()
+    with parallel.Ahead(lambda k: (k * k, os.getpid())) as ahead:
+        ahead.ahead([3, 5, 7])      # 3 is computed here; one child (2 jobs) for 5
+        assert list(ahead._pending) == [5]
+        assert ahead.get(3) == (9, me)
+        v, pid = ahead.get(5)
+        assert v == 25 and pid != me
+        ahead.ahead([7, 9])
+        ahead.ahead([11, 13])       # 9 is no longer wanted: its child is stopped
+        assert list(ahead._pending) == [13]
+        assert ahead.get(7) == (49, me)
+    assert not ahead._pending       # the rest stopped at the end
+
+
+def test_with_one_job_nothing_is_forked():
+    assert parallel.jobs() == 1     # the library's default
+    me = os.getpid()
+    with parallel.Ahead(lambda k: (k, os.getpid())) as ahead:
+        ahead.ahead([1, 2, 3])
+        assert not ahead._pending
+        assert ahead.get(2) == (2, me)
+
+
+def test_set_jobs_refuses_less_than_one():
+    with pytest.raises(ValueError):
+        parallel.set_jobs(0)
+    assert parallel.jobs() == 1
+
+
+def test_the_search_says_what_it_may_evaluate_next_best_bound_first():
+    # a step growing with the width: the bound (the step below) is loose, so the search
+    # evaluates several candidates and prunes the rest
+    steps = {g: 100 + 10 * g for g in range(1, 9)}
+
+    def value(g, s):
+        return min(g, 4) / s
+
+    def bound(g, below):
+        return min(g, 4) / (below if below is not None else 100)
+
+    log = []
+
+    def evaluate(g):
+        log.append(("evaluate", g))
+        return steps[g]
+
+    def ahead(gs):
+        log.append(("ahead", list(gs)))
+
+    plain = best_candidate(range(1, 9), steps.__getitem__, value, bound)
+    told = best_candidate(range(1, 9), evaluate, value, bound, ahead)
+    assert told == plain and 1 < len(plain.evaluated) < 8
+    assert len(log) == 2 * len(plain.evaluated)
+    done = set()
+    for (what, gs), (what2, g) in zip(log[::2], log[1::2], strict=True):
+        assert what == "ahead" and what2 == "evaluate"
+        assert gs[0] == g and not done & set(gs) and len(set(gs)) == len(gs)
+        # best bound first, the smallest on ties, as the search picks
+        below = [max((h for h in done if h < x), default=None) for x in gs]
+        b = [bound(x, steps[h] if h is not None else None) for x, h in zip(gs, below)]
+        assert [(-v, x) for v, x in zip(b, gs)] == sorted((-v, x) for v, x in zip(b, gs))
+        done.add(g)
+
+
+@forks
+@pytest.mark.parametrize("strategy", ["draft", "async"])
+def test_a_speculative_run_is_the_same_with_two_processes(strategy, two_jobs):
+    ov = {"model": "llama-3.1-8b", "chips": 48, "speculation.strategy": strategy}
+    sc = api.load_scenario("llama-3.1-70b-specdec", ov)
+    from lpusim import caches
+    caches.clear()
+    two = json.dumps(api.run(sc).to_dict(), sort_keys=True)
+    parallel.set_jobs(1)
+    caches.clear()
+    one = json.dumps(api.run(sc).to_dict(), sort_keys=True)
+    assert two == one
+
+
+@forks
+def test_the_cli_computes_with_lpusim_jobs(tmp_path):
+    def run(jobs):
+        env = {**os.environ, "LPUSIM_JOBS": jobs}
+        return subprocess.run([sys.executable, "-m", "lpusim.cli", "run",
+                               "llama-3.1-70b-specdec", "--model", "llama-3.1-8b",
+                               "--chips", "48", "--format", "json"],
+                              capture_output=True, text=True, env=env, check=True).stdout
+    assert run("2") == run("1")
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "two", "1.5"])
+def test_a_bad_lpusim_jobs_is_one_line_and_exit_2(bad):
+    env = {**os.environ, "LPUSIM_JOBS": bad}
+    p = subprocess.run([sys.executable, "-m", "lpusim.cli", "run"], capture_output=True,
+                       text=True, env=env)
+    assert p.returncode == 2 and p.stdout == ""
+    assert p.stderr.strip().splitlines() == [
+        f"lpusim: error: environment: LPUSIM_JOBS: expected a whole number of processes of "
+        f"at least 1, got {bad!r}"]
+
+
+def test_sweep_workers_compute_alone(two_jobs):
+    import gc
+
+    from lpusim import sweep
+    was_gc = gc.isenabled()
+    try:
+        sweep._worker_init()
+        assert parallel.jobs() == 1
+    finally:
+        if was_gc:
+            gc.enable()
