@@ -94,6 +94,14 @@ class Forked(Generic[T]):
         os.close(write)
         self._pid: int | None = pid
         self._read = read
+        self._exited = False            # reaped already (its result waits in the pipe)
+
+    def done(self) -> bool:
+        """Whether the child has finished (without waiting; a result larger than the pipe
+        holds keeps its child running until it is read)."""
+        if self._pid is not None and not self._exited:
+            self._exited = os.waitpid(self._pid, os.WNOHANG)[0] != 0
+        return self._pid is None or self._exited
 
     def result(self) -> tuple[T] | None:
         """Wait for the child: its result (in a 1-tuple), or None if it failed or was
@@ -115,24 +123,27 @@ class Forked(Generic[T]):
     def cancel(self) -> None:
         """Stop the child if it still runs, and reap it."""
         if self._pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self._pid, signal.SIGKILL)
+            if not self._exited:            # a reaped child's number may be another's now
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self._pid, signal.SIGKILL)
             self._reap()
 
     def _reap(self) -> None:
         os.close(self._read)
         assert self._pid is not None
-        os.waitpid(self._pid, 0)
+        if not self._exited:
+            os.waitpid(self._pid, 0)
         self._pid = None
 
 
 class Ahead(Generic[K, T]):
     """`compute(key)` for the keys a search asks for, the likely next ones computed ahead in
     children. `ahead(keys)` takes the keys the search may still ask for, the one it asks for
-    next first (the caller computes that one itself): it stops the children of keys no longer
-    among them and starts children for the next keys, up to `jobs() - 1` at once. `get(key)`
-    takes a child's result, or computes it here. Use it as a context manager: children whose
-    results were never asked for are stopped at the end."""
+    next first: it stops the children of keys no longer among them, and starts children for
+    the next keys while fewer than `jobs() - 1` run (`jobs()` when the caller is about to wait
+    for a child's key instead of computing). `get(key)` takes a child's result, or computes it
+    here. Use it as a context manager: children whose results were never asked for are stopped
+    at the end."""
 
     def __init__(self, compute: Callable[[K], T]):
         self._compute = compute
@@ -146,8 +157,12 @@ class Ahead(Generic[K, T]):
         wanted = set(order)
         for k in [k for k in self._pending if k not in wanted]:
             self._pending.pop(k).cancel()
+        running = sum(1 for f in self._pending.values() if not f.done())
+        free = self._workers - running
+        if order and order[0] in self._pending and not self._pending[order[0]].done():
+            free += 1                   # the caller waits for that child: its CPU is idle
         for k in order[1:]:
-            if len(self._pending) >= self._workers:
+            if free <= 0:
                 break
             if k not in self._pending:
                 try:
@@ -155,6 +170,7 @@ class Ahead(Generic[K, T]):
                 except OSError:         # no process to be had (a limit): compute here
                     self._workers = 0
                     return
+                free -= 1
 
     def get(self, key: K) -> T:
         child = self._pending.pop(key, None)

@@ -84,6 +84,27 @@ def test_ahead_computes_the_next_keys_in_children(two_jobs):
     assert not ahead._pending       # the rest stopped at the end
 
 
+@forks
+def test_ahead_uses_a_cpu_the_caller_leaves_idle(two_jobs):
+    def slow(k):
+        time.sleep(0.3 if k == 2 else 0)
+        return k
+    with parallel.Ahead(slow) as ahead:
+        ahead.ahead([1, 2, 3])
+        assert list(ahead._pending) == [2]          # one worker: one child
+        ahead.ahead([2, 3, 4])      # the caller will wait for 2: a second child, for 3
+        assert list(ahead._pending) == [2, 3]
+        assert ahead.get(2) == 2 and ahead.get(3) == 3
+        ahead.ahead([4, 5])
+        deadline = time.time() + 30
+        while not ahead._pending[5].done():         # a finished child holds no CPU
+            assert time.time() < deadline
+            time.sleep(0.01)
+        ahead.ahead([4, 5, 6])
+        assert list(ahead._pending) == [5, 6]
+        assert ahead.get(5) == 5
+
+
 def test_with_one_job_nothing_is_forked():
     assert parallel.jobs() == 1     # the library's default
     me = os.getpid()
