@@ -955,7 +955,7 @@ def _jobs_from_environment() -> int:
     text = os.environ.get("LPUSIM_JOBS", "").strip()
     if not text:
         return parallel.usable_cpus()
-    if not text.isdigit() or int(text) < 1:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
         raise ConfigError(Issue("environment", None, None, "LPUSIM_JOBS",
                                 f"expected a whole number of processes of at least 1, got "
                                 f"{text!r}"))

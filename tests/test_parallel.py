@@ -171,8 +171,10 @@ def test_the_search_says_what_it_may_evaluate_next_best_bound_first():
         assert gs[0] == g and not done & set(gs) and len(set(gs)) == len(gs)
         # best bound first, the smallest on ties, as the search picks
         below = [max((h for h in done if h < x), default=None) for x in gs]
-        b = [bound(x, steps[h] if h is not None else None) for x, h in zip(gs, below)]
-        assert [(-v, x) for v, x in zip(b, gs)] == sorted((-v, x) for v, x in zip(b, gs))
+        b = [bound(x, steps[h] if h is not None else None)
+             for x, h in zip(gs, below, strict=True)]
+        ranked = [(-v, x) for v, x in zip(b, gs, strict=True)]
+        assert ranked == sorted(ranked)
         done.add(g)
 
 
@@ -201,15 +203,29 @@ def test_the_cli_computes_with_lpusim_jobs(tmp_path):
     assert run("2") == run("1")
 
 
-@pytest.mark.parametrize("bad", ["0", "-1", "two", "1.5"])
-def test_a_bad_lpusim_jobs_is_one_line_and_exit_2(bad):
-    env = {**os.environ, "LPUSIM_JOBS": bad}
+@pytest.mark.parametrize("bad", ["0", "-1", "two", "1.5", "٣"])
+def test_a_bad_lpusim_jobs_is_refused(bad, monkeypatch):
+    from lpusim.cli import _jobs_from_environment
+    from lpusim.errors import ConfigError
+    monkeypatch.setenv("LPUSIM_JOBS", bad)
+    with pytest.raises(ConfigError) as e:
+        _jobs_from_environment()
+    assert str(e.value.issues[0]) == (f"environment: LPUSIM_JOBS: expected a whole number of "
+                                      f"processes of at least 1, got {bad!r}")
+    monkeypatch.setenv("LPUSIM_JOBS", " 3 ")
+    assert _jobs_from_environment() == 3
+    monkeypatch.setenv("LPUSIM_JOBS", "")
+    assert _jobs_from_environment() == parallel.usable_cpus()
+
+
+def test_a_bad_lpusim_jobs_is_one_line_and_exit_2():
+    env = {**os.environ, "LPUSIM_JOBS": "two"}
     p = subprocess.run([sys.executable, "-m", "lpusim.cli", "run"], capture_output=True,
                        text=True, env=env)
     assert p.returncode == 2 and p.stdout == ""
     assert p.stderr.strip().splitlines() == [
-        f"lpusim: error: environment: LPUSIM_JOBS: expected a whole number of processes of "
-        f"at least 1, got {bad!r}"]
+        "lpusim: error: environment: LPUSIM_JOBS: expected a whole number of processes of "
+        "at least 1, got 'two'"]
 
 
 def test_sweep_workers_compute_alone(two_jobs):
