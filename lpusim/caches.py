@@ -136,6 +136,10 @@ class BoundedCache(Generic[V]):
     def __len__(self) -> int:
         return len(self._data)
 
+    def __contains__(self, key: Hashable) -> bool:
+        """Whether `key` has an entry (a look that leaves the entries' order as it was)."""
+        return key in self._data
+
     def values(self) -> list[V]:
         """The entries, least recently used first (a copy: the cache is not touched)."""
         return list(self._data.values())

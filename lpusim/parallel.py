@@ -26,6 +26,7 @@ import os
 import pickle
 import signal
 import sys
+import time
 from collections.abc import Callable, Hashable, Iterable
 from typing import Generic, TypeVar
 
@@ -33,6 +34,10 @@ __all__ = ["Ahead", "Forked", "Later", "can_fork", "jobs", "set_jobs", "usable_c
 
 T = TypeVar("T")
 K = TypeVar("K", bound=Hashable)
+
+# a computation shorter than this is not worth a child: forking, and copying the pages the
+# child touches, cost a few milliseconds (5-8 ms from a 50 MB process, measured)
+WORTH_A_CHILD_S = 0.010
 
 _JOBS = 1
 
@@ -143,11 +148,14 @@ class Ahead(Generic[K, T]):
     next first: it stops the children of keys no longer among them, and starts children for
     the next keys while fewer than `jobs() - 1` run (`jobs()` when the caller is about to wait
     for a child's key instead of computing). `get(key)` takes a child's result, or computes it
-    here. Use it as a context manager: children whose results were never asked for are stopped
-    at the end."""
+    here. No child is started for a key `known` says the caller has (a step already cached),
+    and a key computed here in less than `WORTH_A_CHILD_S` (a tiny model) stops the children
+    and starts no more. Use it as a context manager: children whose results were never asked
+    for are stopped at the end."""
 
-    def __init__(self, compute: Callable[[K], T]):
+    def __init__(self, compute: Callable[[K], T], known: Callable[[K], bool] | None = None):
         self._compute = compute
+        self._known = known
         self._pending: dict[K, Forked[T]] = {}
         self._workers = jobs() - 1 if can_fork() else 0
 
@@ -165,7 +173,7 @@ class Ahead(Generic[K, T]):
         for k in order[1:]:
             if free <= 0:
                 break
-            if k not in self._pending:
+            if k not in self._pending and not (self._known and self._known(k)):
                 try:
                     self._pending[k] = Forked(functools.partial(self._compute, k))
                 except OSError:         # no process to be had (a limit): compute here
@@ -176,7 +184,14 @@ class Ahead(Generic[K, T]):
     def get(self, key: K) -> T:
         child = self._pending.pop(key, None)
         got = child.result() if child is not None else None
-        return got[0] if got is not None else self._compute(key)
+        if got is not None:
+            return got[0]
+        t0 = time.perf_counter()
+        value = self._compute(key)
+        if time.perf_counter() - t0 < WORTH_A_CHILD_S:
+            self.close()                # the keys come quicker than children: none more
+            self._workers = 0
+        return value
 
     def close(self) -> None:
         for child in self._pending.values():

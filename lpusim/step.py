@@ -61,8 +61,24 @@ def step_metrics(model: ModelSpec, system: SystemSpec | GpuSystemSpec, *, chips:
                  expert_parallel: bool = False) -> StepMetrics:
     """Latency and metrics of one decode step of `model` on the first `chips` of `system`
     (the caller's own copy of the cached answer)."""
-    return _copy(_cached_step(model, system, chips, tp, positions, batch, context, precision,
-                              with_heads, fidelity, context_window, expert_parallel))
+    key = (model, system, chips, tp, positions, batch, context, precision, with_heads,
+           fidelity, context_window, expert_parallel)
+    m = _STEPS.get(key)
+    if m is None:
+        m = _stored_or_computed(*key)
+        _STEPS.put(key, m)
+    return _copy(m)
+
+
+def step_known(model: ModelSpec, system: SystemSpec | GpuSystemSpec, *, chips: int, tp: int,
+               positions: int = 1, batch: int = 1, context: int = 8192,
+               precision: PrecisionSpec = _DEFAULT_PRECISION, with_heads: bool = False,
+               fidelity: str = "fast", context_window: int | None = None,
+               expert_parallel: bool = False) -> bool:
+    """Whether `step_metrics` of these inputs is in this process's cache already (answered
+    without compiling: a caller deciding where to compute it)."""
+    return (model, system, chips, tp, positions, batch, context, precision, with_heads,
+            fidelity, context_window, expert_parallel) in _STEPS
 
 
 def step_memory(model: ModelSpec, system: SystemSpec | GpuSystemSpec, *, chips: int, tp: int,
@@ -95,8 +111,11 @@ def _copy(m: StepMetrics) -> StepMetrics:
                                extra=copy.deepcopy(m.extra))
 
 
-@caches.memoise("step", maxsize=256)
-def _cached_step(model: ModelSpec, system: SystemSpec | GpuSystemSpec, chips: int, tp: int,
+# every input of a step -> its StepMetrics (callers get copies)
+_STEPS: caches.BoundedCache[StepMetrics] = caches.BoundedCache("step", maxsize=256)
+
+
+def _stored_or_computed(model: ModelSpec, system: SystemSpec | GpuSystemSpec, chips: int, tp: int,
                  positions: int, batch: int, context: int, precision: PrecisionSpec,
                  with_heads: bool, fidelity: str, context_window: int | None,
                  expert_parallel: bool = False) -> StepMetrics:

@@ -94,6 +94,11 @@ def test_every_write_goes_through_write_atomic():
     if sweep:
         text = (PKG / "sweep.py").read_text()
         assert "O_APPEND" in text and "os.write(fd, (json.dumps(" in text
+    # a forked child's stdout and stderr, sent to the null device (lpusim.parallel)
+    child = found.pop("parallel.py", [])
+    assert sorted(what for _, what in child) == ["open(mode='w')", "os.open"], child
+    text = (PKG / "parallel.py").read_text()
+    assert text.count("os.devnull") == 2 and "def _child_setup" in text
     assert found == {}, f"files written without write_atomic: {found}"
 
 

@@ -73,7 +73,11 @@ def test_a_cancelled_child_is_stopped_and_reaped():
 @forks
 def test_ahead_computes_the_next_keys_in_children(two_jobs):
     me = os.getpid()
-    with parallel.Ahead(lambda k: (k * k, os.getpid())) as ahead:
+
+    def square(k):
+        time.sleep(2 * parallel.WORTH_A_CHILD_S)    # long enough to be worth a child
+        return k * k, os.getpid()
+    with parallel.Ahead(square) as ahead:
         ahead.ahead([3, 5, 7])      # 3 is computed here; one child (2 jobs) for 5
         assert list(ahead._pending) == [5]
         assert ahead.get(3) == (9, me)
@@ -87,9 +91,44 @@ def test_ahead_computes_the_next_keys_in_children(two_jobs):
 
 
 @forks
+def test_ahead_starts_no_child_for_a_key_the_caller_has(two_jobs):
+    with parallel.Ahead(lambda k: k, known=lambda k: k == 5) as ahead:
+        ahead.ahead([3, 5, 7])
+        assert list(ahead._pending) == [7]
+
+
+def test_a_step_is_known_once_computed():
+    from lpusim import caches
+    from lpusim.runner import baseline_step
+    from lpusim.step import step_known
+    from lpusim.deploy import resolve
+    sc, _ = resolve(api.load_scenario("llama-3.1-70b-groqrack-576", {"model": "llama-3.2-1b",
+                                                                     "chips": 16}))
+    caches.clear()
+    inputs = dict(chips=sc.chips_used, tp=sc.tp, positions=3, batch=sc.batch,
+                  context=sc.context, precision=sc.precision, fidelity=sc.fidelity,
+                  context_window=sc.context_window)
+    assert not step_known(sc.model, sc.system, **inputs)
+    baseline_step(sc, positions=3)
+    assert step_known(sc.model, sc.system, **inputs)
+    assert not step_known(sc.model, sc.system, **{**inputs, "positions": 4})
+
+
+@forks
+def test_ahead_stops_forking_when_keys_come_quicker_than_children(two_jobs):
+    with parallel.Ahead(lambda k: k) as ahead:
+        ahead.ahead([1, 2, 3])
+        assert list(ahead._pending) == [2]
+        assert ahead.get(1) == 1                    # computed here at once: no more children
+        assert not ahead._pending
+        ahead.ahead([2, 3, 4])
+        assert not ahead._pending and ahead.get(2) == 2
+
+
+@forks
 def test_ahead_uses_a_cpu_the_caller_leaves_idle(two_jobs):
     def slow(k):
-        time.sleep(0.3 if k == 2 else 0)
+        time.sleep(0.3 if k == 2 else 2 * parallel.WORTH_A_CHILD_S)
         return k
     with parallel.Ahead(slow) as ahead:
         ahead.ahead([1, 2, 3])

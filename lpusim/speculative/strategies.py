@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +79,7 @@ from lpusim.speculative.registry import (
 )
 from lpusim.speculative.search import best_candidate
 from lpusim.speculative.theory import break_even_acceptance
-from lpusim.step import step_metrics
+from lpusim.step import step_known, step_metrics
 from lpusim.strategy_traits import TRAITS
 from lpusim.units import ps_to_cycles
 
@@ -145,22 +144,30 @@ def _head_start(acc: AcceptanceModel, gamma: int, draft_cycles: int, verify_cycl
     return head, float(acc.survival(gamma)[gamma - 1]) * _bet(acc, gamma)
 
 
-Stepper = Callable[[ModelSpec, int, int, int, bool], StepMetrics]
+class Stepper:
+    """The scenario's step at (model, chips, tp, width, with heads), compiled and simulated;
+    `known` says whether this process has it already."""
 
+    def __init__(self, sc: ScenarioSpec):
+        self.sc = sc
 
-def _stepper(sc: ScenarioSpec) -> Stepper:
-    """The scenario's step at (model, chips, tp, width, with heads), compiled and simulated."""
-    def step(model: ModelSpec, chips: int, tp: int, width: int, heads: bool) -> StepMetrics:
+    def _inputs(self, model: ModelSpec, chips: int, tp: int, width: int,
+                heads: bool) -> dict[str, Any]:
+        sc = self.sc
         # a drafter with a shorter maximum context keeps (and attends over) at most that
         window = min(sc.window, model.max_context)
-        return step_metrics(model, sc.system, chips=chips, tp=tp, positions=width,
-                            batch=sc.batch, context=min(sc.context, window),
-                            precision=sc.precision, with_heads=heads, fidelity=sc.fidelity,
-                            context_window=(sc.context_window if window == sc.window
-                                            else window),
-                            expert_parallel=bool(sc.expert_parallel)
-                            and model.name == sc.model.name)
-    return step
+        return dict(model=model, system=sc.system, chips=chips, tp=tp, positions=width,
+                    batch=sc.batch, context=min(sc.context, window), precision=sc.precision,
+                    with_heads=heads, fidelity=sc.fidelity,
+                    context_window=sc.context_window if window == sc.window else window,
+                    expert_parallel=bool(sc.expert_parallel) and model.name == sc.model.name)
+
+    def __call__(self, model: ModelSpec, chips: int, tp: int, width: int,
+                 heads: bool) -> StepMetrics:
+        return step_metrics(**self._inputs(model, chips, tp, width, heads))
+
+    def known(self, model: ModelSpec, chips: int, tp: int, width: int, heads: bool) -> bool:
+        return step_known(**self._inputs(model, chips, tp, width, heads))
 
 
 def _drafter(strategy: Strategy, sc: ScenarioSpec, baseline: StepMetrics, step: Stepper
@@ -249,8 +256,11 @@ def _chain(name: str, sc: ScenarioSpec, baseline: StepMetrics, step: Stepper,
     def verify_step(g: int) -> StepMetrics:
         return step(target, sc.chips_used, sc.tp, width_of(g), with_heads)
 
+    def known(g: int) -> bool:
+        return step.known(target, sc.chips_used, sc.tp, width_of(g), with_heads)
+
     with (progress.bar(len(gammas), f"{name}: verify widths", "gamma") as bar,
-          Ahead(verify_step) as steps):
+          Ahead(verify_step, known) as steps):
         def verify_of(g: int) -> int:
             bar.update()
             return steps.get(g).latency_cycles
@@ -325,7 +335,7 @@ class _Drafted:
         spec = sc.speculation
         assert spec is not None
         acc = acceptance_of(sc)
-        step = _stepper(sc)
+        step = Stepper(sc)
         draft, chips, overhead = _drafter(strategy, sc, baseline, step)
         gammas, _ = _gammas(sc, acc, spec.max_gamma)
         target, with_heads = strategy.verify_target(sc)
@@ -388,7 +398,7 @@ class MedusaHeads(Strategy):
         spec = sc.speculation
         assert spec is not None
         acc = acceptance_of(sc)
-        step = _stepper(sc)
+        step = Stepper(sc)
         target, with_heads = self.verify_target(sc)
         assert target.speculative_heads is not None
         if spec.tree_width and spec.tree_width > 1:
@@ -427,8 +437,11 @@ def _evaluate_async(name: str, sc: ScenarioSpec, acc: AcceptanceModel, windows: 
     def verify_step(k: int) -> StepMetrics:
         return step(target, sc.chips_used, sc.tp, k, False)
 
+    def known(k: int) -> bool:
+        return step.known(target, sc.chips_used, sc.tp, k, False)
+
     with (progress.bar(len(windows), f"{name}: windows", "window") as bar,
-          Ahead(verify_step) as steps):
+          Ahead(verify_step, known) as steps):
         def verify_of(k: int) -> StepMetrics:
             bar.update()
             return steps.get(k)
