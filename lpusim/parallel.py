@@ -11,8 +11,7 @@ so an error surfaces exactly as it would with no child. Children are forked (POS
 a pipe and leave with `os._exit`, running none of the parent's exit handlers; a result not
 needed is killed and reaped.
 
-At most `jobs()` processes compute at once, the caller included (`Later`: one child beside the
-caller). The library's default is 1
+At most `jobs()` processes compute at once, the caller included. The library's default is 1
 (no child): a program that imports lpusim decides (`set_jobs`); the `lpusim` command sets it
 from the environment variable LPUSIM_JOBS, by default the CPUs the process may run on, and a
 sweep's workers run with 1 (the sweep spreads its points over the CPUs instead).
@@ -30,7 +29,7 @@ import time
 from collections.abc import Callable, Hashable, Iterable
 from typing import Generic, TypeVar
 
-__all__ = ["Ahead", "Forked", "Later", "can_fork", "jobs", "set_jobs", "usable_cpus"]
+__all__ = ["Ahead", "Forked", "can_fork", "jobs", "set_jobs", "usable_cpus"]
 
 T = TypeVar("T")
 K = TypeVar("K", bound=Hashable)
@@ -204,25 +203,3 @@ class Ahead(Generic[K, T]):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-
-class Later(Generic[T]):
-    """`fn()`, computing in a child from now on when a process may be spent on it (`jobs()`
-    above 1, on Linux), else here when asked for (`get`); `cancel` stops a child whose result
-    is not wanted. For work the caller knows it will need while it does something else."""
-
-    def __init__(self, fn: Callable[[], T]):
-        self._fn = fn
-        self._child: Forked[T] | None = None
-        if jobs() > 1 and can_fork():
-            with contextlib.suppress(OSError):      # no process to be had: computed here
-                self._child = Forked(fn)
-
-    def get(self) -> T:
-        child, self._child = self._child, None
-        got = child.result() if child is not None else None
-        return got[0] if got is not None else self._fn()
-
-    def cancel(self) -> None:
-        if self._child is not None:
-            self._child.cancel()
-            self._child = None

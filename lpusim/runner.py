@@ -11,14 +11,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import functools
-import importlib
 import os
-import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from lpusim import parallel
 from lpusim.config import load_scenario as _load_scenario
 from lpusim.config import resolve_ref
 from lpusim.config.specs import GpuSystemSpec, ScenarioSpec, SystemSpec
@@ -30,7 +26,6 @@ from lpusim.speculative.checks import SCENARIO_CHECKS
 from lpusim.step import step_metrics
 
 DEFAULT_SCENARIO = "llama-3.1-70b-groqrack-576"
-_STRATEGIES = "lpusim.speculative.strategies"      # the speculation code (numpy among it)
 
 
 @dataclass(frozen=True)
@@ -115,18 +110,7 @@ def run_scenario(scenario: ScenarioSpec | str | os.PathLike[str] = DEFAULT_SCENA
     sc = scenario if isinstance(scenario, ScenarioSpec) else load_scenario(scenario)
     gpu = isinstance(sc.system, GpuSystemSpec)     # GPUs: lpusim.gpu's deployment rule
     sc, dep = resolve_gpu(sc) if gpu else resolve(sc)
-    if sc.speculation is not None and _STRATEGIES not in sys.modules:
-        # the first speculative run of a process: the baseline step computes in a child (when
-        # a process may be spent on it) while this one loads the speculation code
-        later = parallel.Later(functools.partial(baseline_step, sc))
-        try:
-            importlib.import_module(_STRATEGIES)
-        except BaseException:
-            later.cancel()
-            raise
-        m = later.get()
-    else:
-        m = baseline_step(sc)
+    m = baseline_step(sc)
     base_tps = 1e6 / m.latency_us
     tps, lat_us, speedup, spec = base_tps, m.latency_us, 1.0, None
     if sc.speculation is not None:

@@ -1,8 +1,7 @@
 """Results computed ahead in forked children (lpusim.parallel): a child's result is the
 parent's, a failed child leaves the work to the parent, children not needed are stopped, and a
-speculative run (its search's widths computed ahead, its baseline beside the loading of the
-speculation code in a new process) gives the same answer, to the byte, with any number of
-processes."""
+speculative run (its search's widths computed ahead) gives the same answer, to the byte, with
+any number of processes."""
 
 import json
 import os
@@ -99,9 +98,9 @@ def test_ahead_starts_no_child_for_a_key_the_caller_has(two_jobs):
 
 def test_a_step_is_known_once_computed():
     from lpusim import caches
+    from lpusim.deploy import resolve
     from lpusim.runner import baseline_step
     from lpusim.step import step_known
-    from lpusim.deploy import resolve
     sc, _ = resolve(api.load_scenario("llama-3.1-70b-groqrack-576", {"model": "llama-3.2-1b",
                                                                      "chips": 16}))
     caches.clear()
@@ -146,23 +145,6 @@ def test_ahead_uses_a_cpu_the_caller_leaves_idle(two_jobs):
         assert ahead.get(5) == 5
 
 
-@forks
-def test_later_computes_beside_the_caller(two_jobs):
-    me = os.getpid()
-    later = parallel.Later(os.getpid)
-    assert later._child is not None and later.get() != me
-
-    def boom():
-        if os.getpid() != me:
-            raise RuntimeError("only in the child")
-        return "here"
-    assert parallel.Later(boom).get() == "here"     # a failed child: computed here
-    slow = parallel.Later(lambda: time.sleep(60))
-    pid = slow._child._pid
-    slow.cancel()
-    assert _gone(pid) and slow._child is None
-
-
 def test_with_one_job_nothing_is_forked():
     assert parallel.jobs() == 1     # the library's default
     me = os.getpid()
@@ -170,8 +152,6 @@ def test_with_one_job_nothing_is_forked():
         ahead.ahead([1, 2, 3])
         assert not ahead._pending
         assert ahead.get(2) == (2, me)
-    later = parallel.Later(os.getpid)
-    assert later._child is None and later.get() == me
 
 
 def test_set_jobs_refuses_less_than_one():
