@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from benchmarks.runner import BUSY, fmt_target, fmt_time
+from benchmarks.runner import BUSY, fmt_range, fmt_target, fmt_time
 
 HEADER = """\
 # Performance: how fast lpusim is, measured
@@ -38,6 +38,7 @@ it.
 python -m benchmarks                 # every case
 python -m benchmarks --quick         # the subset marked quick
 python -m benchmarks --json out.json # also save every measurement
+python -m benchmarks --repeat 3      # every case 3 times: the median run, and the range
 python -m benchmarks --case sweep_1000 --case step_70b_full   # chosen cases
 python -m benchmarks --list          # the cases
 python -m benchmarks.doc out.json > docs/performance.md       # this page
@@ -55,9 +56,11 @@ count). A case process pauses Python's cyclic garbage collector, as lpusim's own
 (the CLI and sweep workers) do. Before each case the runner can wait (`--idle-wait`) for idle
 CPUs and flags with `*` a case that started while more than {busy:.0%} of the CPUs were busy
 with other work: on a 2-core machine other load easily doubles a wall time, so compare flagged
-figures only with each other. The on-disk step cache (`LPUSIM_CACHE_DIR`) is removed from the
-cases' environment, so every case starts cold unless its name says otherwise (`*_warm`,
-`fast_cached*`).
+figures only with each other. With `--repeat N` every case runs N times, round after round,
+and the table gives each case's median run, with the range of its wall times in brackets: this
+virtual machine's speed drifts by tens of percent from one minute to the next. The on-disk step
+cache (`LPUSIM_CACHE_DIR`) is removed from the cases' environment, so every case starts cold
+unless its name says otherwise (`*_warm`, `fast_cached*`).
 """
 
 READING = """\
@@ -144,7 +147,8 @@ def results_table(cases: list[dict[str, Any]], previous: dict[str, Any] | None =
         if "error" in r:
             lines.append(f"| {r['name']} | {r['title']} | - |{was} - | {fmt_target(r)} | ERROR |")
             continue
-        lines.append(f"| {r['name']} | {r['title']} | {fmt_time(r['wall_s'])}{_flag(r)} |{was} "
+        lines.append(f"| {r['name']} | {r['title']} | {fmt_time(r['wall_s'])}{_flag(r)}"
+                     f"{fmt_range(r)} |{was} "
                      f"{r['peak_rss_bytes'] / 1e6:,.0f} MB | {fmt_target(r)} | {r['result']} |")
     return "\n".join(lines)
 

@@ -9,7 +9,9 @@ target is measured and reported, marked '-'. `--json FILE` saves everything.
 
 Other work on the machine distorts wall times, so before each case the runner waits (up to
 `--idle-wait` seconds) until the CPUs have been idle for half a second, and flags a case that
-started on a busy machine. The on-disk step cache (LPUSIM_CACHE_DIR) is removed from the
+started on a busy machine; `--repeat N` runs every case N times, round after round, and
+reports each case's median run with the range of its wall times (a virtual machine's speed
+drifts between minutes). The on-disk step cache (LPUSIM_CACHE_DIR) is removed from the
 cases' environment: every case starts cold unless it says otherwise.
 """
 
@@ -78,6 +80,18 @@ def run_case(case: Case, idle_wait: float = 60) -> dict[str, Any]:
     return res
 
 
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run of median wall time (the lower middle of an even number; an error if any run
+    failed), with every run's wall time (`walls_s`, in run order) when there were several."""
+    failed = [r for r in runs if "error" in r]
+    if failed:
+        return failed[0]
+    mid = sorted(runs, key=lambda r: r["wall_s"])[(len(runs) - 1) // 2]
+    if len(runs) > 1:
+        mid = {**mid, "walls_s": [r["wall_s"] for r in runs]}
+    return mid
+
+
 def verdict(res: dict[str, Any]) -> str:
     if "error" in res:
         return "ERROR"
@@ -99,6 +113,14 @@ def fmt_time(s: float | None) -> str:
     return f"{s:.2f} s"
 
 
+def fmt_range(res: dict[str, Any]) -> str:
+    """' (lo-hi)' of a repeated case's wall times, else ''."""
+    walls = res.get("walls_s")
+    if not walls:
+        return ""
+    return f" ({fmt_time(min(walls))}-{fmt_time(max(walls))})"
+
+
 def fmt_target(res: dict[str, Any]) -> str:
     parts = []
     if res["target_s"] is not None:
@@ -115,7 +137,7 @@ def table(results: list[dict[str, Any]]) -> str:
             rows.append((r["name"], r["title"], "-", "-", fmt_target(r), "ERROR"))
             continue
         flag = " *" if (r.get("busy_before") or 0) > BUSY else ""
-        rows.append((r["name"], r["title"], fmt_time(r["wall_s"]) + flag,
+        rows.append((r["name"], r["title"], fmt_time(r["wall_s"]) + flag + fmt_range(r),
                      f"{r['peak_rss_bytes'] / 1e6:,.0f} MB", fmt_target(r), r["result"]))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = []
@@ -202,18 +224,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--list", action="store_true", help="list the cases and exit")
     ap.add_argument("--idle-wait", type=float, default=60, metavar="S",
                     help="wait up to S seconds for an idle machine before each case (0: no)")
+    ap.add_argument("--repeat", type=int, default=1, metavar="N",
+                    help="run every case N times, round after round, and report each case's "
+                         "median run with the range of its wall times")
     args = ap.parse_args(argv)
+    if args.repeat < 1:
+        ap.error(f"argument --repeat: must be at least 1, got {args.repeat}")
     if args.list:
         for c in CASES.values():
             print(f"{c.name:22s} {'quick' if c.quick else '     '}  {c.title}")
         return 0
     cases = [c for c in CASES.values()
              if (not args.case or c.name in args.case) and (c.quick or not args.quick)]
-    results = []
+    runs: dict[str, list[dict[str, Any]]] = {c.name: [] for c in cases}
     t0 = time.perf_counter()
-    for c in cases:
-        print(f"running {c.name} ...", file=sys.stderr, flush=True)
-        results.append(run_case(c, args.idle_wait))
+    for k in range(args.repeat):        # round after round: a drift of the machine's speed
+        for c in cases:                 # reaches every case alike
+            more = f" ({k + 1} of {args.repeat})" if args.repeat > 1 else ""
+            print(f"running {c.name}{more} ...", file=sys.stderr, flush=True)
+            runs[c.name].append(run_case(c, args.idle_wait))
+    results = [median_run(runs[c.name]) for c in cases]
     total = time.perf_counter() - t0
     m = machine()
     print(f"lpusim benchmarks on {m['cpus']} CPUs, Python {m['python']}, {m['platform']}")
