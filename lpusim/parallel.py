@@ -117,8 +117,10 @@ class Forked(Generic[T]):
         try:
             while chunk := os.read(self._read, 1 << 20):
                 chunks.append(chunk)
-        finally:
-            self._reap()
+        except BaseException:           # interrupted while waiting: the child goes too
+            self.cancel()
+            raise
+        self._reap()
         try:
             got = pickle.loads(b"".join(chunks)) if chunks else None
         except Exception:                   # noqa: BLE001 - a torn result: the caller computes

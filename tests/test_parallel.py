@@ -70,6 +70,29 @@ def test_a_cancelled_child_is_stopped_and_reaped():
 
 
 @forks
+def test_a_caller_interrupted_while_waiting_stops_the_child():
+    import signal
+
+    class Interrupted(Exception):
+        pass
+
+    def interrupt(*_):
+        raise Interrupted
+    slow = parallel.Forked(lambda: time.sleep(60))
+    pid = slow._pid
+    old = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.2)
+    t0 = time.perf_counter()
+    try:
+        with pytest.raises(Interrupted):
+            slow.result()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    assert time.perf_counter() - t0 < 10 and _gone(pid)
+
+
+@forks
 def test_ahead_computes_the_next_keys_in_children(two_jobs):
     me = os.getpid()
 
