@@ -150,9 +150,9 @@ class Ahead(Generic[K, T]):
     the next keys while fewer than `jobs() - 1` run (`jobs()` when the caller is about to wait
     for a child's key instead of computing). `get(key)` takes a child's result, or computes it
     here. No child is started for a key `known` says the caller has (a step already cached),
-    and a key computed here in less than `WORTH_A_CHILD_S` (a tiny model) stops the children
-    and starts no more. Use it as a context manager: children whose results were never asked
-    for are stopped at the end."""
+    and a key it did not have, computed here in less than `WORTH_A_CHILD_S` (a tiny model),
+    stops the children and starts no more. Use it as a context manager: children whose
+    results were never asked for are stopped at the end."""
 
     def __init__(self, compute: Callable[[K], T], known: Callable[[K], bool] | None = None):
         self._compute = compute
@@ -187,9 +187,10 @@ class Ahead(Generic[K, T]):
         got = child.result() if child is not None else None
         if got is not None:
             return got[0]
+        had = self._known is not None and self._known(key)
         t0 = time.perf_counter()
         value = self._compute(key)
-        if time.perf_counter() - t0 < WORTH_A_CHILD_S:
+        if not had and time.perf_counter() - t0 < WORTH_A_CHILD_S:
             self.close()                # the keys come quicker than children: none more
             self._workers = 0
         return value

@@ -114,9 +114,15 @@ def test_ahead_computes_the_next_keys_in_children(two_jobs):
 
 @forks
 def test_ahead_starts_no_child_for_a_key_the_caller_has(two_jobs):
-    with parallel.Ahead(lambda k: k, known=lambda k: k == 5) as ahead:
+    def slow(k):
+        time.sleep(0 if k in (3, 5) else 2 * parallel.WORTH_A_CHILD_S)
+        return k
+    with parallel.Ahead(slow, known=lambda k: k in (3, 5)) as ahead:
         ahead.ahead([3, 5, 7])
         assert list(ahead._pending) == [7]
+        # a key the caller had comes at once, and says nothing of the keys it has not
+        assert ahead.get(3) == 3 and list(ahead._pending) == [7]
+        assert ahead.get(7) == 7
 
 
 def test_a_step_is_known_once_computed():
