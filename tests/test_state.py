@@ -242,6 +242,10 @@ def test_the_command_entry_point_leaves_the_collector_paused_for_the_process_end
     import gc
     monkeypatch.setitem(cli.COMMANDS, "validate", lambda args: 3)
     monkeypatch.setattr(sys, "argv", ["lpusim", "validate", "x.yaml"])
+
+    def leave(code):                # the process end itself is tested in a process of its own
+        raise SystemExit(code)
+    monkeypatch.setattr(cli, "leave", leave)
     was = gc.isenabled()
     try:
         gc.enable()
@@ -250,6 +254,27 @@ def test_the_command_entry_point_leaves_the_collector_paused_for_the_process_end
         assert e.value.code == 3 and not gc.isenabled()
     finally:
         gc.enable() if was else gc.disable()
+
+
+@pytest.mark.parametrize("thread", [False, True])
+def test_the_command_ends_its_process_with_exit_handlers_run_and_output_flushed(thread):
+    # cli.leave skips the interpreter's teardown of every object, not the exit handlers or
+    # buffered output; a non-daemon thread still running gets Python's own shutdown
+    code = f"""
+import atexit, sys, threading, time
+from lpusim import cli
+atexit.register(lambda: print("exit handler ran"))
+if {thread}:
+    threading.Thread(target=lambda: (time.sleep(0.2), print("thread done"))).start()
+sys.stdout.write("buffered " * 20000)
+cli.leave(7)
+print("never")
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 7, p.stderr
+    assert p.stdout.startswith("buffered " * 20000) and "exit handler ran" in p.stdout
+    assert "never" not in p.stdout and ("thread done" in p.stdout) == thread
 
 
 # ----------------------------------------------------------------- the on-disk step cache
