@@ -198,10 +198,9 @@ def _template(graph: DecodeGraph, system: SystemSpec, pl: Placement, links: Link
     blocks = range(*parts[part]) if parts is not None else None
     if pass_checks():
         check_lowered(graph, pl, system.chip, tasks, range(s, s + 1), blocks)
-    prog = _scheduled(tasks, name=name, system=system, links=links, chips=pl.stage_chips[s],
-                      pl=pl, meta={"stage": s, "blocks": list(pl.stages[s])})
-    ready = {i.id: i.ready for i in prog.instructions}
-    ready.update({t.id: t.ready for t in prog.transfers})
+    prog, ready = _scheduled(tasks, name=name, system=system, links=links,
+                             chips=pl.stage_chips[s], pl=pl,
+                             meta={"stage": s, "blocks": list(pl.stages[s])})
     order = tuple(outs[c] for c in pl.stage_chips[s] if c in outs)
     stage_end = parts is None or part == len(parts) - 1
     if stage_end and max(ready.values()) != max(ready[o] for o in order):
@@ -266,30 +265,36 @@ def _lowered(graph: DecodeGraph, system: SystemSpec, pl: Placement, links: LinkG
     return LoweredPart(tasks, lp.outputs, lp.imports, lp.exports)
 
 
-# a template's lowered tasks -> their verified schedule (the items, shared read-only); at most
-# 5 x 10^4 items in all (about 30 MB with their tasks)
-_SCHEDULES: BoundedCache[tuple[tuple[Instr, ...], tuple[Transfer, ...]]] = BoundedCache(
-    "template_schedules", maxsize=2048, weigh=lambda v: len(v[0]) + len(v[1]),
-    max_weight=50_000)
+# a template's lowered tasks -> their verified schedule (the items, shared read-only) and when
+# each item's result is ready; at most 5 x 10^4 items in all (about 30 MB with their tasks)
+_SCHEDULES: BoundedCache[tuple[tuple[Instr, ...], tuple[Transfer, ...], dict[int, int]]] = (
+    BoundedCache("template_schedules", maxsize=2048, weigh=lambda v: len(v[0]) + len(v[1]),
+                 max_weight=50_000))
 
 
 def _scheduled(tasks: list[Task], *, name: str, system: SystemSpec, links: LinkGraph,
-               chips: tuple[int, ...], pl: Placement, meta: dict[str, object]) -> Program:
+               chips: tuple[int, ...], pl: Placement, meta: dict[str, object]
+               ) -> tuple[Program, dict[int, int]]:
     """Schedule and verify a template's tasks, or reuse the verified schedule of equal tasks:
     a schedule is a function of the tasks alone (`timed`), so it is the same, and it passed
     the same timing checks; the program around it (name, links, SRAM) is built anew and its
-    SRAM checked."""
+    SRAM checked. Also returns when each item's result is ready (id -> cycle; shared with
+    the cached schedule: read-only)."""
     key = tuple(tasks)
     hit = _SCHEDULES.get(key)
     fresh = hit is None
     if hit is None:
-        hit = _run_pass("schedule", timed, key)
-    prog = assemble(*hit, name=name, system=system, links=links, chips=chips, pl=pl, meta=meta)
+        instrs, transfers = _run_pass("schedule", timed, key)
+        ready = {i.id: i.ready for i in instrs}
+        ready.update({t.id: t.ready for t in transfers})
+        hit = (instrs, transfers, ready)
+    prog = assemble(hit[0], hit[1], name=name, system=system, links=links, chips=chips, pl=pl,
+                    meta=meta)
     if fresh:
         _run_pass("verify", verify_schedule, prog)
         _SCHEDULES.put(key, hit)            # only a schedule that passed is kept
     _run_pass("verify", verify_sram, prog)
-    return prog
+    return prog, hit[2]
 
 
 def _compile_parts(graph: DecodeGraph, system: SystemSpec, pl: Placement, links: LinkGraph,
