@@ -24,6 +24,9 @@ dataclasses, so equal inputs give equal keys and a cached answer is the answer):
   (`lpusim.sim.metrics`): a what-if on context, or another batch or width, leaves many blocks'
   tasks unchanged, and those templates are neither scheduled nor simulated again. Each is
   bounded by the items it holds (5 x 10^4: a few hundred 70B templates, a few dozen of 405B).
+  ``program_item_bytes``: the marshalled bytes of a schedule's items, by the identity of
+  their tuple (`lpusim.program`): a reused template's items are not hashed anew. Bounded by
+  the items it holds (5 x 10^4).
   ``template_lowerings``: a stage's lowered tasks by all the lowering reads but the link
   bandwidth and hop latencies (`lpusim.compiler._lowered`): a what-if on those re-times the
   transfers instead of lowering again. Bounded by its tasks (5 x 10^4).

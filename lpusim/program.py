@@ -19,8 +19,11 @@ from __future__ import annotations
 import hashlib
 import json
 import marshal
+import struct
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
+
+from lpusim.caches import BoundedCache
 
 UNITS = ("icu", "mem", "sxm", "mxm", "vxm")
 CATEGORIES = ("compute_mxm", "compute_vxm", "data_movement", "link_serialisation",
@@ -148,12 +151,16 @@ class Program:
     def canonical_bytes(self) -> bytes:
         """The program as plain values in marshal format version 2 (no references and no
         interning flags, which appear from version 3: the same values give the same bytes in
-        every process and Python version), several times cheaper than its JSON."""
-        return marshal.dumps((
-            self.name, self.clock_hz, tuple(self.chips), tuple(map(tuple, self.instructions)),
-            tuple(map(tuple, self.transfers)), tuple(map(tuple, self.links)),
-            self.sram_capacity_bytes, _plain_sram(self.sram_bytes),
-            json.dumps(self.meta, sort_keys=True)), 2)
+        every process and Python version), several times cheaper than its JSON. A tuple is
+        its type byte, its length and its elements' bytes one after another, so the bytes of
+        the items are composed from those kept for the same item tuples (`_items_bytes`)."""
+        head: tuple[Any, ...] = (self.name, self.clock_hz, tuple(self.chips))
+        tail: tuple[Any, ...] = (tuple(map(tuple, self.links)), self.sram_capacity_bytes,
+                                 _plain_sram(self.sram_bytes),
+                                 json.dumps(self.meta, sort_keys=True))
+        return b"".join((_TUPLE_OF_9, *(marshal.dumps(x, 2) for x in head),
+                         _items_bytes(self.instructions), _items_bytes(self.transfers),
+                         *(marshal.dumps(x, 2) for x in tail)))
 
     @property
     def makespan(self) -> int:
@@ -245,6 +252,25 @@ class PipelineProgram:
             h.update(marshal.dumps(key, 2))
             h.update(prog.canonical_bytes())
         return h.hexdigest()
+
+
+_TUPLE_OF_9 = b"(" + struct.pack("<i", 9)     # marshal v2: a tuple's type byte and length
+
+# (id of a tuple of items) -> (the tuple, its marshal v2 bytes): a fast-fidelity template reused
+# from an earlier compile (the same item objects) is not converted and marshalled again. The
+# entry holds the tuple, so no other object has its id. At most 5 x 10^4 items in all
+_ITEM_BYTES: BoundedCache[tuple[Any, bytes]] = BoundedCache(
+    "program_item_bytes", maxsize=4096, weigh=lambda v: len(v[0]), max_weight=50_000)
+
+
+def _items_bytes(items: tuple[Any, ...]) -> bytes:
+    """marshal.dumps(tuple(map(tuple, items)), 2), kept by the identity of `items`."""
+    hit = _ITEM_BYTES.get(id(items))
+    if hit is not None and hit[0] is items:
+        return hit[1]
+    data = marshal.dumps(tuple(map(tuple, items)), 2)
+    _ITEM_BYTES.put(id(items), (items, data))
+    return data
 
 
 def _plain_sram(sram: dict[int, dict[str, int]]) -> tuple[tuple[int, tuple[Any, ...]], ...]:

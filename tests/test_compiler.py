@@ -139,6 +139,24 @@ def test_pipeline_hash_is_pinned_and_sees_every_cycle():
     assert _tiny_pipeline(4).content_hash() != _tiny_pipeline().content_hash()
 
 
+def test_canonical_bytes_compose_the_marshal_of_the_whole_program():
+    # a program's bytes are composed from those kept for its item tuples: the same bytes as
+    # marshalling the whole, first time and again, and for equal items that are other objects
+    import json
+    import marshal
+
+    from lpusim.program import _plain_sram
+    prog = _tiny_pipeline().templates["k"]
+    whole = marshal.dumps((prog.name, prog.clock_hz, tuple(prog.chips),
+                           tuple(map(tuple, prog.instructions)),
+                           tuple(map(tuple, prog.transfers)), tuple(map(tuple, prog.links)),
+                           prog.sram_capacity_bytes, _plain_sram(prog.sram_bytes),
+                           json.dumps(prog.meta, sort_keys=True)), 2)
+    assert prog.canonical_bytes() == whole == prog.canonical_bytes()
+    assert _tiny_pipeline().templates["k"].canonical_bytes() == whole
+    assert _tiny_pipeline(4).templates["k"].canonical_bytes() != whole
+
+
 def random_model(draw):
     kv = draw(st.sampled_from([1, 2, 4, 8]))
     heads = kv * draw(st.sampled_from([1, 2, 4]))
