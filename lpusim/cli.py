@@ -1008,8 +1008,15 @@ def leave(code: int) -> NoReturn:
         sys.exit(code)
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):     # a reader gone, a stream closed
+        try:
             stream.flush()
+        except (BrokenPipeError, ValueError):   # the reader is gone, or the stream closed
+            pass
+        except OSError as e:                    # output lost (a full disk): bad, as in main
+            with contextlib.suppress(OSError, ValueError):
+                sys.stderr.write(f"lpusim: error: {e.strerror or e}\n")
+                sys.stderr.flush()
+            code = code or EXIT_BAD_INPUT
     os._exit(code)
 
 

@@ -256,6 +256,24 @@ def test_the_command_entry_point_leaves_the_collector_paused_for_the_process_end
         gc.enable() if was else gc.disable()
 
 
+@pytest.mark.parametrize("error, code", [("OSError(28, 'No space left on device')", 2),
+                                         ("BrokenPipeError(32, 'Broken pipe')", 0)])
+def test_output_lost_at_the_process_end_is_an_error_unless_its_reader_is_gone(error, code):
+    prog = f"""
+import sys
+from lpusim import cli
+class Full:
+    def write(self, text): return len(text)
+    def flush(self): raise {error}
+sys.stdout = Full()
+cli.leave(0)
+"""
+    p = subprocess.run([sys.executable, "-c", prog], capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == code, p.stderr
+    assert p.stderr == ("lpusim: error: No space left on device\n" if code else "")
+
+
 @pytest.mark.parametrize("thread", [False, True])
 def test_the_command_ends_its_process_with_exit_handlers_run_and_output_flushed(thread):
     # cli.leave skips the interpreter's teardown of every object, not the exit handlers or
