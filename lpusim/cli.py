@@ -112,12 +112,23 @@ def build_parser() -> argparse.ArgumentParser:
     return _parser(tuple(strategy_traits.names()))
 
 
+_ENVIRONMENT = """environment variables:
+  LPUSIM_CACHE_DIR=DIR    keep compiled decode steps on disk in DIR between runs
+  LPUSIM_JOBS=N           processes a speculative search may compute with at once
+                          (default: the CPUs this process may use; 1: none beside it)
+  LPUSIM_DATA=DIR         look short names up in DIR/chip_configs and DIR/workloads first
+  LPUSIM_CHECK_PASSES=1   check the compiler's invariants between its passes
+  LPUSIM_DEBUG=1          show the traceback of an internal error"""
+
+
 @caches.memoise("cli_parser", maxsize=4)
 def _parser(strategies: tuple[str, ...]) -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="lpusim",
         description="Cycle-approximate simulator of LPU-style deterministic dataflow "
-                    "accelerators.")
+                    "accelerators.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_ENVIRONMENT)
     from lpusim import __version__
     ap.add_argument("--version", action="version", version=f"lpusim {__version__}")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")

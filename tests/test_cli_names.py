@@ -61,3 +61,15 @@ def test_draft_without_acceptance_uses_the_documented_default(capsys):
     assert d["speculation"]["acceptance"] == {"kind": "constant", "a": 0.8}
     help_text = cli.build_parser()._subparsers._group_actions[0].choices["run"].format_help()
     assert cli.DEFAULT_ACCEPTANCE_SCENARIO in help_text and str(a) in help_text
+
+
+def test_the_help_names_every_environment_variable_lpusim_reads():
+    # every LPUSIM_* variable read anywhere in lpusim/ is listed, with what it does, at the
+    # end of `lpusim --help`
+    import re
+    read = set()
+    for path in (ROOT / "lpusim").rglob("*.py"):
+        read |= set(re.findall(r"\"(LPUSIM_[A-Z_]+)\"", path.read_text()))
+    assert {"LPUSIM_CACHE_DIR", "LPUSIM_JOBS", "LPUSIM_DATA", "LPUSIM_DEBUG"} <= read
+    shown = cli.build_parser().format_help().split("environment variables:")[1]
+    assert {v for v in read if re.search(rf"^  {v}=", shown, re.M)} == read
