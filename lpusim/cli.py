@@ -1017,7 +1017,7 @@ def leave(code: int) -> NoReturn:
     import threading
     if any(t is not threading.main_thread() and not t.daemon for t in threading.enumerate()):
         sys.exit(code)
-    atexit._run_exitfuncs()
+    atexit._run_exitfuncs()     # CPython's own call at shutdown; it clears what it ran
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

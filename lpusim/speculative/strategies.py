@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -169,6 +170,13 @@ class Stepper:
     def known(self, model: ModelSpec, chips: int, tp: int, width: int, heads: bool) -> bool:
         return step_known(**self._inputs(model, chips, tp, width, heads))
 
+    def widths(self, model: ModelSpec, chips: int, tp: int, heads: bool,
+               width_of: Callable[[int], int]) -> Ahead[int, StepMetrics]:
+        """The steps of a search's candidates k, each at `width_of(k)`, those it will likely
+        ask for next computed ahead in other processes (`lpusim.parallel.Ahead`)."""
+        return Ahead(lambda k: self(model, chips, tp, width_of(k), heads),
+                     lambda k: self.known(model, chips, tp, width_of(k), heads))
+
 
 def _drafter(strategy: Strategy, sc: ScenarioSpec, baseline: StepMetrics, step: Stepper
              ) -> tuple[StepMetrics, int, int]:
@@ -253,14 +261,8 @@ def _chain(name: str, sc: ScenarioSpec, baseline: StepMetrics, step: Stepper,
 
     # the pass time grows with the verification step (a head start saves at most what the
     # step adds), so a step no shorter than the one below bounds a candidate's tokens/s
-    def verify_step(g: int) -> StepMetrics:
-        return step(target, sc.chips_used, sc.tp, width_of(g), with_heads)
-
-    def known(g: int) -> bool:
-        return step.known(target, sc.chips_used, sc.tp, width_of(g), with_heads)
-
     with (progress.bar(len(gammas), f"{name}: verify widths", "gamma") as bar,
-          Ahead(verify_step, known) as steps):
+          step.widths(target, sc.chips_used, sc.tp, with_heads, width_of) as steps):
         def verify_of(g: int) -> int:
             bar.update()
             return steps.get(g).latency_cycles
@@ -434,14 +436,8 @@ def _evaluate_async(name: str, sc: ScenarioSpec, acc: AcceptanceModel, windows: 
         v = below.latency_cycles if below is not None else floor
         return evaluate_async(acc, 1, d, v, overhead, 0, clock_hz=clock).tokens_per_second
 
-    def verify_step(k: int) -> StepMetrics:
-        return step(target, sc.chips_used, sc.tp, k, False)
-
-    def known(k: int) -> bool:
-        return step.known(target, sc.chips_used, sc.tp, k, False)
-
     with (progress.bar(len(windows), f"{name}: windows", "window") as bar,
-          Ahead(verify_step, known) as steps):
+          step.widths(target, sc.chips_used, sc.tp, False, lambda k: k) as steps):
         def verify_of(k: int) -> StepMetrics:
             bar.update()
             return steps.get(k)
