@@ -99,42 +99,42 @@ def memoise(name: str, maxsize: int) -> Callable[[F], F]:
 class BoundedCache(Generic[V]):
     """A mapping cache that keeps the `maxsize` most recently used entries and, with `weigh`
     (an entry's size, say its items), at most `max_weight` of them in all (the most recent
-    entry always stays)."""
+    entry always stays). Each entry holds its value and weight together, so a look-up hashes
+    its key once and a store twice (some keys are long tuples)."""
 
     def __init__(self, name: str, maxsize: int, *, weigh: Callable[[V], int] | None = None,
                  max_weight: int = 0):
         if maxsize < 1 or (weigh is not None and max_weight < 1):
             raise ValueError("a cache needs a bound of at least 1")
         self.maxsize = maxsize
-        self._data: OrderedDict[Hashable, V] = OrderedDict()
+        self._data: OrderedDict[Hashable, tuple[V, int]] = OrderedDict()
         self._weigh = weigh
         self._max_weight = max_weight
-        self._weights: dict[Hashable, int] = {}
         self.weight = 0
         _register(name, lambda: len(self._data), maxsize, self._clear)
 
     def _clear(self) -> None:
         self._data.clear()
-        self._weights.clear()
         self.weight = 0
 
     def get(self, key: Hashable) -> V | None:
-        v = self._data.get(key)
-        if v is not None:
-            self._data.move_to_end(key)
-        return v
+        hit = self._data.get(key)
+        if hit is None:
+            return None
+        self._data.move_to_end(key)
+        return hit[0]
 
     def put(self, key: Hashable, value: V) -> None:
-        if self._weigh is not None:
-            w = self._weigh(value)
-            self.weight += w - self._weights.get(key, 0)
-            self._weights[key] = w
-        self._data[key] = value
-        self._data.move_to_end(key)
+        w = self._weigh(value) if self._weigh is not None else 0
+        old = self._data.pop(key, None)
+        if old is not None:
+            self.weight -= old[1]
+        self._data[key] = (value, w)        # a new key goes last: the most recent
+        self.weight += w
         while len(self._data) > self.maxsize or (self.weight > self._max_weight
                                                  and len(self._data) > 1):
-            old, _v = self._data.popitem(last=False)
-            self.weight -= self._weights.pop(old, 0)
+            _old, (_v, ow) = self._data.popitem(last=False)
+            self.weight -= ow
 
     def __len__(self) -> int:
         return len(self._data)
@@ -145,7 +145,7 @@ class BoundedCache(Generic[V]):
 
     def values(self) -> list[V]:
         """The entries, least recently used first (a copy: the cache is not touched)."""
-        return list(self._data.values())
+        return [v for v, _w in self._data.values()]
 
 
 _MISSING = object()

@@ -28,7 +28,7 @@ def _ins(i: int, issue: int, duration: int, deps: tuple[int, ...] = (),
 
 def _part(prog: Program, imports: dict, exports: dict) -> Part:
     ready = {x.id: x.ready for x in prog.instructions}
-    return Part(prog, imports, exports, ready)
+    return Part(prog, imports, exports, ready, {x.id: x.busy for x in prog.instructions})
 
 
 # part 0: op 0 ready at 10 (exported as op position 0) and op 1 ready at 12 (position 1)

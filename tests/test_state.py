@@ -122,6 +122,20 @@ def test_a_weighted_cache_keeps_its_weight_bound():
         del caches._REGISTRY["test-weighted"]
 
 
+def test_storing_a_key_again_replaces_its_weight_and_makes_it_the_most_recent():
+    c: caches.BoundedCache[str] = caches.BoundedCache("test-again", maxsize=3, weigh=len,
+                                                      max_weight=6)
+    try:
+        c.put("a", "xx")
+        c.put("b", "yy")
+        c.put("a", "x")                          # weight 3, order b, a
+        assert (len(c), c.weight, c.values()) == (2, 3, ["yy", "x"])
+        c.put("c", "zzzz")                       # 7 > 6: b, now the least recent, goes
+        assert (c.get("b"), c.values(), c.weight) == (None, ["x", "zzzz"], 5)
+    finally:
+        del caches._REGISTRY["test-again"]
+
+
 def test_derived_values_live_with_their_object():
     import gc
     import weakref

@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Callable
 from itertools import groupby
 from operator import attrgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 from lpusim.caches import BoundedCache, derived
 from lpusim.compiler.checks import check_lowered, check_placement, pass_checks, set_pass_checks
@@ -198,9 +198,10 @@ def _template(graph: DecodeGraph, system: SystemSpec, pl: Placement, links: Link
     blocks = range(*parts[part]) if parts is not None else None
     if pass_checks():
         check_lowered(graph, pl, system.chip, tasks, range(s, s + 1), blocks)
-    prog, ready = _scheduled(tasks, name=name, system=system, links=links,
+    prog, sched = _scheduled(tasks, name=name, system=system, links=links,
                              chips=pl.stage_chips[s], pl=pl,
                              meta={"stage": s, "blocks": list(pl.stages[s])})
+    ready = sched.ready
     order = tuple(outs[c] for c in pl.stage_chips[s] if c in outs)
     stage_end = parts is None or part == len(parts) - 1
     if stage_end and max(ready.values()) != max(ready[o] for o in order):
@@ -213,7 +214,7 @@ def _template(graph: DecodeGraph, system: SystemSpec, pl: Placement, links: Link
         tpl.pieces[key] = {t.id: prev.index(t.src) for t in prog.transfers
                            if t.op == f"stage{s}.handoff"}
     if parts is not None:
-        tpl.parts[key] = Part(prog, lp.imports, lp.exports, ready)
+        tpl.parts[key] = Part(prog, lp.imports, lp.exports, ready, sched.busy)
 
 
 # what a stage's lowering reads but the link bandwidth and latencies -> (the graph,
@@ -265,36 +266,61 @@ def _lowered(graph: DecodeGraph, system: SystemSpec, pl: Placement, links: LinkG
     return LoweredPart(tasks, lp.outputs, lp.imports, lp.exports)
 
 
-# a template's lowered tasks -> their verified schedule (the items, shared read-only) and when
-# each item's result is ready; at most 5 x 10^4 items in all (about 30 MB with their tasks)
-_SCHEDULES: BoundedCache[tuple[tuple[Instr, ...], tuple[Transfer, ...], dict[int, int]]] = (
-    BoundedCache("template_schedules", maxsize=2048, weigh=lambda v: len(v[0]) + len(v[1]),
-                 max_weight=50_000))
+class _TasksKey:
+    """A template's tasks as a cache key, hashed once: a 70B template's tuple of tasks takes
+    tens of microseconds to hash, and a look-up and a store hash their key again."""
+
+    __slots__ = ("_hash", "tasks")
+
+    def __init__(self, tasks: tuple[Task, ...]):
+        self.tasks = tasks
+        self._hash = hash(tasks)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, _TasksKey) and self._hash == other._hash
+                and self.tasks == other.tasks)
+
+
+class _Schedule(NamedTuple):
+    """A verified schedule, shared read-only: its items, and by item id when each result is
+    ready and how long each item is busy."""
+
+    instrs: tuple[Instr, ...]
+    transfers: tuple[Transfer, ...]
+    ready: dict[int, int]
+    busy: dict[int, int]
+
+
+# a template's lowered tasks -> their verified schedule; at most 5 x 10^4 items in all (about
+# 30 MB with their tasks)
+_SCHEDULES: BoundedCache[_Schedule] = BoundedCache(
+    "template_schedules", maxsize=2048, weigh=lambda v: len(v.instrs) + len(v.transfers),
+    max_weight=50_000)
 
 
 def _scheduled(tasks: list[Task], *, name: str, system: SystemSpec, links: LinkGraph,
                chips: tuple[int, ...], pl: Placement, meta: dict[str, object]
-               ) -> tuple[Program, dict[int, int]]:
+               ) -> tuple[Program, _Schedule]:
     """Schedule and verify a template's tasks, or reuse the verified schedule of equal tasks:
     a schedule is a function of the tasks alone (`timed`), so it is the same, and it passed
     the same timing checks; the program around it (name, links, SRAM) is built anew and its
-    SRAM checked. Also returns when each item's result is ready (id -> cycle; shared with
-    the cached schedule: read-only)."""
-    key = tuple(tasks)
+    SRAM checked. Also returns the schedule (shared with the cache: read-only)."""
+    key = _TasksKey(tuple(tasks))
     hit = _SCHEDULES.get(key)
     fresh = hit is None
     if hit is None:
-        instrs, transfers = _run_pass("schedule", timed, key)
-        ready = {i.id: i.ready for i in instrs}
-        ready.update({t.id: t.ready for t in transfers})
-        hit = (instrs, transfers, ready)
-    prog = assemble(hit[0], hit[1], name=name, system=system, links=links, chips=chips, pl=pl,
-                    meta=meta)
+        instrs, transfers, ready, busy = _run_pass("schedule", timed, key.tasks)
+        hit = _Schedule(instrs, transfers, dict(enumerate(ready)), dict(enumerate(busy)))
+    prog = assemble(hit.instrs, hit.transfers, name=name, system=system, links=links,
+                    chips=chips, pl=pl, meta=meta)
     if fresh:
         _run_pass("verify", verify_schedule, prog)
         _SCHEDULES.put(key, hit)            # only a schedule that passed is kept
     _run_pass("verify", verify_sram, prog)
-    return prog, hit[2]
+    return prog, hit
 
 
 def _compile_parts(graph: DecodeGraph, system: SystemSpec, pl: Placement, links: LinkGraph,

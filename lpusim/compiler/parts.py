@@ -38,13 +38,12 @@ class Part:
     __slots__ = ("busy", "exports", "imports", "makespan", "prog", "ready")
 
     def __init__(self, prog: Program, imports: dict[int, tuple[tuple[Any, int, bool], ...]],
-                 exports: dict[Any, int], ready: dict[int, int]):
+                 exports: dict[Any, int], ready: dict[int, int], busy: dict[int, int]):
         self.prog = prog
         self.imports = imports
         self.exports = exports
         self.ready = ready
-        items: tuple[Instr | Transfer, ...] = (*prog.instructions, *prog.transfers)
-        self.busy = {x.id: x.busy for x in items}
+        self.busy = busy
         self.makespan = max(ready.values(), default=0)
 
 

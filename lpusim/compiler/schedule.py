@@ -593,16 +593,17 @@ _make = tuple.__new__
 def schedule(tasks: list[Task], *, name: str, system: SystemSpec, links: LinkGraph,
              chips: tuple[int, ...], pl: Placement | None, meta: dict[str, object]) -> Program:
     """Assign every task its issue cycle (ASAP, in-order queues, no link oversubscription)."""
-    instrs, transfers = timed(tasks)
+    instrs, transfers, _ready, _busy = timed(tasks)
     return assemble(instrs, transfers, name=name, system=system, links=links, chips=chips,
                     pl=pl, meta=meta)
 
 
 def timed(tasks: list[Task] | tuple[Task, ...]
-          ) -> tuple[tuple[Instr, ...], tuple[Transfer, ...]]:
+          ) -> tuple[tuple[Instr, ...], tuple[Transfer, ...], list[int], list[int]]:
     """The instructions and transfers of `tasks`, each at its issue cycle: a function of the
     tasks alone (their chips, units, costs, routes and hop latencies), so equal tasks give
-    equal schedules."""
+    equal schedules. Also, by item id (an item's id is its task's index), when each item's
+    result is ready and how long it is busy (its `ready` and `busy`, already at hand here)."""
     ready: list[int] = [0] * len(tasks)
     busy: list[int] = [0] * len(tasks)
     unit_free: dict[tuple[int, str], int] = {}
@@ -661,7 +662,7 @@ def timed(tasks: list[Task] | tuple[Task, ...]
             ready[i] = off
             add_transfer(make(Transfer, (i, chip, dst, route, lats, nbytes, op, block, start,
                                          ser, deps, stream)))
-    return tuple(instrs), tuple(transfers)
+    return tuple(instrs), tuple(transfers), ready, busy
 
 
 def assemble(instrs: tuple[Instr, ...], transfers: tuple[Transfer, ...], *, name: str,
