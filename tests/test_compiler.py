@@ -367,6 +367,7 @@ def test_short_routes_and_a_star_routes_are_the_cheapest_with_the_tie_rule(local
             used["short" if short is not None else "astar"] += 1
             route = short if short is not None else g._astar(a, b)
             assert g.route([a], [b])[2] == route
+            assert g.pair_route(a, b) == tuple(route)
             assert sum(dg.edges[g.links[lid].src, g.links[lid].dst]["w"] for lid in route) \
                 == dist[b]
             for lid in route:
@@ -374,6 +375,18 @@ def test_short_routes_and_a_star_routes_are_the_cheapest_with_the_tie_rule(local
                 assert lid == min(d["lid"] for u, _v, d in dg.in_edges(v, data=True)
                                   if u in dist and dist[u] + d["w"] == dist[v])
     assert used["short"] > 0 and used["astar"] > 0
+
+
+def test_a_kept_pair_route_is_dropped_when_a_link_is_added():
+    """`pair_route` keeps each pair's route; a link added afterwards can make a cheaper one,
+    so adding a link drops what was kept."""
+    s = system("groqrack-2304")
+    g = build_link_graph(s, 300)
+    a, b = 0, 299
+    before = g.pair_route(a, b)
+    assert len(before) > 1 and g.pair_route(a, b) is before
+    g.add(a, b, "global", 1)
+    assert g.pair_route(a, b) == (g.between[(a, b)],) == tuple(g.route([a], [b])[2])
 
 
 def test_the_lowerer_makes_the_tasks_its_fields_name():

@@ -139,7 +139,7 @@ class Lowerer:
         if hit is None:
             lid = self.links.between.get((a, b))
             hit = self._direct[(a, b)] = ((lid,) if lid is not None
-                                          else tuple(self.links.route([a], [b])[2]))
+                                          else self.links.pair_route(a, b))
         return hit
 
     def all_reduce(self, chips: tuple[int, ...], ready: dict[int, int], nbytes: int, name: str,
@@ -527,22 +527,25 @@ def group_signature(links: LinkGraph, pl: Placement, s: int) -> str:
     if s > 0:
         pos.update({c: ("p", i) for i, c in enumerate(pl.stage_chips[s - 1])})
     others = itertools.count()
+    ends = links.links
+    lat = links.latency
 
     def label(c: int) -> tuple[str, int]:
-        if c not in pos:
-            pos[c] = ("x", next(others))
-        return pos[c]
+        hit = pos.get(c)
+        if hit is None:
+            hit = pos[c] = ("x", next(others))
+        return hit
 
-    def hops(route: list[int]) -> tuple[object, ...]:
-        return tuple((label(links.links[lid].src), label(links.links[lid].dst),
-                      links.latency[lid]) for lid in route)
+    def hops(route: tuple[int, ...] | list[int]) -> tuple[object, ...]:
+        return tuple((label(ends[lid].src), label(ends[lid].dst), lat[lid]) for lid in route)
 
     rows: list[object] = []
+    between, pair = links.between, links.pair_route
     for a in chips:
         for b in chips:
             if a != b:
-                lid = links.between.get((a, b))
-                rows.append(hops([lid] if lid is not None else links.route([a], [b])[2]))
+                lid = between.get((a, b))
+                rows.append(hops((lid,) if lid is not None else pair(a, b)))
     if s > 0:
         for a, b, route in handoff_plan(links, pl, s):
             rows.append((pos[a], pos[b], hops(route)))

@@ -45,6 +45,9 @@ class LinkGraph:
     between: dict[tuple[int, int], int] = field(default_factory=dict)
     _routes: dict[tuple[tuple[int, ...], tuple[int, ...]], tuple[int, int, list[int]]] = field(
         default_factory=dict)
+    # (source chip, target chip) -> the links of the route between them (`pair_route`)
+    _pairs: dict[tuple[int, int], tuple[int, ...]] = field(default_factory=dict, repr=False,
+                                                            compare=False)
     _adj: dict[int, list[tuple[int, int]]] = field(default_factory=dict, repr=False,
                                                   compare=False)
     # source chip -> the cheapest path of at most two hops to each chip near it (`_short`),
@@ -61,8 +64,10 @@ class LinkGraph:
     derived: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def add(self, a: int, b: int, kind: str, lat: int) -> None:
-        if self._routes or self._adj or self.derived or self._nears or self._stars:
+        if (self._routes or self._pairs or self._adj or self.derived or self._nears
+                or self._stars):
             self._routes.clear()            # what was derived from the links before
+            self._pairs.clear()
             self._stars.clear()
             self._adj.clear()
             self._nears.clear()
@@ -84,11 +89,22 @@ class LinkGraph:
         """Cheapest route from any source chip to any target chip: (src, dst, link ids).
 
         Cost is total hop latency, then hop count, then chip ids (deterministic ties)."""
+        if len(sources) == 1 and len(targets) == 1:
+            a, b = sources[0], targets[0]
+            return a, b, list(self.pair_route(a, b))
         key = (tuple(sources), tuple(targets))
         hit = self._routes.get(key)
         if hit is None:
             hit = self._routes[key] = self._route(sources, targets)
         return hit[0], hit[1], list(hit[2])
+
+    def pair_route(self, a: int, b: int) -> tuple[int, ...]:
+        """The links of `route([a], [b])`, kept per pair (shared: a tensor-parallel group
+        spanning nodes asks for the route between every two of its chips)."""
+        hit = self._pairs.get((a, b))
+        if hit is None:
+            hit = self._pairs[(a, b)] = () if a == b else tuple(self._route1(a, b)[2])
+        return hit
 
     def _route(self, sources: list[int], targets: list[int]) -> tuple[int, int, list[int]]:
         common = set(sources) & set(targets)
