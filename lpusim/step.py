@@ -17,7 +17,8 @@ GPU systems take the other backend of this layer (`lpusim.gpu`), over the same g
 
 Results are cached in memory by the value of every input (specs are frozen dataclasses; the
 cache is ``step`` in lpusim.caches), so a sweep whose points differ only in speculation
-settings compiles each distinct step once.
+settings compiles each distinct step once. A step compiled for its KV window does not depend
+on a context the window holds (`GraphParams.canonical`): such contexts share one entry.
 Every call returns its own copy (fresh dicts): a caller that edits a result changes nothing
 that a later call returns.
 
@@ -61,7 +62,8 @@ def step_metrics(model: ModelSpec, system: SystemSpec | GpuSystemSpec, *, chips:
                  expert_parallel: bool = False) -> StepMetrics:
     """Latency and metrics of one decode step of `model` on the first `chips` of `system`
     (the caller's own copy of the cached answer)."""
-    key = (model, system, chips, tp, positions, batch, context, precision, with_heads,
+    key = (model, system, chips, tp, positions, batch,
+           _context_of(system, positions, context, context_window), precision, with_heads,
            fidelity, context_window, expert_parallel)
     m = _STEPS.get(key)
     if m is None:
@@ -77,8 +79,20 @@ def step_known(model: ModelSpec, system: SystemSpec | GpuSystemSpec, *, chips: i
                expert_parallel: bool = False) -> bool:
     """Whether `step_metrics` of these inputs is in this process's cache already (answered
     without compiling: a caller deciding where to compute it)."""
-    return (model, system, chips, tp, positions, batch, context, precision, with_heads,
+    return (model, system, chips, tp, positions, batch,
+            _context_of(system, positions, context, context_window), precision, with_heads,
             fidelity, context_window, expert_parallel) in _STEPS
+
+
+def _context_of(system: SystemSpec | GpuSystemSpec, positions: int, context: int,
+                context_window: int | None) -> int:
+    """The context as a step depends on it: 0 for every context a step compiled for its
+    window does not depend on (`GraphParams.canonical`), so their steps are one entry."""
+    if isinstance(system, GpuSystemSpec):
+        return context
+    return GraphParams(positions=positions, context=context, context_window=context_window,
+                       window_attention=system.compiler.attention_span == "window"
+                       ).canonical().context
 
 
 def step_memory(model: ModelSpec, system: SystemSpec | GpuSystemSpec, *, chips: int, tp: int,
@@ -206,11 +220,17 @@ def _params(system: SystemSpec, positions: int, batch: int, context: int,
                        expert_parallel=expert_parallel)
 
 
-@caches.memoise("decode_graph", maxsize=16)
 def shared_graph(model: ModelSpec, params: GraphParams) -> DecodeGraph:
     """The decode graph for the compiles of `_step` and the deployment's sizing (read-only):
     a what-if that changes only the machine's links or clocks compiles the same graph, and
-    its placement with it, and a run compiles the graph and placement its deployment sized."""
+    its placement with it, and a run compiles the graph and placement its deployment sized.
+    Params that build the same graph share it (`GraphParams.canonical`: the contexts a
+    window-compiled step does not depend on)."""
+    return _graph(model, params.canonical())
+
+
+@caches.memoise("decode_graph", maxsize=16)
+def _graph(model: ModelSpec, params: GraphParams) -> DecodeGraph:
     return build_decode_graph(model, params)
 
 

@@ -155,3 +155,34 @@ def test_copied_layers_are_the_layers_built_one_by_one(name, params):
     assert list(copied.op_table.items()) == list(each.op_table.items())
     assert (copied.blocks, copied.block_ops) == (each.blocks, each.block_ops)
     assert all(type(op) is type(each.op_table["tokens"]) for op in copied.op_table.values())
+
+
+@pytest.mark.parametrize("name", ["llama-3.1-70b", "gemma-2-9b", "mixtral-8x7b"])
+@pytest.mark.parametrize("positions,batch", [(1, 1), (5, 2)])
+def test_a_window_compiled_graph_is_the_same_for_every_context_the_window_holds(name,
+                                                                             positions,
+                                                                             batch):
+    """With attention compiled for the window, the graph reads the context only through the
+    attended and reserved counts, both the window's while the context and the new positions
+    fit it: every such context builds the graph its canonical params (context 0) build, so
+    a context what-if may share that graph (`GraphParams.canonical`). A context the window
+    does not hold is left alone, and so are params without window attention."""
+    m = load(f"workloads/{name}.yaml")
+    window = 4096
+
+    def params(ctx: int, win: bool = True) -> GraphParams:
+        return GraphParams(positions=positions, batch=batch, context=ctx, context_window=window,
+                           window_attention=win)
+
+    canon = params(1000).canonical()
+    assert canon == params(0) and canon.attended == window - positions
+    ref = build_decode_graph(m, canon)
+    for ctx in (1, 1000, window - positions):
+        g = build_decode_graph(m, params(ctx))
+        assert params(ctx).canonical() == canon
+        assert g.blocks == ref.blocks and g.op_table == ref.op_table
+    beyond = params(window - positions + 1)
+    assert beyond.canonical() is beyond
+    assert build_decode_graph(m, beyond).op_table != ref.op_table
+    plain = params(1000, win=False)
+    assert plain.canonical() is plain

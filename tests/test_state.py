@@ -46,6 +46,22 @@ def test_step_metrics_are_the_callers_copy():
     assert b.unit_busy_cycles and "x" not in b.extra
 
 
+def test_a_context_the_window_holds_reuses_the_step_compiled_for_the_window():
+    """A step compiled for its KV window does not depend on a context the window holds: a
+    what-if on such a context answers from the step already computed (one cache entry, the
+    same metrics), one beyond it compiles its own."""
+    from lpusim.step import step_known, step_metrics
+    sc = api.load_scenario(SMALL, {"context_window": 4096})
+    assert sc.system.compiler.attention_span == "window"
+    inputs = dict(chips=sc.chips_used, tp=sc.tp, context=1000, context_window=4096)
+    first = step_metrics(sc.model, sc.system, **inputs)
+    for ctx in (1, 3000, 4095):
+        assert step_known(sc.model, sc.system, **{**inputs, "context": ctx})
+        assert step_metrics(sc.model, sc.system, **{**inputs, "context": ctx}) == first
+    assert not step_known(sc.model, sc.system, **{**inputs, "context": 4096})
+    assert not step_known(sc.model, sc.system, **{**inputs, "positions": 2, "context": 4095})
+
+
 def test_every_cache_is_registered_bounded_and_cleared():
     api.run(api.load_scenario(SMALL))
     info = caches.info()

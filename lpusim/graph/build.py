@@ -37,6 +37,7 @@ Model variants (fields of `ModelSpec`):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -75,6 +76,17 @@ class GraphParams:
         """Tokens of KV cache held in SRAM per sequence: the window, and never less than this
         step needs."""
         return max(self.context_window or 0, self.context + self.positions)
+
+    def canonical(self) -> GraphParams:
+        """These params with the context set to 0 where the graph does not depend on it:
+        attention compiled for the whole window, which the context and the new positions fit.
+        The graph reads the context only through `attended` and `kv_reserved_tokens`, and both
+        are then the window's (W - positions and W), so every such context builds the same
+        graph, and the steps of a context what-if share it and all compiled from it."""
+        if (self.window_attention and self.context_window and self.context
+                and self.context + self.positions <= self.context_window):
+            return dataclasses.replace(self, context=0)
+        return self
 
 
 class DecodeGraph:
