@@ -278,6 +278,35 @@ def test_all_reduce_across_two_nodes_is_hierarchical():
         assert set(range(16)) <= ancestors(out[c]) | {out[c]}
 
 
+@settings(max_examples=300, deadline=None)
+@given(sizes=st.lists(st.fixed_dictionaries({"weights": st.integers(0, 10**9),
+                                             "kv_cache": st.integers(0, 10**8),
+                                             "activations": st.integers(0, 10**8)}),
+                      min_size=1, max_size=40), data=st.data())
+def test_partition_finds_the_cap_plain_bisection_finds(sizes, data):
+    """`partition`'s jumping bisection ends at the least cap whose greedy cut fits, as plain
+    bisection over every byte count does, so it cuts alike (the first cut, before groups are
+    split to make up the count, is the greedy cut at that cap)."""
+    from lpusim.compiler.place import _greedy, _Sizes, partition
+    n = data.draw(st.integers(1, len(sizes)))
+    sz = _Sizes(sizes)
+    lo, hi = max(sz.total(i, i + 1) for i in range(sz.n)), sz.total(0, sz.n)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        g = _greedy(sz, mid)
+        if g is not None and len(g) <= n:
+            hi = mid
+        else:
+            lo = mid + 1
+    first = _greedy(sz, lo)
+    assert first is not None and len(first) <= n
+    assert lo == 0 or len(_greedy(sz, lo - 1) or range(n + 1)) > n     # the least such cap
+    got = partition(sizes, n)
+    assert len(got) == n
+    assert max(sz.total(a, b) for a, b in got) == lo
+    assert {b for _a, b in first} <= {b for _a, b in got}       # later splits only add cuts
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.data())
 def test_plan_fits_whenever_a_fine_or_coarse_partition_fits(data):
