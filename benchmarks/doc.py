@@ -6,7 +6,8 @@
 Optional keys may be added to the JSON by hand: `commit` (the code measured) and `note`
 (the conditions of the run, e.g. a busy machine), printed as given, and `previous`
 (`{"commit": ..., "wall_s": {case: seconds}}`, an earlier measurement's wall times), shown as a
-column beside the new ones.
+column beside the new ones; `python -m benchmarks --against DIR` writes `previous` itself,
+measured in the same rounds (`"same_rounds": true`).
 
 Every number on the page comes from the JSON (which is committed beside it); the prose says how
 the numbers are measured and how to read them, and nothing else. `tests/test_docs.py` checks
@@ -39,6 +40,7 @@ python -m benchmarks                 # every case
 python -m benchmarks --quick         # the subset marked quick
 python -m benchmarks --json out.json # also save every measurement
 python -m benchmarks --repeat 3      # every case 3 times: the median run, and the range
+python -m benchmarks --repeat 3 --against ../base   # and a base checkout in the same rounds
 python -m benchmarks --case sweep_1000 --case step_70b_full   # chosen cases
 python -m benchmarks --list          # the cases
 python -m benchmarks.doc out.json > docs/performance.md       # this page
@@ -58,7 +60,11 @@ CPUs and flags with `*` a case that started while more than {busy:.0%} of the CP
 with other work: on a 2-core machine other load easily doubles a wall time, so compare flagged
 figures only with each other. With `--repeat N` every case runs N times, round after round,
 and the table gives each case's median run, with the range of its wall times in brackets: this
-virtual machine's speed drifts by tens of percent from one minute to the next. The on-disk step
+virtual machine's speed drifts by tens of percent from one minute to the next. With
+`--against DIR` each case also runs in another checkout (a base commit, say as a
+`git worktree`), right before or after it runs here, in turn first; the `before` column is
+then that checkout's median in the same rounds, and a change is compared with its base under
+the same drift (without it, `before` is an earlier run's figure, added by hand). The on-disk step
 cache (`LPUSIM_CACHE_DIR`) is removed from the cases' environment, so every case starts cold
 unless its name says otherwise (`*_warm`, `fast_cached*`).
 """
@@ -79,9 +85,12 @@ READING = """\
   templates for 128 stages (compiled whole) and its first step also computes the routes of
   every group (about 15,700: most of three hops or fewer, read off the short paths from their
   source; the others by A* towards their target's node).
-- **Work shared between predictions.** A template whose lowered tasks equal those of one
-  compiled earlier in the process reuses its verified schedule and its simulation (a
-  context what-if changes attention's tasks, not the FFN's); a graph builds one layer of each
+- **Work shared between predictions.** A step compiled for its KV window (the shipped LPU
+  systems) does not depend on a context the window holds, so a what-if on such a context is
+  answered from the step already computed (`warm_changed`'s two context changes take about
+  0.5 ms; its median is a link change's). A template whose lowered tasks equal those of one
+  compiled earlier in the process reuses its verified schedule and its simulation (a batch
+  or width leaves many blocks' tasks unchanged); a graph builds one layer of each
   kind and copies it, and what depends only on a block's ops (its SRAM, a stage's parts) is
   computed once per copied block; a serving study sizes its KV pool from placements, not
   compiled steps. A link what-if (bandwidth, hop latency) reuses each stage's lowering and
@@ -136,7 +145,8 @@ def _flag(r: dict[str, Any]) -> str:
 
 def results_table(cases: list[dict[str, Any]], previous: dict[str, Any] | None = None) -> str:
     before = (previous or {}).get("wall_s", {})
-    col = f" before ({previous['commit']}) |" if previous else ""
+    same = ", same rounds" if previous and previous.get("same_rounds") else ""
+    col = f" before ({previous['commit']}{same}) |" if previous else ""
     lines = [f"| case | what | wall |{col} peak RSS | target | result |",
              "|---|---|---:|" + ("---:|" if previous else "") + "---:|---|---|"]
     for r in cases:

@@ -11,7 +11,9 @@ Other work on the machine distorts wall times, so before each case the runner wa
 `--idle-wait` seconds) until the CPUs have been idle for half a second, and flags a case that
 started on a busy machine; `--repeat N` runs every case N times, round after round, and
 reports each case's median run with the range of its wall times (a virtual machine's speed
-drifts between minutes). The on-disk step cache (LPUSIM_CACHE_DIR) is removed from the
+drifts between minutes), and `--against DIR` runs each case in another checkout too (an
+earlier commit), right before or after it runs here, so that a change is measured against
+its base in the same minutes. The on-disk step cache (LPUSIM_CACHE_DIR) is removed from the
 cases' environment: every case starts cold unless it says otherwise.
 """
 
@@ -59,15 +61,19 @@ def wait_for_idle(max_wait: float) -> float | None:
     return busy
 
 
-def run_case(case: Case, idle_wait: float = 60) -> dict[str, Any]:
-    """Run one case in a fresh interpreter; its measurements plus name, target and verdict."""
+def run_case(case: Case, idle_wait: float = 60, root: Path = ROOT) -> dict[str, Any]:
+    """Run one case in a fresh interpreter; its measurements plus name, target and verdict.
+    `root`: the checkout whose benchmarks and lpusim run (another than this one: put first on
+    the import path, so its `lpusim` command and package are the ones measured)."""
     env = {k: v for k, v in os.environ.items() if k != "LPUSIM_CACHE_DIR"}
+    if root != ROOT:
+        env["PYTHONPATH"] = os.pathsep.join([str(root), *filter(None, [env.get("PYTHONPATH")])])
     busy = wait_for_idle(idle_wait) if idle_wait > 0 else None
     with tempfile.TemporaryDirectory() as d:
         out = Path(d) / "result.json"
         t0 = time.perf_counter()
         proc = subprocess.run([sys.executable, "-m", "benchmarks.cases", case.name, str(out)],
-                              cwd=ROOT, capture_output=True, text=True, timeout=CASE_TIMEOUT_S,
+                              cwd=root, capture_output=True, text=True, timeout=CASE_TIMEOUT_S,
                               env=env)
         process_s = time.perf_counter() - t0
         if proc.returncode or not out.exists():
@@ -130,14 +136,18 @@ def fmt_target(res: dict[str, Any]) -> str:
     return ", ".join(parts) or "-"
 
 
-def table(results: list[dict[str, Any]]) -> str:
-    rows = [("case", "what", "wall", "peak RSS", "target", "result")]
+def table(results: list[dict[str, Any]], previous: dict[str, Any] | None = None) -> str:
+    """The results as text; with `previous` (`--against`), its wall times beside them."""
+    before = previous["wall_s"] if previous else None
+    head = ("case", "what", "wall") + ((f"before ({previous['commit']})",) if previous else ())
+    rows = [(*head, "peak RSS", "target", "result")]
     for r in results:
+        was = (fmt_time(before.get(r["name"])),) if before is not None else ()
         if "error" in r:
-            rows.append((r["name"], r["title"], "-", "-", fmt_target(r), "ERROR"))
+            rows.append((r["name"], r["title"], "-", *was, "-", fmt_target(r), "ERROR"))
             continue
         flag = " *" if (r.get("busy_before") or 0) > BUSY else ""
-        rows.append((r["name"], r["title"], fmt_time(r["wall_s"]) + flag + fmt_range(r),
+        rows.append((r["name"], r["title"], fmt_time(r["wall_s"]) + flag + fmt_range(r), *was,
                      f"{r['peak_rss_bytes'] / 1e6:,.0f} MB", fmt_target(r), r["result"]))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = []
@@ -210,6 +220,20 @@ def scaling_text(rows: list[dict[str, Any]], fidelity: str) -> str:
     return "\n".join(lines)
 
 
+def _commit(root: Path) -> str:
+    """The short commit of a checkout (with '+' if its tracked files were edited), else its
+    directory's name."""
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain",
+                                "--untracked-files=no"], capture_output=True, text=True,
+                               check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return root.name
+    return head + ("+" if dirty else "")
+
+
 def machine() -> dict[str, Any]:
     return {"cpus": os.cpu_count(), "python": platform.python_version(),
             "platform": platform.platform(), "machine": platform.machine()}
@@ -227,9 +251,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=1, metavar="N",
                     help="run every case N times, round after round, and report each case's "
                          "median run with the range of its wall times")
+    ap.add_argument("--against", metavar="DIR",
+                    help="another checkout of lpusim (an earlier commit, say as a git "
+                         "worktree): run each case there too, right after or before it runs "
+                         "here, and report its median wall times beside these ('before')")
     args = ap.parse_args(argv)
     if args.repeat < 1:
         ap.error(f"argument --repeat: must be at least 1, got {args.repeat}")
+    against = Path(args.against).resolve() if args.against else None
+    if against is not None and not (against / "benchmarks" / "cases.py").is_file():
+        ap.error(f"argument --against: {args.against} is not a checkout of lpusim "
+                 f"(no benchmarks/cases.py)")
     if args.list:
         for c in CASES.values():
             print(f"{c.name:22s} {'quick' if c.quick else '     '}  {c.title}")
@@ -237,17 +269,31 @@ def main(argv: list[str] | None = None) -> int:
     cases = [c for c in CASES.values()
              if (not args.case or c.name in args.case) and (c.quick or not args.quick)]
     runs: dict[str, list[dict[str, Any]]] = {c.name: [] for c in cases}
+    other: dict[str, list[dict[str, Any]]] = {c.name: [] for c in cases}
     t0 = time.perf_counter()
     for k in range(args.repeat):        # round after round: a drift of the machine's speed
         for c in cases:                 # reaches every case alike
             more = f" ({k + 1} of {args.repeat})" if args.repeat > 1 else ""
             print(f"running {c.name}{more} ...", file=sys.stderr, flush=True)
-            runs[c.name].append(run_case(c, args.idle_wait))
+            if against is None:
+                runs[c.name].append(run_case(c, args.idle_wait))
+                continue
+            # both checkouts, in turn first: neither gains from the other's leftovers
+            for here in ((True, False) if k % 2 == 0 else (False, True)):
+                if here:
+                    runs[c.name].append(run_case(c, args.idle_wait))
+                else:
+                    other[c.name].append(run_case(c, args.idle_wait, against))
     results = [median_run(runs[c.name]) for c in cases]
+    previous = None
+    if against is not None:
+        before = {n: median_run(rs) for n, rs in other.items()}
+        previous = {"commit": _commit(against), "same_rounds": True,
+                    "wall_s": {n: r["wall_s"] for n, r in before.items() if "error" not in r}}
     total = time.perf_counter() - t0
     m = machine()
     print(f"lpusim benchmarks on {m['cpus']} CPUs, Python {m['python']}, {m['platform']}")
-    print(table(results))
+    print(table(results, previous))
     if any((r.get("busy_before") or 0) > BUSY for r in results):
         print(f"* the machine was busy (> {BUSY:.0%} of its CPUs) when this case started")
     for r in results:
@@ -266,7 +312,9 @@ def main(argv: list[str] | None = None) -> int:
             print(scaling_text(rows, f))
     print(f"\ntotal {total:.1f} s")
     if args.json:
-        Path(args.json).write_text(json.dumps(
-            {"machine": m, "quick": args.quick, "total_s": total, "cases": results,
-             "events_per_s": rate, "scaling": scale}, indent=1, sort_keys=True) + "\n")
+        data: dict[str, Any] = {"machine": m, "quick": args.quick, "total_s": total,
+                                "cases": results, "events_per_s": rate, "scaling": scale}
+        if previous is not None:
+            data["previous"] = previous
+        Path(args.json).write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     return 1 if any(r["result"] == "ERROR" for r in results) else 0
