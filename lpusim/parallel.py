@@ -149,14 +149,17 @@ class Ahead(Generic[K, T]):
     next first: it stops the children of keys no longer among them, and starts children for
     the next keys while fewer than `jobs() - 1` run (`jobs()` when the caller is about to wait
     for a child's key instead of computing). `get(key)` takes a child's result, or computes it
-    here. No child is started for a key `known` says the caller has (a step already cached),
+    here, and hands a child's result to `keep` (the caller keeps it as if it had computed it:
+    a step cached). No child is started for a key `known` says the caller has,
     and a key it did not have, computed here in less than `WORTH_A_CHILD_S` (a tiny model),
     stops the children and starts no more. Use it as a context manager: children whose
     results were never asked for are stopped at the end."""
 
-    def __init__(self, compute: Callable[[K], T], known: Callable[[K], bool] | None = None):
+    def __init__(self, compute: Callable[[K], T], known: Callable[[K], bool] | None = None,
+                 keep: Callable[[K, T], None] | None = None):
         self._compute = compute
         self._known = known
+        self._keep = keep
         self._pending: dict[K, Forked[T]] = {}
         self._workers = jobs() - 1 if can_fork() else 0
 
@@ -186,6 +189,8 @@ class Ahead(Generic[K, T]):
         child = self._pending.pop(key, None)
         got = child.result() if child is not None else None
         if got is not None:
+            if self._keep is not None:
+                self._keep(key, got[0])     # as if computed here: later searches reuse it
             return got[0]
         had = self._known is not None and self._known(key)
         t0 = time.perf_counter()

@@ -84,6 +84,20 @@ def step_known(model: ModelSpec, system: SystemSpec | GpuSystemSpec, *, chips: i
             fidelity, context_window, expert_parallel) in _STEPS
 
 
+def step_keep(metrics: StepMetrics, model: ModelSpec, system: SystemSpec | GpuSystemSpec, *,
+              chips: int, tp: int, positions: int = 1, batch: int = 1, context: int = 8192,
+              precision: PrecisionSpec = _DEFAULT_PRECISION, with_heads: bool = False,
+              fidelity: str = "fast", context_window: int | None = None,
+              expert_parallel: bool = False) -> None:
+    """Keep `metrics`, the step of these inputs computed by another process (a forked child
+    of this one, `lpusim.parallel`), as if computed here: `step_metrics` of these inputs
+    then answers from it (a copy: the caller's object stays its own)."""
+    key = (model, system, chips, tp, positions, batch,
+           _context_of(system, positions, context, context_window), precision, with_heads,
+           fidelity, context_window, expert_parallel)
+    _STEPS.put(key, _copy(metrics))
+
+
 def _context_of(system: SystemSpec | GpuSystemSpec, positions: int, context: int,
                 context_window: int | None) -> int:
     """The context as a step depends on it: 0 for every context a step compiled for its

@@ -125,6 +125,53 @@ def test_ahead_starts_no_child_for_a_key_the_caller_has(two_jobs):
         assert ahead.get(7) == 7
 
 
+@forks
+def test_the_caller_keeps_what_a_child_computed(two_jobs):
+    kept = {}
+
+    def slow(k):
+        time.sleep(2 * parallel.WORTH_A_CHILD_S)
+        return k * k, os.getpid()
+    with parallel.Ahead(slow, known=lambda k: k in kept,
+                        keep=lambda k, v: kept.setdefault(k, v)) as ahead:
+        ahead.ahead([3, 5])
+        assert ahead.get(3)[0] == 9 and not kept       # computed here: the caller's own
+        v = ahead.get(5)
+        assert v[0] == 25 and v[1] != os.getpid() and kept == {5: v}
+        ahead.ahead([7, 5, 9])                          # 5 is known now: no child for it
+        assert list(ahead._pending) == [9]
+
+
+@forks
+def test_a_search_keeps_the_steps_its_children_computed(two_jobs):
+    """The widths a speculative search computed in children are this process's steps
+    afterwards: a second search (another acceptance) over them forks no child for them and
+    compiles none of them again."""
+    from lpusim import caches
+    sc = api.load_scenario("llama-3.1-70b-specdec", {"model": "llama-3.1-8b", "chips": 48})
+    caches.clear()
+    forked = []
+    real = parallel.Forked.__init__
+
+    def counting(self, fn):
+        forked.append(fn)
+        real(self, fn)
+    first = api.run(sc)
+    widths = [p["verify_width"] for p in first.speculation["gamma_curve"]]
+    steps = caches.info()["step"][0]
+    assert steps >= len(widths) + 1                     # baseline, drafter and every width
+    import unittest.mock as mock
+    with mock.patch.object(parallel.Forked, "__init__", counting):
+        again = api.run(api.load_scenario(
+            "llama-3.1-70b-specdec", {"model": "llama-3.1-8b", "chips": 48,
+                                      "speculation.acceptance": 0.9001}))
+    seen = {p["verify_width"] for p in again.speculation["gamma_curve"]}
+    # a chain of gamma drafted tokens is verified at width gamma + 1: no child for a width
+    # the first search had, and none compiled again here
+    assert {f.args[0] + 1 for f in forked}.isdisjoint(widths)
+    assert caches.info()["step"][0] == steps + len(seen - set(widths))
+
+
 def test_a_step_is_known_once_computed():
     from lpusim import caches
     from lpusim.deploy import resolve
