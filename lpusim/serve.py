@@ -84,7 +84,7 @@ from lpusim.config.specs import (
 from lpusim.cost import joules_per_token, system_power_watts, usd_per_million_tokens
 from lpusim.errors import CapacityError, ConfigError, InputError, Issue
 from lpusim.sim import StepMemory, StepMetrics
-from lpusim.step import step_memory, step_metrics
+from lpusim.step import step_memory, step_metrics, steps_ahead
 
 # Groq's list price of the speculative 70B endpoint (llama-3.1-70b-specdec), $ per million
 # output tokens (seed; hardware.md). Printed beside the model's cost as a comparison only:
@@ -428,14 +428,21 @@ class _Steps:
         """KV tokens per sequence the KV step holds (as the graph counts them)."""
         return max(self.window, self.context + positions)
 
+    def inputs(self, model: ModelSpec, chips: int, tp: int, *, positions: int = 1,
+               batch: int = 1, context: int | None = None, heads: bool = False
+               ) -> dict[str, Any]:
+        """`step_metrics`'s inputs of a step timed with the timing window."""
+        sc = self.sc
+        return dict(model=model, system=sc.system, chips=chips, tp=tp, positions=positions,
+                    batch=batch, context=self.context if context is None else context,
+                    precision=sc.precision, with_heads=heads, fidelity=sc.fidelity,
+                    context_window=self.timing_window)
+
     def step(self, model: ModelSpec, chips: int, tp: int, *, positions: int = 1,
              batch: int = 1, context: int | None = None, heads: bool = False) -> StepMetrics:
         """A compiled step, timed with the timing window."""
-        sc = self.sc
-        return step_metrics(model, sc.system, chips=chips, tp=tp, positions=positions,
-                            batch=batch, context=self.context if context is None else context,
-                            precision=sc.precision, with_heads=heads, fidelity=sc.fidelity,
-                            context_window=self.timing_window)
+        return step_metrics(**self.inputs(model, chips, tp, positions=positions, batch=batch,
+                                          context=context, heads=heads))
 
     def target(self, batch: int, positions: int = 1, heads: bool = False,
                model: ModelSpec | None = None) -> StepMetrics:
@@ -598,14 +605,21 @@ def prefill(steps: _Steps, prompt_tokens: int) -> Prefill:
     sizes.append(prompt_tokens)
     fits: list[tuple[int, int, int]] = []
     bound = "prompt"
-    for c in sizes:
-        try:
-            m = steps.step(sc.model, sc.chips_used, sc.tp, positions=c,
-                           context=prompt_tokens - c)
-        except CapacityError as e:
-            bound = f"sram: a chunk of {c} positions does not fit ({e})"
-            break
-        fits.append((c, m.latency_cycles, m.initiation_interval_cycles))
+    # the chunks are known: the next ones are compiled in children meanwhile (a chunk that
+    # does not fit fails there too, and is compiled here to raise)
+    def chunk(c: int) -> dict[str, Any]:
+        return steps.inputs(sc.model, sc.chips_used, sc.tp, positions=c,
+                            context=prompt_tokens - c)
+
+    with steps_ahead(chunk) as chunks:
+        for i, c in enumerate(sizes):
+            chunks.ahead(sizes[i:])
+            try:
+                m = chunks.get(c)
+            except CapacityError as e:
+                bound = f"sram: a chunk of {c} positions does not fit ({e})"
+                break
+            fits.append((c, m.latency_cycles, m.initiation_interval_cycles))
     if not fits:
         raise CapacityError(f"no prefill chunk of a {prompt_tokens}-token prompt fits: {bound}")
     return Prefill(prompt_tokens, tuple(fits), bound)

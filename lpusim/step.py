@@ -39,9 +39,10 @@ import copy
 import dataclasses
 import hashlib
 import json
+from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from lpusim import caches, collector
 from lpusim.atomic import write_atomic
@@ -50,9 +51,11 @@ from lpusim.config.specs import GpuSystemSpec, ModelSpec, PrecisionSpec, SystemS
 from lpusim.errors import NoStageTemplate
 from lpusim.gpu import gpu_step_metrics
 from lpusim.graph import DecodeGraph, GraphParams, build_decode_graph
+from lpusim.parallel import Ahead
 from lpusim.sim import StepMemory, StepMetrics, metrics_full, metrics_pipeline, step_memory_of
 
 _DEFAULT_PRECISION = PrecisionSpec()
+K = TypeVar("K")
 
 
 def step_metrics(model: ModelSpec, system: SystemSpec | GpuSystemSpec, *, chips: int, tp: int,
@@ -82,6 +85,15 @@ def step_known(model: ModelSpec, system: SystemSpec | GpuSystemSpec, *, chips: i
     return (model, system, chips, tp, positions, batch,
             _context_of(system, positions, context, context_window), precision, with_heads,
             fidelity, context_window, expert_parallel) in _STEPS
+
+
+def steps_ahead(inputs_of: Callable[[K], dict[str, Any]]) -> Ahead[K, StepMetrics]:
+    """The steps of a caller's keys, the step of key k being `step_metrics(**inputs_of(k))`:
+    those `ahead` names next are computed in forked children meanwhile
+    (`lpusim.parallel.Ahead`; none for a step this process has), and a child's step is kept
+    here as if computed here (`step_keep`)."""
+    return Ahead(lambda k: step_metrics(**inputs_of(k)), lambda k: step_known(**inputs_of(k)),
+                 lambda k, m: step_keep(m, **inputs_of(k)))
 
 
 def step_keep(metrics: StepMetrics, model: ModelSpec, system: SystemSpec | GpuSystemSpec, *,

@@ -288,6 +288,34 @@ def test_a_speculative_run_is_the_same_with_two_processes(strategy, two_jobs):
 
 
 @forks
+def test_a_serving_study_is_the_same_with_two_processes_and_keeps_its_prefill_steps(two_jobs):
+    """A serving study's prefill chunks are compiled ahead in children (and its speculative
+    searches' widths): the study is the same, to the byte, and the chunk steps are this
+    process's afterwards."""
+    from lpusim import caches
+    from lpusim.serve import ServeOptions, _resolved, _Steps, parse_contexts, prefill
+    from lpusim.serve import serve as serve_
+    from lpusim.step import step_known
+    sc = api.load_scenario("llama-3.1-70b-specdec", {"model": "llama-3.1-8b", "chips": 48})
+    opts = ServeOptions(ttft_prompts=(300,), strategies=("draft",), max_batch=2)
+    caches.clear()
+    two = json.dumps(serve_(sc, opts).to_dict(), sort_keys=True, default=str)
+    parallel.set_jobs(1)
+    caches.clear()
+    one = json.dumps(serve_(sc, opts).to_dict(), sort_keys=True, default=str)
+    assert two == one
+    parallel.set_jobs(2)
+    caches.clear()
+    placed, _ = _resolved(sc, "none")
+    steps = _Steps(placed, parse_contexts(opts.contexts, placed.window), opts)
+    fill = prefill(steps, 300)
+    chunks = [c for c, _l, _i in fill.chunks]
+    assert chunks[:3] == [1, 2, 4] and chunks[-1] == 300
+    assert all(step_known(**steps.inputs(placed.model, placed.chips_used, placed.tp,
+                                         positions=c, context=300 - c)) for c in chunks)
+
+
+@forks
 def test_the_cli_computes_with_lpusim_jobs(tmp_path):
     def run(jobs):
         env = {**os.environ, "LPUSIM_JOBS": jobs}

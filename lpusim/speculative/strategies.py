@@ -80,7 +80,7 @@ from lpusim.speculative.registry import (
 )
 from lpusim.speculative.search import best_candidate
 from lpusim.speculative.theory import break_even_acceptance
-from lpusim.step import step_keep, step_known, step_metrics
+from lpusim.step import step_known, step_metrics, steps_ahead
 from lpusim.strategy_traits import TRAITS
 from lpusim.units import ps_to_cycles
 
@@ -170,19 +170,13 @@ class Stepper:
     def known(self, model: ModelSpec, chips: int, tp: int, width: int, heads: bool) -> bool:
         return step_known(**self._inputs(model, chips, tp, width, heads))
 
-    def keep(self, model: ModelSpec, chips: int, tp: int, width: int, heads: bool,
-             m: StepMetrics) -> None:
-        step_keep(m, **self._inputs(model, chips, tp, width, heads))
-
     def widths(self, model: ModelSpec, chips: int, tp: int, heads: bool,
                width_of: Callable[[int], int]) -> Ahead[int, StepMetrics]:
         """The steps of a search's candidates k, each at `width_of(k)`, those it will likely
-        ask for next computed ahead in other processes (`lpusim.parallel.Ahead`), which this
-        process then keeps as its own (a later search, at another acceptance say, reuses
-        them)."""
-        return Ahead(lambda k: self(model, chips, tp, width_of(k), heads),
-                     lambda k: self.known(model, chips, tp, width_of(k), heads),
-                     lambda k, m: self.keep(model, chips, tp, width_of(k), heads, m))
+        ask for next computed ahead in other processes (`lpusim.step.steps_ahead`), which
+        this process then keeps as its own (a later search, at another acceptance say,
+        reuses them)."""
+        return steps_ahead(lambda k: self._inputs(model, chips, tp, width_of(k), heads))
 
 
 def _drafter(strategy: Strategy, sc: ScenarioSpec, baseline: StepMetrics, step: Stepper
