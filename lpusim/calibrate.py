@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from lpusim import api, progress, strategy_traits
+from lpusim import api, parallel, progress, strategy_traits
 from lpusim.atomic import write_atomic
 from lpusim.config.load import resolve_ref
 from lpusim.config.specs import SystemSpec
@@ -334,8 +334,18 @@ def calibrate(only: str | None = None) -> Calibration:
     """Evaluate every hypothesis (or only `only`) and choose by mean leave-one-out error."""
     rows = training_rows()
     hs = [hypothesis(only)] if only else list(HYPOTHESES)
-    reports = tuple(evaluate_hypothesis(h, rows)
-                    for h in progress.iterate(hs, "calibrate", "hypothesis"))
+    # the hypotheses are independent: the next ones are evaluated in forked children meanwhile
+    # (lpusim.parallel; the CLI's processes), each as it would be here
+    found = []
+
+    def evaluated(i: int) -> HypothesisReport:
+        return evaluate_hypothesis(hs[i], rows)
+
+    with parallel.Ahead(evaluated) as ahead:
+        for i in progress.iterate(range(len(hs)), "calibrate", "hypothesis"):
+            ahead.ahead(range(i, len(hs)))
+            found.append(ahead.get(i))
+    reports = tuple(found)
     pool = [r for r in reports if not r.hypothesis.catch_all and r.loo_error_percent] \
         or list(reports)
     chosen = min(pool, key=lambda r: (round(r.mean_abs_loo_percent, 6),

@@ -170,3 +170,33 @@ def test_sensitivity_of_a_gpu_scenario_is_an_input_error():
     p = subprocess.run([sys.executable, "-m", "lpusim.cli", "sensitivity", "--scenario",
                         "llama-3.1-70b-h100x8"], cwd=ROOT, capture_output=True, text=True)
     assert p.returncode == 2 and "is a GPU system" in p.stderr and "Traceback" not in p.stderr
+
+
+@pytest.mark.skipif(not __import__("lpusim.parallel", fromlist=["x"]).can_fork(),
+                    reason="children are forked on Linux only")
+def test_hypotheses_are_evaluated_ahead_in_children_in_their_order(monkeypatch):
+    """With two processes the next hypotheses are evaluated in a forked child meanwhile: the
+    reports come back in the hypotheses' order, as one process gives them (here a cheap
+    stand-in for the fits, which says which process ran it)."""
+    import os
+    import time
+
+    from lpusim import parallel
+
+    def stand_in(h, rows=None):
+        time.sleep(2 * parallel.WORTH_A_CHILD_S)
+        fit = cal.Fit(h.name, (), {}, {}, {"pid": float(os.getpid())}, {})
+        return cal.HypothesisReport(h, fit, {"rank": float(len(h.fitted))})
+    monkeypatch.setattr(cal, "evaluate_hypothesis", stand_in)
+    was = parallel.set_jobs(2)
+    try:
+        two = cal.calibrate()
+    finally:
+        parallel.set_jobs(was)
+    one = cal.calibrate()
+    names = [h.name for h in cal.HYPOTHESES]
+    assert [r.hypothesis.name for r in two.reports] == names
+    assert [r.hypothesis.name for r in one.reports] == names
+    assert two.chosen == one.chosen
+    pids = {r.fit.predicted["pid"] for r in two.reports}
+    assert float(os.getpid()) in pids and len(pids) > 1     # some came from children
