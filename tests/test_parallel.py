@@ -289,15 +289,14 @@ def test_a_speculative_run_is_the_same_with_two_processes(strategy, two_jobs):
 
 @forks
 def test_a_serving_study_is_the_same_with_two_processes_and_keeps_its_prefill_steps(two_jobs):
-    """A serving study's prefill chunks are compiled ahead in children (and its speculative
-    searches' widths): the study is the same, to the byte, and the chunk steps are this
-    process's afterwards."""
+    """A serving study's prefill chunks are compiled ahead in children: the study is the
+    same, to the byte, and the chunk steps are this process's afterwards."""
     from lpusim import caches
     from lpusim.serve import ServeOptions, _resolved, _Steps, parse_contexts, prefill
     from lpusim.serve import serve as serve_
     from lpusim.step import step_known
     sc = api.load_scenario("llama-3.1-70b-specdec", {"model": "llama-3.1-8b", "chips": 48})
-    opts = ServeOptions(ttft_prompts=(300,), strategies=("draft",), max_batch=2)
+    opts = ServeOptions(ttft_prompts=(300,), strategies=(), max_batch=2)
     caches.clear()
     two = json.dumps(serve_(sc, opts).to_dict(), sort_keys=True, default=str)
     parallel.set_jobs(1)
