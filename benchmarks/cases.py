@@ -131,17 +131,26 @@ class _SimTimer:
 # -- cases ---------------------------------------------------------------------------------
 
 def cli_run(args: list[str], repeats: int = 5) -> dict[str, Any]:
-    """A whole `lpusim run` process, as an installed lpusim runs: with Python's bytecode
-    cache (a machine may set PYTHONDONTWRITEBYTECODE, which would make every process compile
-    lpusim's source again; pip writes the bytecode of an installed package)."""
-    cmd = lpusim_command() + ["run", *args]
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    timed_process(cmd, env)             # first run warms the OS file cache and the bytecode
+    """A whole `lpusim run` process (`cli`)."""
+    return cli(["run", *args], repeats)
+
+
+def cli(args: list[str], repeats: int = 5, warm_up: bool = True) -> dict[str, Any]:
+    """A whole `lpusim` process, as an installed lpusim runs: with Python's bytecode cache (a
+    machine may set PYTHONDONTWRITEBYTECODE, which would make every process compile lpusim's
+    source again; pip writes the bytecode of an installed package), the CPUs it may use
+    (`LPUSIM_JOBS` unset), and after a first, unmeasured run that warms the OS file cache and
+    the bytecode (`warm_up`; a command of seconds needs none)."""
+    cmd = lpusim_command() + args
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONDONTWRITEBYTECODE", "LPUSIM_JOBS")}
+    if warm_up:
+        timed_process(cmd, env)
     runs = [timed_process(cmd, env) for _ in range(repeats)]
     walls = sorted(w for w, _m, _c in runs)
     return {"wall_s": statistics.median(walls), "min_s": walls[0], "max_s": walls[-1],
             "repeats": repeats, "peak_rss_bytes": max(m for _w, m, _c in runs),
-            "command": " ".join(["lpusim", "run", *args])}
+            "command": " ".join(["lpusim", *args])}
 
 
 def step(model: str, fidelity: str) -> dict[str, Any]:
@@ -299,6 +308,12 @@ def _cases() -> list[Case]:
              lambda: cli_run([]), target_s=0.25, quick=True),
         Case("cli_run_specdec_cold", "lpusim run llama-3.1-70b-specdec, new process",
              lambda: cli_run([SWEEP_BASE], repeats=3)),
+        Case("cli_serve", "lpusim serve llama-3.1-70b-specdec, new process",
+             lambda: cli(["serve", SWEEP_BASE], repeats=1, warm_up=False)),
+        Case("cli_validate_published", "lpusim validate-published, new process",
+             lambda: cli(["validate-published"], repeats=1, warm_up=False)),
+        Case("cli_calibrate", "lpusim calibrate --dry-run (8 hypotheses), new process",
+             lambda: cli(["calibrate", "--dry-run"], repeats=1, warm_up=False)),
     ]
     for model in ("8b", "70b", "405b"):
         for fid in ("fast", "full"):
