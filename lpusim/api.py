@@ -12,10 +12,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lpusim import collector
+from lpusim import collector, parallel
 from lpusim.compiler import minimum_chips, place
 from lpusim.compiler.topology import build_link_graph
 from lpusim.config import load, resolve_ref
@@ -36,13 +37,32 @@ __all__ = ["DEFAULT_SCENARIO", "RunResult", "assumptions", "baseline_step", "com
            "describe", "load_scenario", "plan", "plan_chips", "plot_breakdown",
            "plot_gamma_curve", "report", "run", "sweep", "to_frame", "load_model", "load_chip",
            "load_system", "acceptance", "acceptance_presets", "textbook_optimum", "serve",
-           "plot_frontier"]
+           "plot_frontier", "run_many"]
 
 
 @collector.paused()
 def run(scenario: ScenarioSpec | str | os.PathLike[str] = DEFAULT_SCENARIO) -> RunResult:
     """Simulate a scenario (file, shipped name or loaded spec): baseline and speculation."""
     return run_scenario(scenario)
+
+
+@collector.paused()
+def run_many(scenarios: Sequence[ScenarioSpec | str | os.PathLike[str]]) -> list[RunResult]:
+    """`run` of each scenario, in order. They are independent: while one runs here, the next
+    run in forked children (`lpusim.parallel`: the usable CPUs in the CLI, one process in the
+    library unless `parallel.set_jobs` says more), each as it would here."""
+    items = list(scenarios)
+
+    def one(i: int) -> RunResult:
+        return run_scenario(items[i])
+
+    out = []
+    # a quick run (a GPU's, a cached one) says nothing of the next: keep forking
+    with parallel.Ahead(one, alike=False) as ahead:
+        for i in range(len(items)):
+            ahead.ahead(range(i, len(items)))
+            out.append(ahead.get(i))
+    return out
 
 
 def describe_scenario(sc: ScenarioSpec) -> dict[str, Any]:
@@ -162,7 +182,7 @@ def compare(scenarios: list[ScenarioSpec | str | os.PathLike[str]]) -> list[dict
     (with speculation if any) and the interleaved throughput of independent steps (an LPU
     pipeline carrying many users; 1 step on a GPU, which serves more users by batching)."""
     specs = [s if isinstance(s, ScenarioSpec) else load_scenario(s) for s in scenarios]
-    results = [run(s) for s in specs]
+    results = run_many(specs)
     first = results[0].to_dict()
     rows = []
     for sc, r in zip(specs, results, strict=True):

@@ -659,10 +659,11 @@ def sensitivity(scenario: str = ANCHOR_SCENARIO, delta: float = 0.5) -> list[dic
     out: list[dict[str, Any]] = []
     for label, fields, kind in progress.iterate(SENSITIVITY, "sensitivity", "parameter"):
         names = fields if isinstance(fields, tuple) else (fields,)
-        res = {}
-        for tag, f in (("low", 1 - delta), ("high", 1 + delta)):
-            ov = {name: _scaled(dotted_get(sc, name), f, kind) for name in names}
-            res[tag] = api.run(api.load_scenario(scenario, ov)).tokens_per_second
+        low, high = (api.run_many(
+            [api.load_scenario(scenario, {name: _scaled(dotted_get(sc, name), f, kind)
+                                          for name in names})
+             for f in (1 - delta, 1 + delta)]))
+        res = {"low": low.tokens_per_second, "high": high.tokens_per_second}
         out.append({"parameter": label, "scale_low": 1 - delta, "scale_high": 1 + delta,
                     "tokens_per_second_low": res["low"], "tokens_per_second_high": res["high"],
                     "baseline_tokens_per_second": base,

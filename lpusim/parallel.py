@@ -152,11 +152,13 @@ class Ahead(Generic[K, T]):
     here, and hands a child's result to `keep` (the caller keeps it as if it had computed it:
     a step cached). No child is started for a key `known` says the caller has,
     and a key it did not have, computed here in less than `WORTH_A_CHILD_S` (a tiny model),
-    stops the children and starts no more. Use it as a context manager: children whose
-    results were never asked for are stopped at the end."""
+    stops the children and starts no more, unless `alike=False` says the keys' costs differ
+    too much for one to tell of the next (whole scenarios, say). Use it as a context manager:
+    children whose results were never asked for are stopped at the end."""
 
     def __init__(self, compute: Callable[[K], T], known: Callable[[K], bool] | None = None,
-                 keep: Callable[[K, T], None] | None = None):
+                 keep: Callable[[K, T], None] | None = None, alike: bool = True):
+        self._alike = alike
         self._compute = compute
         self._known = known
         self._keep = keep
@@ -195,7 +197,7 @@ class Ahead(Generic[K, T]):
         had = self._known is not None and self._known(key)
         t0 = time.perf_counter()
         value = self._compute(key)
-        if not had and time.perf_counter() - t0 < WORTH_A_CHILD_S:
+        if self._alike and not had and time.perf_counter() - t0 < WORTH_A_CHILD_S:
             self.close()                # the keys come quicker than children: none more
             self._workers = 0
         return value

@@ -221,6 +221,31 @@ def test_ahead_uses_a_cpu_the_caller_leaves_idle(two_jobs):
         assert ahead.get(5) == 5
 
 
+@forks
+def test_keys_unlike_in_cost_keep_forking_after_a_quick_one(two_jobs):
+    with parallel.Ahead(lambda k: k, alike=False) as ahead:
+        ahead.ahead([1, 2, 3])
+        assert ahead.get(1) == 1                    # quick, yet it says nothing of 2 and 3
+        assert list(ahead._pending) == [2]
+        ahead.ahead([2, 3])
+        assert ahead.get(2) == 2 and ahead.get(3) == 3
+
+
+@forks
+def test_run_many_runs_scenarios_ahead_and_gives_what_one_process_gives(two_jobs):
+    from lpusim import caches
+    refs = [("llama-3.1-70b-groqrack-576", {"model": "llama-3.2-1b", "chips": 16}),
+            ("llama-3.1-70b-h100x8", {}),
+            ("llama-3.1-70b-specdec", {"model": "llama-3.1-8b", "chips": 48})]
+    scs = [api.load_scenario(r, ov) for r, ov in refs]
+    caches.clear()
+    two = [json.dumps(r.to_dict(), sort_keys=True) for r in api.run_many(scs)]
+    parallel.set_jobs(1)
+    caches.clear()
+    one = [json.dumps(api.run(sc).to_dict(), sort_keys=True) for sc in scs]
+    assert two == one
+
+
 def test_with_one_job_nothing_is_forked():
     assert parallel.jobs() == 1     # the library's default
     me = os.getpid()
