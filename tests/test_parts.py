@@ -161,6 +161,48 @@ def test_a_link_what_if_re_times_the_lowered_transfers_and_nothing_else(model, c
     assert warm.content_hash() != first.content_hash()
 
 
+@pytest.mark.parametrize("model,chips", [("llama-3.1-70b", 576), ("mixtral-8x7b", 272)])
+def test_a_sync_what_if_re_derives_the_fixed_latencies_and_lowers_nothing_again(model, chips,
+                                                                               monkeypatch):
+    """A what-if on a fixed sync latency (deskew, collective latency, layer barrier) that
+    stays above 0 reuses the lowering with the fill of its instructions derived again; one
+    that crosses 0 makes or drops instructions, so the stages are lowered again. The program
+    and the step are what a compile with nothing cached gives, also with a link what-if at
+    once."""
+    import dataclasses
+
+    import lpusim.compiler as comp
+    g = build_decode_graph(load(f"workloads/{model}.yaml"), GraphParams(context=2048))
+
+    def sync(base, **kw):
+        return dataclasses.replace(base, sync=dataclasses.replace(base.sync, **kw))
+    s = sync(system("groqrack-576"), collective_latency_ps=7_000_000)
+    assert s.sync.deskew_per_stage_ps > 0 and s.sync.layer_barrier_ps == 0
+    calls = []
+    real = comp.lower_stage_template
+    monkeypatch.setattr(comp, "lower_stage_template",
+                        lambda *a, **kw: calls.append(a[5]) or real(*a, **kw))
+    first = _fresh(g, s, chips)
+    lowered = len(calls)
+    assert lowered >= len(first.templates)
+    wide = dataclasses.replace(s, links=dataclasses.replace(
+        s.links, bandwidth_bytes_per_s=2 * s.link_bandwidth_bytes_per_s))
+    for sysv, again in ((sync(s, collective_latency_ps=3_000_000), 0),
+                        (sync(s, deskew_per_stage_ps=2 * s.sync.deskew_per_stage_ps), 0),
+                        (sync(wide, collective_latency_ps=1_000_000), 0),
+                        (sync(s, layer_barrier_ps=500_000), lowered),   # crosses 0
+                        (s, 0)):
+        calls.clear()
+        warm = compile_pipeline(g, sysv, chips=chips)
+        assert len(calls) == again
+        cold = _fresh(g, sysv, chips)
+        assert cold.content_hash() == warm.content_hash()
+        assert metrics_pipeline(cold) == metrics_pipeline(warm)
+        _fresh(g, s, chips)                     # the first system's lowering, kept again
+        calls.clear()
+    assert warm.content_hash() == first.content_hash()
+
+
 @pytest.mark.parametrize("model,chips", [("llama-3.1-70b", 576), ("gemma-2-27b", 576),
                                          ("mixtral-8x7b", 272)])
 def test_stages_of_copied_layers_have_the_parts_of_their_forms(model, chips):

@@ -44,6 +44,7 @@ from lpusim.compiler.schedule import (
     lower_step,
     plan_routes,
     schedule,
+    sync_cycles,
     timed,
 )
 from lpusim.compiler.topology import LinkGraph, build_link_graph
@@ -217,25 +218,30 @@ def _template(graph: DecodeGraph, system: SystemSpec, pl: Placement, links: Link
         tpl.parts[key] = Part(prog, lp.imports, lp.exports, ready, sched.busy)
 
 
-# what a stage's lowering reads but the link bandwidth and latencies -> (the graph,
-# placement, links and link graph it was lowered on, its bandwidth, whether every transfer
-# takes a direct link, the lowering); at most 5 x 10^4 tasks in all
+# what a stage's lowering reads but the link bandwidth, the hop latencies and the fixed sync
+# latencies' values -> (the graph, placement, links and link graph it was lowered on, its
+# bandwidth, whether every transfer takes a direct link, its sync cycles, the lowering); at
+# most 5 x 10^4 tasks in all
 _LOWERINGS: BoundedCache[tuple[Any, ...]] = BoundedCache(
-    "template_lowerings", maxsize=2048, weigh=lambda v: len(v[6].tasks), max_weight=50_000)
+    "template_lowerings", maxsize=2048, weigh=lambda v: len(v[7].tasks), max_weight=50_000)
 
 
 def _lowered(graph: DecodeGraph, system: SystemSpec, pl: Placement, links: LinkGraph, s: int,
              io: StageIO, released: dict[int, int] | None,
              parts: tuple[tuple[int, int], ...] | None, part: int) -> LoweredPart:
     """`lower_stage_template`, kept (`template_lowerings`) by all the lowering reads (the
-    graph, the chip, the sync constants, the placement, the links, the stage and its input)
-    except the link bandwidth and the hop latencies. The bandwidth sets only each transfer's
-    serialisation, and where every transfer of the stage takes one direct link, the latencies
-    set only its hop latency (routes of several hops are chosen by latency, so such a stage
-    is lowered again): a what-if on either re-derives those cycles and lowers nothing again.
-    The graph, placement and links are named by identity and held by the entry, so no other
-    object can take their ids. Treat the result as read-only."""
-    key = (id(graph), id(pl), id(links.links), system.chip, system.sync, s,
+    graph, the chip, the placement, the links, the stage and its input) except the link
+    bandwidth, the hop latencies and the values of the sync latencies. The bandwidth sets only
+    each transfer's serialisation, and where every transfer of the stage takes one direct
+    link, the latencies set only its hop latency (routes of several hops are chosen by
+    latency, so such a stage is lowered again); a sync latency sets only the fill of the
+    instructions of its category, once it is above 0 (`schedule.sync_cycles`: whether it is
+    is part of the key). A what-if on any of them re-derives those cycles and lowers nothing
+    again. The graph, placement and links are named by identity and held by the entry, so no
+    other object can take their ids. Treat the result as read-only."""
+    fixed = sync_cycles(system)
+    key = (id(graph), id(pl), id(links.links), system.chip,
+           tuple(sorted((k, v > 0) for k, v in fixed.items())), s,
            (io.entry, io.exit, io.input_bytes),
            tuple(sorted(released.items())) if released is not None else None, parts, part)
     bw = system.link_bandwidth_bytes_per_s
@@ -245,23 +251,30 @@ def _lowered(graph: DecodeGraph, system: SystemSpec, pl: Placement, links: LinkG
         lp = _run_pass("lower", lower_stage_template, graph, system, pl, links, s, io,
                        released, parts, part)
         direct = all(len(t.route) <= 1 for t in lp.tasks)
-        hit = (graph, pl, links.links, links, bw, direct, lp)
+        hit = (graph, pl, links.links, links, bw, direct, fixed, lp)
         _LOWERINGS.put(key, hit)
-    _graph, _pl, _shape, lowered_on, lowered_bw, _direct, lp = hit
-    if lowered_on is links and lowered_bw == bw:
+    _graph, _pl, _shape, lowered_on, lowered_bw, _direct, lowered_fixed, lp = hit
+    same_sync = lowered_fixed == fixed
+    if lowered_on is links and lowered_bw == bw and same_sync:
         return lp
     clock = system.chip.clock_hz
     latency = links.latency
+    retime = lowered_on is not links or lowered_bw != bw
     ser: dict[int, int] = {}
     tasks = []
     for t in lp.tasks:
         if t.kind == "transfer":
-            n = t.nbytes
-            cycles = ser.get(n)
-            if cycles is None:
-                cycles = ser[n] = serialisation_cycles(n, bw, clock)
-            t = Task._make((*t[:9], cycles, tuple(map(latency.__getitem__, t.route)),
-                            *t[11:]))
+            if retime:
+                n = t.nbytes
+                cycles = ser.get(n)
+                if cycles is None:
+                    cycles = ser[n] = serialisation_cycles(n, bw, clock)
+                t = Task._make((*t[:9], cycles, tuple(map(latency.__getitem__, t.route)),
+                                *t[11:]))
+        elif not same_sync:
+            c = t.cost
+            if c is not None and c.category in fixed and c.unit == "icu":
+                t = t._replace(cost=c._replace(fill=fixed[c.category]))
         tasks.append(t)
     return LoweredPart(tasks, lp.outputs, lp.imports, lp.exports)
 

@@ -51,6 +51,18 @@ class StageIO:
     input_bytes: int
 
 
+def sync_cycles(system: SystemSpec) -> dict[str, int]:
+    """The machine's fixed latencies in cycles, by the breakdown category of the one-cycle ICU
+    instruction that carries each (its `fill`): every `stage_deskew`, `collective_latency`
+    and `layer_barrier` instruction the lowering makes has that fill, and the lowering reads
+    these values nowhere else but in whether a latency is above 0 (then its instructions are
+    made at all; the deskew always is)."""
+    sync, clock = system.sync, system.chip.clock_hz
+    return {"stage_deskew": ps_to_cycles(sync.deskew_per_stage_ps, clock),
+            "collective_latency": ps_to_cycles(sync.collective_latency_ps, clock),
+            "layer_barrier": ps_to_cycles(sync.layer_barrier_ps, clock)}
+
+
 class Lowerer:
     def __init__(self, graph: DecodeGraph, system: SystemSpec, placement: Placement,
                  links: LinkGraph):
@@ -71,10 +83,10 @@ class Lowerer:
         self._serialisation: dict[int, int] = {}
         self._latencies: dict[tuple[int, ...], tuple[int, ...]] = {}    # route -> hop latencies
         self._direct: dict[tuple[int, int], tuple[int, ...]] = {}       # (a, b) -> route
-        sync = system.sync
-        self.sync_cycles = ps_to_cycles(sync.deskew_per_stage_ps, self.clock)
-        self.collective_cycles = ps_to_cycles(sync.collective_latency_ps, self.clock)
-        self.barrier_cycles = ps_to_cycles(sync.layer_barrier_ps, self.clock)
+        fixed = sync_cycles(system)
+        self.sync_cycles = fixed["stage_deskew"]
+        self.collective_cycles = fixed["collective_latency"]
+        self.barrier_cycles = fixed["layer_barrier"]
         self.act_dtype = act_dtype
         # a stage part (`stage(..., part=...)`): marker -> (address, chip position) of a value
         # an earlier part of the stage produced, and task -> what it imports
