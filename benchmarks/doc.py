@@ -94,9 +94,10 @@ READING = """\
   kind and copies it, and what depends only on a block's ops (its SRAM, a stage's parts) is
   computed once per copied block; a serving study sizes its KV pool from placements, not
   compiled steps. A link what-if (bandwidth, hop latency) reuses each stage's lowering and
-  re-times its transfers (a stage with a route of several hops is lowered again), but what
-  it changes reaches every transfer, so it still schedules, verifies and simulates every
-  template.
+  re-times its transfers (a stage with a route of several hops is lowered again), and a
+  what-if on a fixed sync latency re-derives the fill of its instructions (`calibrate`'s
+  fits move those), but what either changes reaches every template, so it still schedules,
+  verifies and simulates them all.
 - **Simulation.** The simulator advances by one simpy event per cycle at which anything
   issues and runs that cycle's items (a 70B template has about 12 per such cycle), so its
   rate in items per second is about twice what one event per item gave.
