@@ -65,9 +65,8 @@ def step_metrics(model: ModelSpec, system: SystemSpec | GpuSystemSpec, *, chips:
                  expert_parallel: bool = False) -> StepMetrics:
     """Latency and metrics of one decode step of `model` on the first `chips` of `system`
     (the caller's own copy of the cached answer)."""
-    key = (model, system, chips, tp, positions, batch,
-           _context_of(system, positions, context, context_window), precision, with_heads,
-           fidelity, context_window, expert_parallel)
+    key = _key(model, system, chips, tp, positions, batch, context, precision, with_heads,
+               fidelity, context_window, expert_parallel)
     m = _STEPS.get(key)
     if m is None:
         m = _stored_or_computed(*key)
@@ -82,9 +81,8 @@ def step_known(model: ModelSpec, system: SystemSpec | GpuSystemSpec, *, chips: i
                expert_parallel: bool = False) -> bool:
     """Whether `step_metrics` of these inputs is in this process's cache already (answered
     without compiling: a caller deciding where to compute it)."""
-    return (model, system, chips, tp, positions, batch,
-            _context_of(system, positions, context, context_window), precision, with_heads,
-            fidelity, context_window, expert_parallel) in _STEPS
+    return _key(model, system, chips, tp, positions, batch, context, precision, with_heads,
+                fidelity, context_window, expert_parallel) in _STEPS
 
 
 def steps_ahead(inputs_of: Callable[[K], dict[str, Any]]) -> Ahead[K, StepMetrics]:
@@ -104,21 +102,23 @@ def step_keep(metrics: StepMetrics, model: ModelSpec, system: SystemSpec | GpuSy
     """Keep `metrics`, the step of these inputs computed by another process (a forked child
     of this one, `lpusim.parallel`), as if computed here: `step_metrics` of these inputs
     then answers from it (a copy: the caller's object stays its own)."""
-    key = (model, system, chips, tp, positions, batch,
-           _context_of(system, positions, context, context_window), precision, with_heads,
-           fidelity, context_window, expert_parallel)
-    _STEPS.put(key, _copy(metrics))
+    _STEPS.put(_key(model, system, chips, tp, positions, batch, context, precision, with_heads,
+                    fidelity, context_window, expert_parallel), _copy(metrics))
 
 
-def _context_of(system: SystemSpec | GpuSystemSpec, positions: int, context: int,
-                context_window: int | None) -> int:
-    """The context as a step depends on it: 0 for every context a step compiled for its
-    window does not depend on (`GraphParams.canonical`), so their steps are one entry."""
-    if isinstance(system, GpuSystemSpec):
-        return context
-    return GraphParams(positions=positions, context=context, context_window=context_window,
-                       window_attention=system.compiler.attention_span == "window"
-                       ).canonical().context
+def _key(model: ModelSpec, system: SystemSpec | GpuSystemSpec, chips: int, tp: int,
+         positions: int, batch: int, context: int, precision: PrecisionSpec, with_heads: bool,
+         fidelity: str, context_window: int | None, expert_parallel: bool) -> tuple[Any, ...]:
+    """The step cache's key of a step's inputs (`_stored_or_computed`'s arguments), with the
+    context as the step depends on it: 0 for every context a step compiled for its window
+    does not depend on (`GraphParams.canonical`), so their steps are one entry."""
+    if not isinstance(system, GpuSystemSpec):
+        context = GraphParams(positions=positions, context=context,
+                              context_window=context_window,
+                              window_attention=system.compiler.attention_span == "window"
+                              ).canonical().context
+    return (model, system, chips, tp, positions, batch, context, precision, with_heads,
+            fidelity, context_window, expert_parallel)
 
 
 def step_memory(model: ModelSpec, system: SystemSpec | GpuSystemSpec, *, chips: int, tp: int,
