@@ -12,8 +12,8 @@ simulates the full program instead. A template whose lowered tasks equal those o
 verified before (in any compile of the process: a what-if on context, or another batch or
 width, often leaves a block's tasks unchanged) reuses that schedule, the same objects, and only
 its SRAM is checked again; the simulator reuses its run by the same objects. A stage's lowering
-is reused across what-ifs on link bandwidth and hop latency (`_lowered`), its transfers
-re-timed.
+is reused across what-ifs on link bandwidth and hop latency, its transfers re-timed, and on
+the fixed sync latencies, their instructions' fill derived again (`_lowered`).
 """
 
 from __future__ import annotations
