@@ -340,6 +340,39 @@ def test_a_serving_study_is_the_same_with_two_processes_and_keeps_its_prefill_st
 
 
 @forks
+def test_node_spanning_groups_are_signed_ahead_in_a_child_alike(two_jobs, monkeypatch):
+    """With two processes the later stages' node-spanning groups are signed in a child while
+    the earlier stages compile: the program is the same, to the hash, the child's signatures
+    are kept with the link graph, and a second compile forks nothing for them."""
+    from lpusim import caches
+    from lpusim.compiler import compile_pipeline
+    from lpusim.compiler.topology import build_link_graph
+    from lpusim.config import load
+    from lpusim.graph import GraphParams, build_decode_graph
+    from tests.helpers import system
+    s = system("groqrack-2304")
+    g = build_decode_graph(load("workloads/llama-3.1-8b.yaml"), GraphParams(context=2048))
+    forked = []
+    real = parallel.Forked.__init__
+
+    def counting(self, fn):
+        forked.append(fn)
+        real(self, fn)
+    monkeypatch.setattr(parallel.Forked, "__init__", counting)
+    caches.clear()
+    two = compile_pipeline(g, s, chips=480, tp=16)
+    assert len(forked) == 1
+    links = build_link_graph(s, 480)
+    assert sum(1 for k in links.derived if k[0] == "group") >= 30
+    compile_pipeline(g, s, chips=480, tp=16)
+    assert len(forked) == 1                         # all signed: no child the second time
+    parallel.set_jobs(1)
+    caches.clear()
+    one = compile_pipeline(g, s, chips=480, tp=16)
+    assert len(forked) == 1 and one.content_hash() == two.content_hash()
+
+
+@forks
 def test_the_cli_computes_with_lpusim_jobs(tmp_path):
     def run(jobs):
         env = {**os.environ, "LPUSIM_JOBS": jobs}

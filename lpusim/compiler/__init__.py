@@ -25,6 +25,7 @@ from itertools import groupby
 from operator import attrgetter
 from typing import Any, NamedTuple
 
+from lpusim import parallel
 from lpusim.caches import BoundedCache, derived
 from lpusim.compiler.checks import check_lowered, check_placement, pass_checks, set_pass_checks
 from lpusim.compiler.lower import Task, serialisation_cycles
@@ -53,6 +54,7 @@ from lpusim.config.specs import ChipSpec, SystemSpec
 from lpusim.errors import CapacityError, CompileError, LpusimError, NoStageTemplate
 from lpusim.graph import DecodeGraph
 from lpusim.graph.ops import COST_FIELDS
+from lpusim.parallel import Forked
 from lpusim.program import Handoff, Instr, PipelineProgram, Program, Transfer
 
 __all__ = ["Placement", "compile_pipeline", "compile_program", "minimum_chips", "place",
@@ -71,12 +73,61 @@ def _run_pass(pass_name: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> 
         raise CompileError(pass_name, str(e)) from e
 
 
+def _group_key(pl: Placement, s: int) -> tuple[Any, ...]:
+    return ("group", pl.stage_chips[s], pl.stage_chips[s - 1] if s else ())
+
+
 def _group_signature(links: LinkGraph, pl: Placement, s: int) -> str:
     """`group_signature`, kept with the link graph by the chips of the group and the one
     before: every width of a speculative search places the same groups, and a group spanning
     racks needs hundreds of routes to sign."""
-    return derived(links, ("group", pl.stage_chips[s], pl.stage_chips[s - 1] if s else ()),
-                   lambda: group_signature(links, pl, s))
+    return derived(links, _group_key(pl, s), lambda: group_signature(links, pl, s))
+
+
+# a child signs the groups of the later stages when at least this many span nodes, unsigned
+SIGN_AHEAD_STAGES = 16
+
+
+class _SignsAhead:
+    """With more than one process allowed (`lpusim.parallel`), the node-spanning groups of
+    the later two thirds of the stages are signed in a forked child while this process signs
+    and compiles the earlier stages (each group signs hundreds of routes, and a first 405B
+    step spends a third of its time so); `take(s)` before stage s's signature is read keeps
+    the child's signatures with the link graph once s is the first of them. The signatures
+    are the ones this process would make (a function of the links and the placement), and a
+    child that fails leaves them to be made here."""
+
+    def __init__(self, links: LinkGraph, pl: Placement):
+        self.links = links
+        self.pl = pl
+        self.first = -1
+        self.child: Forked[dict[int, str]] | None = None
+        if parallel.jobs() < 2 or not parallel.can_fork():
+            return
+        unsigned = [s for s, chips in enumerate(pl.stage_chips)
+                    if len({links.node_of(c) for c in chips}) > 1
+                    and _group_key(pl, s) not in links.derived]
+        if len(unsigned) < SIGN_AHEAD_STAGES:
+            return
+        later = unsigned[len(unsigned) // 3:]       # this process also compiles templates
+        self.first = later[0]
+        self.child = parallel.Forked(lambda: {s: group_signature(links, pl, s) for s in later})
+
+    def take(self, s: int) -> None:
+        if s != self.first or self.child is None:
+            return
+        got = self.child.result()
+        self.child = None
+        if got is not None:
+            for t, sig in got[0].items():
+                self.links.derived.setdefault(_group_key(self.pl, t), sig)
+
+    def __enter__(self) -> _SignsAhead:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.child is not None:
+            self.child.cancel()
 
 
 def placement(graph: DecodeGraph, chip: ChipSpec, chips: int, tp: int) -> Placement:
@@ -443,47 +494,49 @@ def compile_pipeline(graph: DecodeGraph, system: SystemSpec, *, chips: int | Non
     per_layer = Counter(b.split(".")[0] for b in graph.blocks)
     live_in = Lowerer(graph, system, pl, links).live_in_bytes
     lag: tuple[int, ...] = ()       # the previous stage's output per chip, after its earliest
-    for s, io in enumerate(ios):
-        handoff = handoff_signature(links, pl, s)
-        group = _group_signature(links, pl, s)
-        released: dict[int, int] | None = None
-        tail = ""
-        if any(lag):
-            prev = pl.stage_chips[s - 1]
-            released = {c: lag[i] for i, c in enumerate(prev)}
-            at = sorted((prev.index(a), released[a], pl.stage_chips[s].index(b),
-                         tuple(links.latency[lid] for lid in route))
-                        for a, b, route in handoff_plan(links, pl, s))
-            tail += "|at:" + hashlib.sha256(repr(at).encode()).hexdigest()[:12]
-        if group:
-            tail += f"|group:{group}"
-        mine: list[str] | None = None
-        if not group and len(pl.stages[s]) > 1:
-            parts, mine = _part_keys(graph, pl, s, s == 0, s == last, same, handoff, tail,
-                                     signatures, live_in(s))
-            if len(parts) == 1 or not _compile_parts(graph, system, pl, links, s, io,
-                                                     released, parts, mine, name, tpl):
-                mine = None
-        if mine is None:
-            key = _stage_key(graph, pl.stages[s], s == 0, s == last, same, handoff,
-                             signatures, per_layer) + tail
-            if key not in tpl.programs:
-                _template(graph, system, pl, links, s, io, released, key, f"{name}:{key}",
-                          tpl)
-            mine = [key]
-            joins.append(None)
-        else:
-            found = tpl.joins[tuple(mine)]
-            assert found is not None
-            joins += [None, *found]
-        keys += mine
-        stage_of += [s] * len(mine)
-        arrive = tpl.arrivals[mine[-1]]
-        lag = tuple(r - min(arrive) for r in arrive) if s < last else ()
-        if any(lag) and not group:
-            # a group inside one node shares templates up to a permutation of its chips, which
-            # would permute the lags too: exact only when its output is everywhere at once
-            raise NoStageTemplate(s, mine[-1])
+    with _SignsAhead(links, pl) as signs:
+        for s, io in enumerate(ios):
+            signs.take(s)
+            handoff = handoff_signature(links, pl, s)
+            group = _group_signature(links, pl, s)
+            released: dict[int, int] | None = None
+            tail = ""
+            if any(lag):
+                prev = pl.stage_chips[s - 1]
+                released = {c: lag[i] for i, c in enumerate(prev)}
+                at = sorted((prev.index(a), released[a], pl.stage_chips[s].index(b),
+                             tuple(links.latency[lid] for lid in route))
+                            for a, b, route in handoff_plan(links, pl, s))
+                tail += "|at:" + hashlib.sha256(repr(at).encode()).hexdigest()[:12]
+            if group:
+                tail += f"|group:{group}"
+            mine: list[str] | None = None
+            if not group and len(pl.stages[s]) > 1:
+                parts, mine = _part_keys(graph, pl, s, s == 0, s == last, same, handoff, tail,
+                                         signatures, live_in(s))
+                if len(parts) == 1 or not _compile_parts(graph, system, pl, links, s, io,
+                                                         released, parts, mine, name, tpl):
+                    mine = None
+            if mine is None:
+                key = _stage_key(graph, pl.stages[s], s == 0, s == last, same, handoff,
+                                 signatures, per_layer) + tail
+                if key not in tpl.programs:
+                    _template(graph, system, pl, links, s, io, released, key, f"{name}:{key}",
+                              tpl)
+                mine = [key]
+                joins.append(None)
+            else:
+                found = tpl.joins[tuple(mine)]
+                assert found is not None
+                joins += [None, *found]
+            keys += mine
+            stage_of += [s] * len(mine)
+            arrive = tpl.arrivals[mine[-1]]
+            lag = tuple(r - min(arrive) for r in arrive) if s < last else ()
+            if any(lag) and not group:
+                # a group inside one node shares templates up to a permutation of its chips, which
+                # would permute the lags too: exact only when its output is everywhere at once
+                raise NoStageTemplate(s, mine[-1])
     p = graph.params
     clock = system.chip.clock_hz
     tokens = 4 * p.batch * p.positions
