@@ -278,7 +278,7 @@ def test_all_reduce_across_two_nodes_is_hierarchical():
         assert set(range(16)) <= ancestors(out[c]) | {out[c]}
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(sizes=st.lists(st.fixed_dictionaries({"weights": st.integers(0, 10**9),
                                              "kv_cache": st.integers(0, 10**8),
                                              "activations": st.integers(0, 10**8)}),
