@@ -113,10 +113,8 @@ def _key(model: ModelSpec, system: SystemSpec | GpuSystemSpec, chips: int, tp: i
     context as the step depends on it: 0 for every context a step compiled for its window
     does not depend on (`GraphParams.canonical`), so their steps are one entry."""
     if not isinstance(system, GpuSystemSpec):
-        context = GraphParams(positions=positions, context=context,
-                              context_window=context_window,
-                              window_attention=system.compiler.attention_span == "window"
-                              ).canonical().context
+        context = GraphParams.canonical_context(context, positions, context_window,
+                                                system.compiler.attention_span == "window")
     return (model, system, chips, tp, positions, batch, context, precision, with_heads,
             fidelity, context_window, expert_parallel)
 

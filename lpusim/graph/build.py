@@ -83,10 +83,18 @@ class GraphParams:
         The graph reads the context only through `attended` and `kv_reserved_tokens`, and both
         are then the window's (W - positions and W), so every such context builds the same
         graph, and the steps of a context what-if share it and all compiled from it."""
-        if (self.window_attention and self.context_window and self.context
-                and self.context + self.positions <= self.context_window):
-            return dataclasses.replace(self, context=0)
-        return self
+        context = self.canonical_context(self.context, self.positions, self.context_window,
+                                         self.window_attention)
+        return self if context == self.context else dataclasses.replace(self, context=context)
+
+    @staticmethod
+    def canonical_context(context: int, positions: int, context_window: int | None,
+                          window_attention: bool) -> int:
+        """`canonical`'s context of these fields (without making the params: a cache key
+        asks for it often)."""
+        if window_attention and context_window and context + positions <= context_window:
+            return 0
+        return context
 
 
 class DecodeGraph:
