@@ -56,13 +56,9 @@ def run_many(scenarios: Sequence[ScenarioSpec | str | os.PathLike[str]]) -> list
     def one(i: int) -> RunResult:
         return run_scenario(items[i])
 
-    out = []
     # a quick run (a GPU's, a cached one) says nothing of the next: keep forking
     with parallel.Ahead(one, alike=False) as ahead:
-        for i in range(len(items)):
-            ahead.ahead(range(i, len(items)))
-            out.append(ahead.get(i))
-    return out
+        return list(ahead.each(range(len(items))))
 
 
 def describe_scenario(sc: ScenarioSpec) -> dict[str, Any]:

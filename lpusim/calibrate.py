@@ -336,16 +336,12 @@ def calibrate(only: str | None = None) -> Calibration:
     hs = [hypothesis(only)] if only else list(HYPOTHESES)
     # the hypotheses are independent: the next ones are evaluated in forked children meanwhile
     # (lpusim.parallel; the CLI's processes), each as it would be here
-    found = []
-
     def evaluated(i: int) -> HypothesisReport:
         return evaluate_hypothesis(hs[i], rows)
 
     with parallel.Ahead(evaluated) as ahead:
-        for i in progress.iterate(range(len(hs)), "calibrate", "hypothesis"):
-            ahead.ahead(range(i, len(hs)))
-            found.append(ahead.get(i))
-    reports = tuple(found)
+        reports = tuple(progress.iterate(ahead.each(range(len(hs))), "calibrate",
+                                         "hypothesis", total=len(hs)))
     pool = [r for r in reports if not r.hypothesis.catch_all and r.loo_error_percent] \
         or list(reports)
     chosen = min(pool, key=lambda r: (round(r.mean_abs_loo_percent, 6),

@@ -1,6 +1,7 @@
-"""Forked workers: results computed ahead in child processes, for a search whose next
-candidates are known before it asks for them (the gamma or window search of a speculative
-run, `lpusim.speculative.search`).
+"""Forked workers: results computed ahead in child processes, for a caller whose next keys
+are known before it asks for them: the gamma or window search of a speculative run
+(`lpusim.speculative.search`), a serving study's prefill chunks, calibration's hypotheses,
+independent scenarios (`api.run_many`), and 405B's group signatures (`Forked` alone).
 
 What it models: nothing of the machine; it only spends idle CPUs. What it assumes: the
 computation is a deterministic function of the state of the process it was forked from, with
@@ -26,7 +27,7 @@ import pickle
 import signal
 import sys
 import time
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from typing import Generic, TypeVar
 
 __all__ = ["Ahead", "Forked", "can_fork", "jobs", "set_jobs", "usable_cpus"]
@@ -144,8 +145,9 @@ class Forked(Generic[T]):
 
 
 class Ahead(Generic[K, T]):
-    """`compute(key)` for the keys a search asks for, the likely next ones computed ahead in
-    children. `ahead(keys)` takes the keys the search may still ask for, the one it asks for
+    """`compute(key)` for the keys a caller asks for, the likely next ones computed ahead in
+    children (`each`: all of given keys, in order). `ahead(keys)` takes the keys the caller
+    may still ask for, the one it asks for
     next first: it stops the children of keys no longer among them, and starts children for
     the next keys while fewer than `jobs() - 1` run (`jobs()` when the caller is about to wait
     for a child's key instead of computing). `get(key)` takes a child's result, or computes it
@@ -201,6 +203,13 @@ class Ahead(Generic[K, T]):
             self.close()                # the keys come quicker than children: none more
             self._workers = 0
         return value
+
+    def each(self, keys: Sequence[K]) -> Iterator[T]:
+        """`get` of every key in order, each after `ahead` of it and the keys after it (the
+        caller asks for all of them: the later ones are computed in children meanwhile)."""
+        for i, key in enumerate(keys):
+            self.ahead(keys[i:])
+            yield self.get(key)
 
     def close(self) -> None:
         for child in self._pending.values():

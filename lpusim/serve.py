@@ -612,14 +612,11 @@ def prefill(steps: _Steps, prompt_tokens: int) -> Prefill:
                             context=prompt_tokens - c)
 
     with steps_ahead(chunk) as chunks:
-        for i, c in enumerate(sizes):
-            chunks.ahead(sizes[i:])
-            try:
-                m = chunks.get(c)
-            except CapacityError as e:
-                bound = f"sram: a chunk of {c} positions does not fit ({e})"
-                break
-            fits.append((c, m.latency_cycles, m.initiation_interval_cycles))
+        try:
+            for c, m in zip(sizes, chunks.each(sizes), strict=False):
+                fits.append((c, m.latency_cycles, m.initiation_interval_cycles))
+        except CapacityError as e:          # the chunk after the last that fits
+            bound = f"sram: a chunk of {sizes[len(fits)]} positions does not fit ({e})"
     if not fits:
         raise CapacityError(f"no prefill chunk of a {prompt_tokens}-token prompt fits: {bound}")
     return Prefill(prompt_tokens, tuple(fits), bound)

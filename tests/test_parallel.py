@@ -222,6 +222,18 @@ def test_ahead_uses_a_cpu_the_caller_leaves_idle(two_jobs):
 
 
 @forks
+def test_each_gives_every_key_in_order_the_later_ones_from_children(two_jobs):
+    def slow(k):
+        time.sleep(2 * parallel.WORTH_A_CHILD_S)
+        return k, os.getpid()
+    with parallel.Ahead(slow) as ahead:
+        got = list(ahead.each([1, 2, 3]))
+    assert [v for v, _pid in got] == [1, 2, 3] and got[0][1] == os.getpid()
+    assert any(pid != os.getpid() for _v, pid in got[1:])
+    assert not ahead._pending
+
+
+@forks
 def test_keys_unlike_in_cost_keep_forking_after_a_quick_one(two_jobs):
     with parallel.Ahead(lambda k: k, alike=False) as ahead:
         ahead.ahead([1, 2, 3])
@@ -370,6 +382,24 @@ def test_node_spanning_groups_are_signed_ahead_in_a_child_alike(two_jobs, monkey
     caches.clear()
     one = compile_pipeline(g, s, chips=480, tp=16)
     assert len(forked) == 1 and one.content_hash() == two.content_hash()
+
+
+@forks
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_prefill_stops_at_the_first_chunk_that_does_not_fit(jobs, two_jobs):
+    """A chunk too wide for SRAM ends the prefill chunks, in one process and two (where it
+    fails in its child too and is compiled here to raise), and the bound names it."""
+    from lpusim import caches
+    from lpusim.serve import ServeOptions, _resolved, _Steps, parse_contexts, prefill
+    parallel.set_jobs(jobs)
+    caches.clear()
+    sc = api.load_scenario("llama-3.1-70b-groqrack-576", {"model": "llama-3.2-1b", "chips": 8,
+                                                          "context_window": 8192})
+    placed, _ = _resolved(sc, "none")
+    opts = ServeOptions()
+    fill = prefill(_Steps(placed, parse_contexts(opts.contexts, placed.window), opts), 8000)
+    assert [c for c, _l, _i in fill.chunks] == [1 << k for k in range(11)]
+    assert fill.bound.startswith("sram: a chunk of 2048 positions does not fit (")
 
 
 @forks
