@@ -3,11 +3,14 @@ caller's own, every cache is bounded and cleared in one place (lpusim.caches), g
 matplotlib are left as found, and the on-disk step cache survives corrupt entries."""
 
 import ast
+import contextlib
 import dataclasses
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -109,22 +112,26 @@ def test_no_cache_outside_lpusim_caches():
     assert not bad
 
 
-def test_bounded_cache_keeps_the_most_recent():
-    c: caches.BoundedCache[int] = caches.BoundedCache("test-bounded", maxsize=2)
+@contextlib.contextmanager
+def _scratch_cache(name: str, maxsize: int, **kw: Any) -> Iterator[caches.BoundedCache[Any]]:
+    """A BoundedCache for one test, unregistered after it."""
     try:
+        yield caches.BoundedCache(name, maxsize, **kw)
+    finally:
+        del caches._REGISTRY[name]
+
+
+def test_bounded_cache_keeps_the_most_recent():
+    with _scratch_cache("test-bounded", 2) as c:
         c.put("a", 1)
         c.put("b", 2)
         assert c.get("a") == 1                  # a is now the most recent
         c.put("c", 3)
         assert (c.get("a"), c.get("b"), c.get("c"), len(c)) == (1, None, 3, 2)
-    finally:
-        del caches._REGISTRY["test-bounded"]
 
 
 def test_a_weighted_cache_keeps_its_weight_bound():
-    c: caches.BoundedCache[str] = caches.BoundedCache("test-weighted", maxsize=10, weigh=len,
-                                                      max_weight=5)
-    try:
+    with _scratch_cache("test-weighted", 10, weigh=len, max_weight=5) as c:
         c.put("a", "xx")
         c.put("b", "yyy")
         assert (len(c), c.weight) == (2, 5)
@@ -134,22 +141,16 @@ def test_a_weighted_cache_keeps_its_weight_bound():
         assert (len(c), c.weight, c.get("d")) == (1, 9, "w" * 9)
         caches.clear()
         assert (len(c), c.weight) == (0, 0)
-    finally:
-        del caches._REGISTRY["test-weighted"]
 
 
 def test_storing_a_key_again_replaces_its_weight_and_makes_it_the_most_recent():
-    c: caches.BoundedCache[str] = caches.BoundedCache("test-again", maxsize=3, weigh=len,
-                                                      max_weight=6)
-    try:
+    with _scratch_cache("test-again", 3, weigh=len, max_weight=6) as c:
         c.put("a", "xx")
         c.put("b", "yy")
         c.put("a", "x")                          # weight 3, order b, a
         assert (len(c), c.weight, c.values()) == (2, 3, ["yy", "x"])
         c.put("c", "zzzz")                       # 7 > 6: b, now the least recent, goes
         assert (c.get("b"), c.values(), c.weight) == (None, ["x", "zzzz"], 5)
-    finally:
-        del caches._REGISTRY["test-again"]
 
 
 def test_derived_values_live_with_their_object():
