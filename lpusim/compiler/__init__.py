@@ -54,7 +54,6 @@ from lpusim.config.specs import ChipSpec, SystemSpec
 from lpusim.errors import CapacityError, CompileError, LpusimError, NoStageTemplate
 from lpusim.graph import DecodeGraph
 from lpusim.graph.ops import COST_FIELDS
-from lpusim.parallel import Forked
 from lpusim.program import Handoff, Instr, PipelineProgram, Program, Transfer
 
 __all__ = ["Placement", "compile_pipeline", "compile_program", "minimum_chips", "place",
@@ -101,7 +100,7 @@ class _SignsAhead:
         self.links = links
         self.pl = pl
         self.first = -1
-        self.child: Forked[dict[int, str]] | None = None
+        self.child: parallel.Forked[dict[int, str]] | None = None
         if parallel.jobs() < 2 or not parallel.can_fork():
             return
         unsigned = [s for s, chips in enumerate(pl.stage_chips)
@@ -292,7 +291,7 @@ def _lowered(graph: DecodeGraph, system: SystemSpec, pl: Placement, links: LinkG
     other object can take their ids. Treat the result as read-only."""
     fixed = sync_cycles(system)
     key = (id(graph), id(pl), id(links.links), system.chip,
-           tuple(sorted((k, v > 0) for k, v in fixed.items())), s,
+           tuple(v > 0 for v in fixed.values()), s,
            (io.entry, io.exit, io.input_bytes),
            tuple(sorted(released.items())) if released is not None else None, parts, part)
     bw = system.link_bandwidth_bytes_per_s

@@ -103,7 +103,7 @@ class LinkGraph:
         spanning nodes asks for the route between every two of its chips)."""
         hit = self._pairs.get((a, b))
         if hit is None:
-            hit = self._pairs[(a, b)] = () if a == b else tuple(self._route1(a, b)[2])
+            hit = self._pairs[(a, b)] = () if a == b else tuple(self._route1(a, b))
         return hit
 
     def _route(self, sources: list[int], targets: list[int]) -> tuple[int, int, list[int]]:
@@ -111,10 +111,8 @@ class LinkGraph:
         if common:
             c = min(common)
             return c, c, []
-        if len(sources) == 1 and len(targets) == 1:
-            return self._route1(sources[0], targets[0])
-        # one search from every source at once: the first target out of the heap is the
-        # cheapest (then fewest hops, then lowest chip id)
+        # one search from every source at once (one source and one target: `pair_route`): the
+        # first target out of the heap is the cheapest (then fewest hops, then lowest chip id)
         _low, lb, _adj = self._packed()
         heap = [s << lb for s in sorted(set(sources))]
         via: dict[int, int] = {}
@@ -173,13 +171,13 @@ class LinkGraph:
             c = self.links[via[c]].src
         return c, b, path[::-1]
 
-    def _route1(self, a: int, b: int) -> tuple[int, int, list[int]]:
-        """`_route([a], [b])`: a route of at most three hops found without a search where it
-        is the cheapest (`_short`), else by A* towards b (`_astar`). Both read the route back
-        from least costs by the rule `_search` follows, so the route is the one a search from
-        a alone would take."""
+    def _route1(self, a: int, b: int) -> list[int]:
+        """The links of the cheapest route from a to b (a != b): one of at most three hops
+        found without a search where it is the cheapest (`_short`), else by A* towards b
+        (`_astar`). Both read the route back from least costs by the rule `_search` follows,
+        so the route is the one a search from a alone would take."""
         short = self._short(a, b)
-        return a, b, short if short is not None else self._astar(a, b)
+        return short if short is not None else self._astar(a, b)
 
     def _tables(self) -> _RouteTables:
         """What `_short` and `_astar` read, made once per link graph."""
