@@ -80,7 +80,7 @@ from lpusim.speculative.registry import (
 )
 from lpusim.speculative.search import best_candidate
 from lpusim.speculative.theory import break_even_acceptance
-from lpusim.step import step_known, step_metrics, steps_ahead
+from lpusim.step import step_metrics, steps_ahead
 from lpusim.strategy_traits import TRAITS
 from lpusim.units import ps_to_cycles
 
@@ -147,7 +147,7 @@ def _head_start(acc: AcceptanceModel, gamma: int, draft_cycles: int, verify_cycl
 
 class Stepper:
     """The scenario's step at (model, chips, tp, width, with heads), compiled and simulated;
-    `known` says whether this process has it already."""
+    `widths`, a search's steps computed ahead."""
 
     def __init__(self, sc: ScenarioSpec):
         self.sc = sc
@@ -166,9 +166,6 @@ class Stepper:
     def __call__(self, model: ModelSpec, chips: int, tp: int, width: int,
                  heads: bool) -> StepMetrics:
         return step_metrics(**self._inputs(model, chips, tp, width, heads))
-
-    def known(self, model: ModelSpec, chips: int, tp: int, width: int, heads: bool) -> bool:
-        return step_known(**self._inputs(model, chips, tp, width, heads))
 
     def widths(self, model: ModelSpec, chips: int, tp: int, heads: bool,
                width_of: Callable[[int], int]) -> Ahead[int, StepMetrics]:
