@@ -268,6 +268,101 @@ def warm_changed() -> dict[str, Any]:
                           for ov, w in zip(changes, walls, strict=True)]}
 
 
+class _PassTimer:
+    """Accumulates, per compiler pass and for the simulator, the seconds spent and the items
+    handled (tasks lowered or scheduled, instructions and transfers verified or simulated),
+    by wrapping lpusim.compiler's pass runner, its group signatures and the fast metrics'
+    simulate. Each pass is timed on its own: a child process would hide its share, so
+    `passes()` is measured in one process."""
+
+    def __init__(self) -> None:
+        import lpusim.compiler as comp
+        import lpusim.sim.metrics as met
+        self.seconds: dict[str, float] = {}
+        self.items: dict[str, int] = {}
+        self._undo: list[tuple[Any, str, Any]] = []
+        run_pass, sign, sim = comp._run_pass, comp.group_signature, met.simulate
+
+        def add(name: str, t0: float, n: int) -> None:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+            self.items[name] = self.items.get(name, 0) + n
+
+        def passes(pass_name: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+            t0 = time.perf_counter()
+            out = run_pass(pass_name, fn, *args, **kw)
+            name = {"lower_stage_template": "lower", "timed": "schedule",
+                    "verify_schedule": "verify", "plan_routes": "routes"}.get(fn.__name__)
+            if name is not None:
+                n = {"lower": lambda: len(out.tasks), "schedule": lambda: len(args[0]),
+                     "verify": lambda: len(args[0].instructions) + len(args[0].transfers),
+                     "routes": lambda: 0}[name]()
+                add(name, t0, n)
+            return out
+
+        def signature(*args: Any) -> Any:
+            t0 = time.perf_counter()
+            out = sign(*args)
+            add("signatures", t0, 0)
+            return out
+
+        def simulate(prog: Any) -> Any:
+            t0 = time.perf_counter()
+            out = sim(prog)
+            add("simulate", t0, len(prog.instructions) + len(prog.transfers))
+            return out
+
+        for mod, attr, fn in ((comp, "_run_pass", passes), (comp, "group_signature", signature),
+                              (met, "simulate", simulate)):
+            self._undo.append((mod, attr, getattr(mod, attr)))
+            setattr(mod, attr, fn)
+
+    def close(self) -> None:
+        for mod, attr, fn in self._undo:
+            setattr(mod, attr, fn)
+
+
+PASSES = ("lower", "schedule", "verify", "simulate", "routes", "signatures")
+
+
+def passes() -> dict[str, Any]:
+    """Where the time of the three work-bound predictions goes, in one process (LPUSIM_JOBS
+    1): a 70B link what-if after a first run (`warm_changed`'s median kind), a first 70B
+    speculative prediction (`specdec_70b_fast`, its imports included) and a first 405B step
+    (`step_405b_fast`). Per workload: its wall time, each pass's seconds and items (tasks
+    lowered or scheduled; instructions and transfers verified or simulated) and microseconds
+    per item, and the rest (composing the stages, keys and caches, loading, imports, the
+    search and the Monte Carlo). `wall_s` is the sum of the three walls."""
+    from lpusim import api, parallel
+    from lpusim.runner import DEFAULT_SCENARIO, baseline_step
+    parallel.set_jobs(1)
+
+    def measured(work: Callable[[], Any]) -> dict[str, Any]:
+        timer = _PassTimer()
+        t0 = time.perf_counter()
+        try:
+            work()
+        finally:
+            wall = time.perf_counter() - t0
+            timer.close()
+        rows = {p: {"s": timer.seconds[p], "items": timer.items[p],
+                    "us_per_item": (1e6 * timer.seconds[p] / timer.items[p]
+                                    if timer.items[p] else None)}
+                for p in PASSES if p in timer.seconds}
+        return {"wall_s": wall, "passes": rows,
+                "rest_s": wall - sum(r["s"] for r in rows.values())}
+
+    api.run(api.load_scenario(DEFAULT_SCENARIO))
+    out = {"link_what_if_70b": measured(lambda: api.run(api.load_scenario(
+        DEFAULT_SCENARIO, {"system.links.bandwidth_bytes_per_s": "20GB/s"})))}
+    ref, ov = SPEC_SCENARIOS["70b"]
+    sc = api.load_scenario(ref, {**ov, "fidelity": "fast"})
+    out["specdec_70b_first"] = measured(lambda: api.run(sc))
+    ref, ov = STEP_SCENARIOS["405b"]
+    sc = api.load_scenario(ref, {**ov, "fidelity": "fast"})
+    out["step_405b_first"] = measured(lambda: baseline_step(sc))
+    return {"wall_s": sum(w["wall_s"] for w in out.values()), "workloads": out}
+
+
 def write_sweep_file(directory: Path, grid: dict[str, list[Any]] | None = None) -> Path:
     """The mixed sweep as a sweep file (JSON is valid YAML)."""
     path = directory / "bench-sweep.yaml"
@@ -349,6 +444,8 @@ def _cases() -> list[Case]:
              quick=True),
         Case("sweep_1000_warm", "the same sweep again, on-disk step cache warm",
              lambda: sweep(warm=True)),
+        Case("passes", "where a 70B link what-if, a first 70B speculative prediction and a "
+             "first 405B step spend their time, one process", passes),
     ]
     return out
 

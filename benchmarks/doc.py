@@ -186,6 +186,45 @@ def scaling_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+PASS_NAMES = ("lower", "schedule", "verify", "simulate", "routes", "signatures")
+WORKLOADS = {"link_what_if_70b": "70B link what-if (after a first run)",
+             "specdec_70b_first": "first 70B speculative prediction",
+             "step_405b_first": "first 405B step"}
+
+PASSES_TEXT = """\
+### Where the time goes
+
+The `passes` case runs three predictions that miss their targets in one process, each pass
+timed on its own (`benchmarks/cases.py`, `_PassTimer`): the work every distinct template of a
+step needs (lowered, scheduled, verified, simulated: time, items, microseconds per item), the
+routes and group signatures a new placement needs, and the rest (composing the stages, keys,
+caches, loading, imports, the search and the Monte Carlo). A pass reused from an earlier
+prediction (a link what-if keeps its lowering) costs nothing here. The per-item costs are
+CPython's, a microsecond or two per item and pass: a prediction takes at least its passes'
+items times those, whatever else shrinks, so a target below its passes' sum asks for fewer
+templates or items, or for a compiled core.
+"""
+
+
+def passes_table(workloads: dict[str, Any]) -> str:
+    lines = ["| prediction | wall | " + " | ".join(PASS_NAMES) + " | rest |",
+             "|---|---:|" + "---:|" * len(PASS_NAMES) + "---:|"]
+    for key, w in workloads.items():
+        cells = []
+        for name in PASS_NAMES:
+            r = w["passes"].get(name)
+            if r is None or (not r["items"] and r["s"] < 5e-4):
+                cells.append("-")
+            elif r["items"]:
+                cells.append(f"{fmt_time(r['s'])} ({r['items']:,d} items, "
+                             f"{r['us_per_item']:.2f} us)")
+            else:
+                cells.append(fmt_time(r["s"]))
+        lines.append(f"| {WORKLOADS.get(key, key)} | {fmt_time(w['wall_s'])} | "
+                     + " | ".join(cells) + f" | {fmt_time(w['rest_s'])} |")
+    return "\n".join(lines)
+
+
 def render(data: dict[str, Any]) -> str:
     m = data["machine"]
     cases = data["cases"]
@@ -214,6 +253,9 @@ def render(data: dict[str, Any]) -> str:
             out += ["", f"### Scaling 8B -> 70B -> 405B, {fidelity} fidelity", "",
                     f"One decode step (ratios against {rows[0]['case']}):", "",
                     scaling_table(rows)]
+    found = [r for r in cases if r["name"] == "passes" and "workloads" in r]
+    if found:
+        out += ["", PASSES_TEXT, passes_table(found[0]["workloads"])]
     out += ["", READING, PEERS]
     return "\n".join(out).rstrip() + "\n"
 

@@ -41,3 +41,44 @@ def test_against_refuses_a_directory_that_is_no_checkout(tmp_path, capsys):
         runner.main(["--case", "fast_cached", "--against", str(tmp_path)])
     assert e.value.code == 2
     assert "is not a checkout of lpusim" in capsys.readouterr().err
+
+
+def test_pass_timer_counts_each_pass_once_per_fresh_template_and_restores_the_passes():
+    """With nothing cached, every template is scheduled, verified and simulated once: the
+    scheduled tasks are the verified and simulated items, and those are the items of the
+    step's distinct templates; closing the timer puts the passes back."""
+    import lpusim.compiler as comp
+    import lpusim.sim.metrics as met
+    from benchmarks.cases import _PassTimer
+    from lpusim import caches
+    from lpusim.api import load_scenario
+    from lpusim.compiler import compile_pipeline
+    from lpusim.graph import GraphParams, build_decode_graph
+
+    sc = load_scenario("llama-3.1-70b-groqrack-576", {"model": "llama-3.2-1b", "chips": 8})
+    graph = build_decode_graph(sc.model, GraphParams(batch=1, context=1024))
+    before = (comp._run_pass, comp.group_signature, met.simulate)
+    caches.clear()
+    timer = _PassTimer()
+    try:
+        pp = compile_pipeline(graph, sc.system, chips=8, tp=8)
+        met.metrics_pipeline(pp)
+    finally:
+        timer.close()
+    assert (comp._run_pass, comp.group_signature, met.simulate) == before
+    items = sum(len(p.instructions) + len(p.transfers) for p in pp.templates.values())
+    assert timer.items["lower"] >= timer.items["schedule"] == timer.items["verify"] > 0
+    assert timer.items["simulate"] == items
+    assert timer.items["signatures"] == timer.items["routes"] == 0     # counted in time only
+    assert all(s > 0 for s in timer.seconds.values())
+
+
+def test_the_performance_page_shows_where_the_time_goes():
+    from benchmarks.doc import passes_table
+    w = {"passes": {"schedule": {"s": 0.0035, "items": 2624, "us_per_item": 1.33},
+                    "routes": {"s": 0.00003, "items": 0, "us_per_item": None},
+                    "signatures": {"s": 0.253, "items": 0, "us_per_item": None}},
+         "wall_s": 0.0231, "rest_s": 0.0124}
+    row = passes_table({"step_405b_first": w}).splitlines()[2]
+    assert row == ("| first 405B step | 23.1 ms | - | 3.5 ms (2,624 items, 1.33 us) | - | - "
+                   "| - | 253.0 ms | 12.4 ms |")
