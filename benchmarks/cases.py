@@ -269,11 +269,12 @@ def warm_changed() -> dict[str, Any]:
 
 
 class _PassTimer:
-    """Accumulates, per compiler pass and for the simulator, the seconds spent and the items
-    handled (tasks lowered or scheduled, instructions and transfers verified or simulated),
-    by wrapping lpusim.compiler's pass runner, its group signatures and the fast metrics'
-    simulate. Each pass is timed on its own: a child process would hide its share, so
-    `passes()` is measured in one process."""
+    """Accumulates, per pass of a fast-fidelity compile and for the simulator, the seconds
+    spent and the items handled (tasks lowered or scheduled, instructions and transfers
+    verified or simulated), by wrapping lpusim.compiler's pass runner (its stage-template
+    lowering, scheduling and verification, and its hand-off routes), its group signatures
+    (with the group routes they read) and the fast metrics' simulate. A forked child's share
+    would be hidden, so `passes()` is measured in one process."""
 
     def __init__(self) -> None:
         import lpusim.compiler as comp
@@ -287,7 +288,7 @@ class _PassTimer:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
             self.items[name] = self.items.get(name, 0) + n
 
-        def passes(pass_name: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        def timed_pass(pass_name: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
             t0 = time.perf_counter()
             out = run_pass(pass_name, fn, *args, **kw)
             name = {"lower_stage_template": "lower", "timed": "schedule",
@@ -311,7 +312,8 @@ class _PassTimer:
             add("simulate", t0, len(prog.instructions) + len(prog.transfers))
             return out
 
-        for mod, attr, fn in ((comp, "_run_pass", passes), (comp, "group_signature", signature),
+        for mod, attr, fn in ((comp, "_run_pass", timed_pass),
+                              (comp, "group_signature", signature),
                               (met, "simulate", simulate)):
             self._undo.append((mod, attr, getattr(mod, attr)))
             setattr(mod, attr, fn)
