@@ -1,7 +1,8 @@
 """Forked workers: results computed ahead in child processes, for a caller whose next keys
 are known before it asks for them: the gamma or window search of a speculative run
-(`lpusim.speculative.search`), a serving study's prefill chunks, calibration's hypotheses,
-independent scenarios (`api.run_many`), and 405B's group signatures (`Forked` alone).
+(`lpusim.speculative.search`), a serving study's prefill chunks and batches, calibration's
+hypotheses, independent scenarios (`api.run_many`), and 405B's group signatures (`Forked`
+alone).
 
 What it models: nothing of the machine; it only spends idle CPUs. What it assumes: the
 computation is a deterministic function of the state of the process it was forked from, with
@@ -12,7 +13,8 @@ so an error surfaces exactly as it would with no child. Children are forked (POS
 a pipe and leave with `os._exit`, running none of the parent's exit handlers; a result not
 needed is killed and reaped.
 
-At most `jobs()` processes compute at once, the caller included. The library's default is 1
+At most `jobs()` processes compute at once, the caller included, however many users start
+children (`busy_children` counts this process's running ones). The library's default is 1
 (no child): a program that imports lpusim decides (`set_jobs`); the `lpusim` command sets it
 from the environment variable LPUSIM_JOBS, by default the CPUs the process may run on, and a
 sweep's workers run with 1 (the sweep spreads its points over the CPUs instead).
@@ -28,9 +30,10 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-__all__ = ["Ahead", "Forked", "can_fork", "jobs", "set_jobs", "usable_cpus"]
+__all__ = ["Ahead", "Forked", "busy_children", "can_fork", "free_cpus", "jobs", "set_jobs",
+           "usable_cpus"]
 
 T = TypeVar("T")
 K = TypeVar("K", bound=Hashable)
@@ -62,6 +65,17 @@ def usable_cpus() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+def busy_children() -> int:
+    """This process's forked children still computing (every `Forked` not yet finished):
+    one user of children leaves the CPUs another's are using."""
+    return sum(1 for f in list(_LIVE) if not f.done())
+
+
+def free_cpus() -> int:
+    """The children that may start now: `jobs()` less this process and its busy children."""
+    return jobs() - 1 - busy_children() if jobs() > 1 and can_fork() else 0
+
+
 def can_fork() -> bool:
     """Whether children are forked here: Linux (a fork elsewhere may inherit a runtime that
     does not survive it, as on macOS)."""
@@ -73,6 +87,7 @@ def _child_setup() -> None:
     would print (a warning) goes nowhere, as the parent prints what the result needs."""
     global _JOBS
     _JOBS = 1
+    _LIVE.clear()                   # the parent's other children are not this one's
     quiet = os.open(os.devnull, os.O_WRONLY)
     os.dup2(quiet, 1)
     os.dup2(quiet, 2)
@@ -101,6 +116,7 @@ class Forked(Generic[T]):
         self._pid: int | None = pid
         self._read = read
         self._exited = False            # reaped already (its result waits in the pipe)
+        _LIVE.add(self)
 
     def done(self) -> bool:
         """Whether the child has finished (without waiting; a result larger than the pipe
@@ -142,6 +158,11 @@ class Forked(Generic[T]):
         if not self._exited:
             os.waitpid(self._pid, 0)
         self._pid = None
+        _LIVE.discard(self)
+
+
+# the children forked here and not yet reaped (`busy_children`)
+_LIVE: set[Forked[Any]] = set()
 
 
 class Ahead(Generic[K, T]):
@@ -174,8 +195,7 @@ class Ahead(Generic[K, T]):
         wanted = set(order)
         for k in [k for k in self._pending if k not in wanted]:
             self._pending.pop(k).cancel()
-        running = sum(1 for f in self._pending.values() if not f.done())
-        free = self._workers - running
+        free = free_cpus()          # others' children count too
         if order and order[0] in self._pending and not self._pending[order[0]].done():
             free += 1                   # the caller waits for that child: its CPU is idle
         for k in order[1:]:

@@ -83,6 +83,7 @@ from lpusim.config.specs import (
 )
 from lpusim.cost import joules_per_token, system_power_watts, usd_per_million_tokens
 from lpusim.errors import CapacityError, ConfigError, InputError, Issue
+from lpusim.parallel import Ahead
 from lpusim.sim import StepMemory, StepMetrics
 from lpusim.step import step_memory, step_metrics, steps_ahead
 
@@ -532,32 +533,43 @@ def _speculative(steps: _Steps, strategy: str, batch: int,
 
 
 def plans(steps: _Steps, strategy: str) -> tuple[list[BatchPlan], dict[str, Any]]:
-    """The strategy at batch 1, 2, 4, ... until a batch no longer fits; what stopped it."""
+    """The strategy at batch 1, 2, 4, ... until a batch no longer fits; what stopped it. The
+    batches are independent: the next ones are planned in forked children meanwhile
+    (`lpusim.parallel.Ahead`; a batch that does not fit fails there too and is planned here
+    to raise), and those after the one that stops are discarded."""
     out: list[BatchPlan] = []
     stop: dict[str, Any] = {"largest_batch": 0, "next_batch_error": None}
-    b = 1
-    while b <= steps.opts.max_batch:
-        try:
-            if strategy == "none":
-                m = steps.target(b)
-                sc = steps.sc
-                pool = steps.pool(sc.model, sc.chips_used, sc.tp, b)
-                dep = no_speculation(m, b, users_by_kv(pool, steps.per_user), sc.chips_used)
-                dep.details["kv_pool_tokens"] = pool
-            else:
-                dep = _speculative(steps, strategy, b)
-        except CapacityError as e:
-            stop["next_batch_error"] = f"batch {b}: {e}"
-            break
-        out.append(dep)
-        if strategy != "none" and steps.sc.speculation is not None \
-                and steps.sc.speculation.gamma == "auto":
-            out += _shorter_gammas(steps, strategy, b, dep)
-        stop["largest_batch"] = b
-        if dep.max_users < b:         # a fuller batch no longer fits the KV pool
-            break
-        b *= 2
+    batches = [1 << k for k in range(steps.opts.max_batch.bit_length())]
+    ahead: Ahead[int, tuple[BatchPlan, list[BatchPlan]]] = Ahead(
+        lambda b: _batch_plans(steps, strategy, b))
+    with ahead:
+        for i, b in enumerate(batches):
+            ahead.ahead(batches[i:])
+            try:
+                dep, shorter = ahead.get(b)
+            except CapacityError as e:
+                stop["next_batch_error"] = f"batch {b}: {e}"
+                break
+            out += [dep, *shorter]
+            stop["largest_batch"] = b
+            if dep.max_users < b:         # a fuller batch no longer fits the KV pool
+                break
     return out, stop
+
+
+def _batch_plans(steps: _Steps, strategy: str, b: int) -> tuple[BatchPlan, list[BatchPlan]]:
+    """The strategy at batch b, and (gamma auto) at the shorter gammas under load."""
+    if strategy == "none":
+        m = steps.target(b)
+        sc = steps.sc
+        pool = steps.pool(sc.model, sc.chips_used, sc.tp, b)
+        dep = no_speculation(m, b, users_by_kv(pool, steps.per_user), sc.chips_used)
+        dep.details["kv_pool_tokens"] = pool
+        return dep, []
+    dep = _speculative(steps, strategy, b)
+    if steps.sc.speculation is not None and steps.sc.speculation.gamma == "auto":
+        return dep, _shorter_gammas(steps, strategy, b, dep)
+    return dep, []
 
 
 UNDER_LOAD_GAMMAS = (1, 2, 4)     # shorter drafts tried beside the per-user optimum

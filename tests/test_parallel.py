@@ -59,6 +59,39 @@ def test_a_child_prints_nothing_and_forks_no_children(capfd, two_jobs):
 
 
 @forks
+def test_children_of_one_user_leave_no_cpu_to_another(two_jobs):
+    """At most jobs() processes compute, however many users start children: with one child
+    busy and two processes allowed, another user's Ahead computes everything here, and forks
+    again once that child is done; a child sees none of its parent's other children."""
+    busy = parallel.Forked(lambda: time.sleep(60))
+    assert parallel.busy_children() == 1 and parallel.free_cpus() == 0
+    forked = []
+    real = parallel.Forked.__init__
+
+    def counting(self, fn):
+        forked.append(fn)
+        real(self, fn)
+
+    try:
+        parallel.Forked.__init__ = counting
+        inner = parallel.Forked(lambda: (parallel.busy_children(), parallel.free_cpus()))
+        assert inner.result() == ((0, 0),)
+        forked.clear()
+        with parallel.Ahead(lambda k: (time.sleep(0.02), k * k)[1]) as ahead:
+            assert list(ahead.each([1, 2, 3])) == [1, 4, 9]
+        assert forked == []
+        busy.cancel()
+        assert parallel.busy_children() == 0 and parallel.free_cpus() == 1
+        with parallel.Ahead(lambda k: (time.sleep(0.02), k * k)[1]) as ahead:
+            assert list(ahead.each([1, 2, 3])) == [1, 4, 9]
+        assert len(forked) >= 1
+    finally:
+        parallel.Forked.__init__ = real
+        busy.cancel()
+    assert parallel.busy_children() == 0
+
+
+@forks
 def test_a_cancelled_child_is_stopped_and_reaped():
     slow = parallel.Forked(lambda: time.sleep(60))
     pid = slow._pid
@@ -349,6 +382,37 @@ def test_a_serving_study_is_the_same_with_two_processes_and_keeps_its_prefill_st
     assert chunks[:3] == [1, 2, 4] and chunks[-1] == 300
     assert all(step_known(**steps.inputs(placed.model, placed.chips_used, placed.tp,
                                          positions=c, context=300 - c)) for c in chunks)
+
+
+@forks
+def test_a_serving_study_plans_its_next_batches_in_children_alike(two_jobs, monkeypatch):
+    """The batches of a serving study are independent: the next ones are planned in children
+    (their searches then compile every width in one process), and the study is the same, to
+    the byte, as in one process, also where a batch does not fit."""
+    from lpusim import caches
+    from lpusim.serve import ServeOptions
+    from lpusim.serve import serve as serve_
+    sc = api.load_scenario("llama-3.1-70b-specdec", {"model": "llama-3.1-8b", "chips": 48})
+    opts = ServeOptions(ttft_prompts=(), strategies=("draft",), max_batch=8)
+    planned = []
+    real = parallel.Forked.__init__
+
+    def counting(self, fn):
+        if "plans" in getattr(getattr(fn, "func", None), "__qualname__", ""):
+            planned.append(fn.args[0])
+        real(self, fn)
+
+    monkeypatch.setattr(parallel.Forked, "__init__", counting)
+    caches.clear()
+    two = json.dumps(serve_(sc, opts).to_dict(), sort_keys=True, default=str)
+    assert planned and set(planned) <= {2, 4, 8}
+    parallel.set_jobs(1)
+    caches.clear()
+    one = json.dumps(serve_(sc, opts).to_dict(), sort_keys=True, default=str)
+    assert two == one
+    # batch 8 does not fit: it fails in its child too, and is planned here to raise
+    stop = json.loads(one)["limits"]["draft"]
+    assert stop["largest_batch"] == 4 and stop["next_batch_error"].startswith("batch 8: ")
 
 
 @forks

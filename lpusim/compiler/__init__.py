@@ -88,7 +88,7 @@ SIGN_AHEAD_STAGES = 16
 
 
 class _SignsAhead:
-    """With more than one process allowed (`lpusim.parallel`), the node-spanning groups of
+    """With a CPU free for a child (`lpusim.parallel.free_cpus`), the node-spanning groups of
     the later two thirds of the stages are signed in a forked child while this process signs
     and compiles the earlier stages (each group signs hundreds of routes, and a first 405B
     step spends a third of its time so); `take(s)` before stage s's signature is read keeps
@@ -101,7 +101,7 @@ class _SignsAhead:
         self.pl = pl
         self.first = -1
         self.child: parallel.Forked[dict[int, str]] | None = None
-        if parallel.jobs() < 2 or not parallel.can_fork():
+        if parallel.free_cpus() < 1:
             return
         unsigned = [s for s, chips in enumerate(pl.stage_chips)
                     if len({links.node_of(c) for c in chips}) > 1
