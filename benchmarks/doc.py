@@ -110,6 +110,9 @@ READING = """\
   run so, the `*_1job` cases in one process, with the same answers. Two processes roughly
   halve the search when widths take long to compile (405B: 12 widths, about 0.5 s each); at
   70B (5 widths of about 35 ms) forking and copying pages on write take much of the gain.
+  `lpusim serve` plans its next batches in a child meanwhile (`cli_serve`; each batch's
+  search then compiles its widths in one process, and no more than `LPUSIM_JOBS` processes
+  compute at once however many of these users have children).
 - **Scaling.** A layer lives on one pipeline stage of `tp` chips, so a program has
   layers x tp x (ops per layer) instructions, not layers x chips: the cost of a full step grows
   far slower than layers x chips and about linearly in simulated events. Node-spanning groups
