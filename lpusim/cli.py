@@ -115,8 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
 _ENVIRONMENT = """environment variables:
   LPUSIM_CACHE_DIR=DIR    keep compiled decode steps on disk in DIR between runs
   LPUSIM_JOBS=N           processes lpusim may compute with at once (speculative
-                          searches, serve, calibrate, compare, sensitivity; default:
-                          the CPUs this process may use; 1: none beside it)
+                          searches, serve, calibrate, validate-published, compare,
+                          sensitivity; default: the CPUs this process may use; 1: none
+                          beside it)
   LPUSIM_DATA=DIR         look short names up in DIR/chip_configs and DIR/workloads first
   LPUSIM_CHECK_PASSES=1   check the compiler's invariants between its passes
   LPUSIM_DEBUG=1          show the traceback of an internal error"""

@@ -1,8 +1,8 @@
 """Forked workers: results computed ahead in child processes, for a caller whose next keys
 are known before it asks for them: the gamma or window search of a speculative run
 (`lpusim.speculative.search`), a serving study's prefill chunks and batches, calibration's
-hypotheses, independent scenarios (`api.run_many`), and 405B's group signatures (`Forked`
-alone).
+hypotheses, independent scenarios (`api.run_many`), and (`Forked` alone) 405B's group
+signatures and validate-published's GPU rows and system checks.
 
 What it models: nothing of the machine; it only spends idle CPUs. What it assumes: the
 computation is a deterministic function of the state of the process it was forked from, with

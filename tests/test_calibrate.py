@@ -200,3 +200,41 @@ def test_hypotheses_are_evaluated_ahead_in_children_in_their_order(monkeypatch):
     assert two.chosen == one.chosen
     pids = {r.fit.predicted["pid"] for r in two.reports}
     assert float(os.getpid()) in pids and len(pids) > 1     # some came from children
+
+
+def test_the_check_rows_are_made_in_a_child_meanwhile(monkeypatch):
+    """validate_published's GPU rows and system checks depend on nothing before them: with
+    two processes a child makes them while this process runs the published rows, in the
+    same place of the result; with one, or when the child fails, they are made here; an
+    error in the published rows stops the child (here with cheap stand-ins)."""
+    import os
+
+    from lpusim import parallel
+    monkeypatch.setattr(cal, "_published_rows", lambda ov: [{"row": "published"}])
+    monkeypatch.setattr(cal, "_check_rows", lambda: [{"row": "check", "pid": os.getpid()}])
+    was = parallel.set_jobs(2)
+    try:
+        two = cal.validate_published()
+        assert [r["row"] for r in two] == ["published", "check"]
+        assert two[1]["pid"] != os.getpid() or not parallel.can_fork()
+
+        me = os.getpid()
+
+        def fails_in_a_child():
+            if os.getpid() != me:
+                raise RuntimeError("in the child")
+            return [{"row": "check", "pid": me}]
+        monkeypatch.setattr(cal, "_check_rows", fails_in_a_child)
+        assert cal.validate_published()[1]["pid"] == me            # made here instead
+
+        def failing(ov):
+            raise ConfigError(cal.Issue("published", None, None, "x", "bad row"))
+        monkeypatch.setattr(cal, "_published_rows", failing)
+        with pytest.raises(ConfigError):
+            cal.validate_published()
+        assert parallel.busy_children() == 0 and not parallel._LIVE     # stopped and reaped
+    finally:
+        parallel.set_jobs(was)
+    monkeypatch.setattr(cal, "_published_rows", lambda ov: [{"row": "published"}])
+    monkeypatch.setattr(cal, "_check_rows", lambda: [{"row": "check", "pid": os.getpid()}])
+    assert cal.validate_published()[1]["pid"] == os.getpid()        # one process
