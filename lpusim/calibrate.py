@@ -22,7 +22,6 @@ Every other published figure is a prediction (`validate_published`).
 
 from __future__ import annotations
 
-import contextlib
 import math
 import re
 from dataclasses import asdict, dataclass, field
@@ -511,17 +510,13 @@ def validate_published(h: Hypothesis | None = None) -> list[dict[str, Any]]:
     system-level checks. The last two depend on nothing before them: with a CPU free, a
     forked child makes them meanwhile (`lpusim.parallel`; if it fails they are made here)."""
     ov = base_overrides(h, _system()) | _fitted_overrides(h) if h else {}
-    checks = None
-    if parallel.free_cpus() > 0:
-        with contextlib.suppress(OSError):      # no process to be had: made here
-            checks = parallel.Forked(_check_rows)
+    checks = parallel.fork(_check_rows)
     try:
         out = _published_rows(ov)
-    except BaseException:
+        got = checks.result() if checks is not None else None
+    finally:
         if checks is not None:
-            checks.cancel()
-        raise
-    got = checks.result() if checks is not None else None
+            checks.cancel()             # not needed after an error (a no-op once collected)
     return out + (got[0] if got is not None else _check_rows())
 
 

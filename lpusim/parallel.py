@@ -1,7 +1,7 @@
 """Forked workers: results computed ahead in child processes, for a caller whose next keys
 are known before it asks for them: the gamma or window search of a speculative run
 (`lpusim.speculative.search`), a serving study's prefill chunks and batches, calibration's
-hypotheses, independent scenarios (`api.run_many`), and (`Forked` alone) 405B's group
+hypotheses, independent scenarios (`api.run_many`), and (one child, `fork`) 405B's group
 signatures and validate-published's GPU rows and system checks.
 
 What it models: nothing of the machine; it only spends idle CPUs. What it assumes: the
@@ -32,8 +32,8 @@ import time
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
-__all__ = ["Ahead", "Forked", "busy_children", "can_fork", "free_cpus", "jobs", "set_jobs",
-           "usable_cpus"]
+__all__ = ["Ahead", "Forked", "busy_children", "can_fork", "fork", "free_cpus", "jobs",
+           "set_jobs", "usable_cpus"]
 
 T = TypeVar("T")
 K = TypeVar("K", bound=Hashable)
@@ -74,6 +74,17 @@ def busy_children() -> int:
 def free_cpus() -> int:
     """The children that may start now: `jobs()` less this process and its busy children."""
     return jobs() - 1 - busy_children() if jobs() > 1 and can_fork() else 0
+
+
+def fork(fn: Callable[[], T]) -> Forked[T] | None:
+    """`Forked(fn)` when a CPU is free for it (`free_cpus`) and a process can be had, else
+    None: the caller then computes `fn` itself."""
+    if free_cpus() < 1:
+        return None
+    try:
+        return Forked(fn)
+    except OSError:                 # no process to be had (a limit)
+        return None
 
 
 def can_fork() -> bool:
@@ -168,10 +179,10 @@ _LIVE: set[Forked[Any]] = set()
 class Ahead(Generic[K, T]):
     """`compute(key)` for the keys a caller asks for, the likely next ones computed ahead in
     children (`each`: all of given keys, in order). `ahead(keys)` takes the keys the caller
-    may still ask for, the one it asks for
-    next first: it stops the children of keys no longer among them, and starts children for
-    the next keys while fewer than `jobs() - 1` run (`jobs()` when the caller is about to wait
-    for a child's key instead of computing). `get(key)` takes a child's result, or computes it
+    may still ask for, the one it asks for next first: it stops the children of keys no
+    longer among them, and starts children for the next keys while a CPU is free
+    (`free_cpus`: every user's children count; one more when the caller is about to wait for
+    a child's key instead of computing). `get(key)` takes a child's result, or computes it
     here, and hands a child's result to `keep` (the caller keeps it as if it had computed it:
     a step cached). No child is started for a key `known` says the caller has,
     and a key it did not have, computed here in less than `WORTH_A_CHILD_S` (a tiny model),
@@ -186,16 +197,16 @@ class Ahead(Generic[K, T]):
         self._known = known
         self._keep = keep
         self._pending: dict[K, Forked[T]] = {}
-        self._workers = jobs() - 1 if can_fork() else 0
+        self._forking = True            # False once children are not worth it, or not had
 
     def ahead(self, keys: Iterable[K]) -> None:
-        if self._workers <= 0:
+        if not self._forking:
             return
         order = list(keys)
         wanted = set(order)
         for k in [k for k in self._pending if k not in wanted]:
             self._pending.pop(k).cancel()
-        free = free_cpus()          # others' children count too
+        free = free_cpus()
         if order and order[0] in self._pending and not self._pending[order[0]].done():
             free += 1                   # the caller waits for that child: its CPU is idle
         for k in order[1:]:
@@ -205,7 +216,7 @@ class Ahead(Generic[K, T]):
                 try:
                     self._pending[k] = Forked(functools.partial(self._compute, k))
                 except OSError:         # no process to be had (a limit): compute here
-                    self._workers = 0
+                    self._forking = False
                     return
                 free -= 1
 
@@ -221,7 +232,7 @@ class Ahead(Generic[K, T]):
         value = self._compute(key)
         if self._alike and not had and time.perf_counter() - t0 < WORTH_A_CHILD_S:
             self.close()                # the keys come quicker than children: none more
-            self._workers = 0
+            self._forking = False
         return value
 
     def each(self, keys: Sequence[K]) -> Iterator[T]:

@@ -543,17 +543,14 @@ def plans(steps: _Steps, strategy: str) -> tuple[list[BatchPlan], dict[str, Any]
     ahead: Ahead[int, tuple[BatchPlan, list[BatchPlan]]] = Ahead(
         lambda b: _batch_plans(steps, strategy, b))
     with ahead:
-        for i, b in enumerate(batches):
-            ahead.ahead(batches[i:])
-            try:
-                dep, shorter = ahead.get(b)
-            except CapacityError as e:
-                stop["next_batch_error"] = f"batch {b}: {e}"
-                break
-            out += [dep, *shorter]
-            stop["largest_batch"] = b
-            if dep.max_users < b:         # a fuller batch no longer fits the KV pool
-                break
+        try:
+            for b, (dep, shorter) in zip(batches, ahead.each(batches), strict=False):
+                out += [dep, *shorter]
+                stop["largest_batch"] = b
+                if dep.max_users < b:         # a fuller batch no longer fits the KV pool
+                    break
+        except CapacityError as e:          # the batch after the last that fits (they double)
+            stop["next_batch_error"] = f"batch {2 * stop['largest_batch'] or 1}: {e}"
     return out, stop
 
 

@@ -92,6 +92,29 @@ def test_children_of_one_user_leave_no_cpu_to_another(two_jobs):
 
 
 @forks
+def test_fork_gives_a_child_only_when_a_cpu_is_free_and_a_process_can_be_had(monkeypatch):
+    """`parallel.fork` (405B's signing child, validate-published's check rows): None with one
+    process, with every CPU busy, or when no process can be had; else the child."""
+    was = parallel.set_jobs(1)
+    try:
+        assert parallel.fork(lambda: 1) is None
+        parallel.set_jobs(2)
+        busy = parallel.fork(lambda: time.sleep(60))
+        assert busy is not None
+        assert parallel.fork(lambda: 2) is None     # the one free CPU is busy
+        busy.cancel()
+        child = parallel.fork(lambda: 2)
+        assert child is not None and child.result() == (2,)
+
+        def no_process():
+            raise OSError("Resource temporarily unavailable")
+        monkeypatch.setattr(os, "fork", no_process)
+        assert parallel.fork(lambda: 3) is None
+    finally:
+        parallel.set_jobs(was)
+
+
+@forks
 def test_a_cancelled_child_is_stopped_and_reaped():
     slow = parallel.Forked(lambda: time.sleep(60))
     pid = slow._pid

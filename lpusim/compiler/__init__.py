@@ -110,7 +110,7 @@ class _SignsAhead:
             return
         later = unsigned[len(unsigned) // 3:]       # this process also compiles templates
         self.first = later[0]
-        self.child = parallel.Forked(lambda: {s: group_signature(links, pl, s) for s in later})
+        self.child = parallel.fork(lambda: {s: group_signature(links, pl, s) for s in later})
 
     def take(self, s: int) -> None:
         if s != self.first or self.child is None:
